@@ -1,0 +1,35 @@
+"""One exception family for problems a user can fix.
+
+The CLI prints a `FuxiError` as one line (no traceback) and exits with status 2. Anything else that escapes is a bug
+in fuxitranyu and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FuxiError(Exception):
+    """A user-fixable error. `path` and `record` (a line number or record id) locate the bad input."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, record: int | str | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.record = record
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path or ""
+        if self.record is not None:
+            where = f"{where}:{self.record}" if where else f"record {self.record}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+class RecipeError(FuxiError):
+    """A recipe or a command-line override is invalid."""
+
+
+class UnknownLanguageError(FuxiError, KeyError):
+    """A language code is not one of the supported natural or programming languages."""
+
+    __str__ = FuxiError.__str__

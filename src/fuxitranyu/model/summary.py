@@ -1,0 +1,74 @@
+"""Parameter counts, memory and FLOP estimates of a configuration, without allocating the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fuxitranyu.model.configuration import FuxiTranyuConfig
+
+
+def closed_form_parameter_count(config: FuxiTranyuConfig) -> int:
+    """Parameters by formula: embeddings and lm_head (untied), then per layer attention + MLP + biases + 2 norms."""
+    d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
+    q_width = config.num_attention_heads * config.head_dim
+    kv_width = config.num_key_value_heads * config.head_dim
+    attention = d * q_width + 2 * d * kv_width + q_width * d
+    if config.attention_bias:
+        attention += q_width + 2 * kv_width + d
+    mlp = 2 * d * f + ((f + d) if config.mlp_bias else 0)
+    per_layer = attention + mlp + 2 * d
+    embeddings = v * d * (1 if config.tie_word_embeddings else 2)
+    return embeddings + config.num_hidden_layers * per_layer + d
+
+
+def meta_parameter_count(config: FuxiTranyuConfig) -> int:
+    """Parameters of the real module tree, built on the meta device (no memory is allocated)."""
+    from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
+
+    with torch.device("meta"):
+        model = FuxiTranyuForCausalLM(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    parameters: int
+    embedding_parameters: int
+    """Input embeddings plus the (untied) lm_head."""
+    non_embedding_parameters: int
+    training_flops_per_token: float
+    """6·N_non-embedding + 6·N_lm_head + 12·L·d·T: forward + backward matmuls incl. attention scores at length T."""
+    kv_cache_bytes_per_token_bf16: int
+
+    def weights_gib(self, bytes_per_parameter: int) -> float:
+        return self.parameters * bytes_per_parameter / 2**30
+
+    def training_gib_per_device(self, world_size: int = 1, zero_stage: int = 0) -> float:
+        """Weights + gradients + AdamW state under mixed precision, per device, before activations.
+
+        16 bytes per parameter: 2 (half weights) + 4 (fp32 master) + 8 (Adam moments) + 2 (half gradients).
+        ZeRO-1 shards optimizer state, ZeRO-2 also gradients, ZeRO-3 also weights (FSDP: full_shard).
+        """
+        n = self.parameters
+        weights, master_and_adam, grads = 2 * n, 12 * n, 2 * n
+        if zero_stage >= 1:
+            master_and_adam /= world_size
+        if zero_stage >= 2:
+            grads /= world_size
+        if zero_stage >= 3:
+            weights /= world_size
+        return (weights + master_and_adam + grads) / 2**30
+
+
+def summarize(config: FuxiTranyuConfig, context_length: int | None = None) -> ModelSummary:
+    total = meta_parameter_count(config)
+    embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
+    lm_head = config.vocab_size * config.hidden_size
+    layers, d = config.num_hidden_layers, config.hidden_size
+    t = context_length or config.max_position_embeddings
+    non_embedding = total - embeddings
+    flops = 6 * non_embedding + 6 * lm_head + 12 * layers * d * t
+    kv_bytes = 2 * layers * config.num_key_value_heads * config.head_dim * 2
+    return ModelSummary(total, embeddings, non_embedding, float(flops), kv_bytes)

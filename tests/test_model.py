@@ -1,0 +1,201 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
+
+from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
+from fuxitranyu.model.export import convert_config, export_checkpoint
+from fuxitranyu.model.summary import closed_form_parameter_count, meta_parameter_count, summarize
+
+SIZES = {
+    "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2),
+    "gqa": dict(hidden_size=96, intermediate_size=200, num_attention_heads=6, num_key_value_heads=2,
+                num_hidden_layers=3),
+    "wide-heads": dict(hidden_size=128, intermediate_size=384, num_attention_heads=2, num_hidden_layers=2,
+                       rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+}
+
+
+def random_pair(fields, attn="sdpa", seed=0):
+    config = FuxiTranyuConfig(vocab_size=300, max_position_embeddings=64, **fields)
+    torch.manual_seed(seed)
+    ours = FuxiTranyuForCausalLM(config).eval()
+    # Non-trivial norms and biases, so that a missing bias or norm weight would show in the logits.
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    ours.config._attn_implementation = attn
+    arcee = ArceeForCausalLM(convert_config(config, "arcee")).eval()
+    arcee.load_state_dict(ours.state_dict(), strict=True)
+    arcee.config._attn_implementation = attn
+    return ours, arcee
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_logits_equal_arcee(size, attn):
+    ours, arcee = random_pair(SIZES[size], attn)
+    ids = torch.randint(0, 300, (3, 17), generator=torch.Generator().manual_seed(1))
+    # Left padding of different lengths, and matching position ids that start at 0 after the padding.
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0
+    mask[2, :9] = 0
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        for kwargs in ({}, {"attention_mask": mask}, {"attention_mask": mask, "position_ids": position_ids},
+                       {"position_ids": position_ids + 5}):
+            a = ours(ids, **kwargs).logits
+            b = arcee(ids, **kwargs).logits
+            keep = kwargs["attention_mask"].bool() if "attention_mask" in kwargs else torch.ones_like(ids).bool()
+            assert (a - b)[keep].abs().max().item() < 1e-5, kwargs
+    assert a.abs().max() > 0.1  # not a degenerate all-zero comparison
+
+
+def test_biases_and_untied_embeddings_present(tiny_config):
+    model = FuxiTranyuForCausalLM(tiny_config)
+    names = dict(model.named_parameters())
+    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        assert f"model.layers.0.self_attn.{proj}.bias" in names
+    assert "model.layers.0.mlp.up_proj.bias" in names and "model.layers.0.mlp.down_proj.bias" in names
+    assert "model.layers.0.mlp.gate_proj.weight" not in names  # non-gated MLP
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+
+
+def test_greedy_generate_with_cache_matches_full_forward(tiny_config):
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(tiny_config).eval()
+    prompt = torch.tensor([[5, 17, 42, 7, 99]])
+    with torch.no_grad():
+        generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True,
+                                   pad_token_id=0, eos_token_id=None)
+        ids = prompt
+        for _ in range(12):
+            next_id = model(ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=1)
+    assert generated.tolist() == ids.tolist()
+    assert len(set(ids[0, 5:].tolist())) > 1  # the random model does not emit one token forever
+
+
+def test_save_load_round_trip_in_a_fresh_process(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(tiny_config).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        torch.save(model(ids).logits, tmp_path / "expected.pt")
+    script = f"""
+import torch, fuxitranyu
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'ckpt')!r}).eval()
+assert type(m).__name__ == "FuxiTranyuForCausalLM", type(m)
+with torch.no_grad():
+    out = m(torch.tensor([[1, 2, 3, 4, 5, 6]])).logits
+assert torch.equal(out, torch.load({str(tmp_path / 'expected.pt')!r})), (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max()
+print("OK")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("OK")
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["model_type"] == "fuxitranyu" and "auto_map" not in saved
+
+
+def test_released_format_config_loads_without_remote_code(tmp_path):
+    released = {
+        "architectures": ["FuxiTranyuForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_fuxitranyu.FuxiTranyuConfig",
+                     "AutoModelForCausalLM": "modeling_fuxitranyu.FuxiTranyuForCausalLM"},
+        "model_type": "fuxitranyu", "activation_function": "gelu_fast", "attention_bias": True,
+        "bos_token_id": 0, "eos_token_id": 0, "hidden_size": 64, "initializer_range": 0.02,
+        "intermediate_size": 256, "max_position_embeddings": 128, "num_attention_heads": 4,
+        "num_hidden_layers": 2, "num_key_value_heads": 4, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+        "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "float32",
+        "use_cache": True, "vocab_size": 250680,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(released))
+    # No modeling_fuxitranyu.py exists in the directory: loading works only if auto_map is ignored.
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, FuxiTranyuConfig)
+    assert config.hidden_act == "gelu_pytorch_tanh"
+    assert config.rope_parameters["rope_theta"] == 10000.0 and config.vocab_size == 250680
+    assert config.auto_map == {}
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    assert isinstance(model, FuxiTranyuForCausalLM)
+    assert model.lm_head.weight.shape == (250680, 64)
+
+
+def test_8b_preset_parameter_count():
+    config = preset_config("fuxitranyu-8b")
+    d, f, v, layers = 4096, 16384, 250_752, 30
+    per_layer = (4 * d * d + 4 * d) + (2 * d * f + f + d) + 2 * d
+    expected = 2 * v * d + layers * per_layer + d
+    assert closed_form_parameter_count(config) == expected == 8_095_313_920
+    assert meta_parameter_count(config) == expected
+    assert config.vocab_size % 128 == 0 and config.vocab_size - 250_680 == 72
+    summary = summarize(config)
+    assert summary.non_embedding_parameters == expected - 2 * v * d
+    # 16 bytes/parameter on one device; ZeRO-2 over 32 GPUs keeps 2-byte weights whole and shards the rest.
+    assert summary.training_gib_per_device() == pytest.approx(16 * expected / 2**30)
+    assert summary.training_gib_per_device(32, 2) == pytest.approx((2 + 14 / 32) * expected / 2**30)
+
+
+def test_small_presets_sizes():
+    tiny = meta_parameter_count(preset_config("tiny"))
+    small = meta_parameter_count(preset_config("small"))
+    assert 1e6 < tiny < 1e7 and 1e7 < small < 1e8
+
+
+def test_export_to_arcee_and_back_keeps_weights(tmp_path, tiny_config):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(tiny_config).eval()
+    model.save_pretrained(tmp_path / "ours")
+    export_checkpoint(tmp_path / "ours", tmp_path / "arcee", to="arcee")
+    arcee = AutoModelForCausalLM.from_pretrained(tmp_path / "arcee").eval()
+    assert type(arcee) is ArceeForCausalLM
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    with torch.no_grad():
+        assert (arcee(ids).logits - model(ids).logits).abs().max() < 1e-5
+    export_checkpoint(tmp_path / "arcee", tmp_path / "back", to="fuxitranyu")
+    original = load_file(tmp_path / "ours" / "model.safetensors")
+    back = load_file(tmp_path / "back" / "model.safetensors")
+    assert original.keys() == back.keys()
+    assert all(torch.equal(original[k], back[k]) for k in original)
+    assert json.loads((tmp_path / "back" / "config.json").read_text())["model_type"] == "fuxitranyu"
+
+
+def test_resize_vocab_pads_to_multiple(tiny_config):
+    model = FuxiTranyuForCausalLM(tiny_config)
+    before = model.model.embed_tokens.weight[:10].clone()
+    model.resize_token_embeddings(1000, pad_to_multiple_of=128)
+    assert model.config.vocab_size == 1024
+    assert model.model.embed_tokens.weight.shape[0] == 1024 and model.lm_head.weight.shape[0] == 1024
+    assert torch.equal(model.model.embed_tokens.weight[:10], before)
+
+
+def test_gradient_checkpointing_gives_same_gradients(tiny_config):
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(tiny_config)
+    ids = torch.randint(0, 512, (2, 16))
+
+    def grads():
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.train()
+    plain = grads()
+    model.activation_checkpointing_enable()
+    assert model.is_activation_checkpointing
+    checkpointed = grads()
+    model.activation_checkpointing_disable()
+    assert not model.is_activation_checkpointing
+    for name in plain:
+        torch.testing.assert_close(plain[name], checkpointed[name], rtol=1e-5, atol=1e-6)
