@@ -1,0 +1,3 @@
+from fuxitranyu.cli import main
+
+main()

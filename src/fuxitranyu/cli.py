@@ -1,0 +1,153 @@
+"""The `fuxitranyu` command: one subcommand per stage plus `run`, each a thin wrapper over a Python function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fuxitranyu.errors import FuxiError
+
+app = typer.Typer(
+    help="FuxiTranyu end to end: balanced multilingual data, tokenizer, model, training, evaluation, analyses.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+recipe_app = typer.Typer(help="Inspect recipes: the resolved configuration and the meaning of every key.",
+                         no_args_is_help=True)
+model_app = typer.Typer(help="Model presets and checkpoints: sizes, memory, FLOPs.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True)
+
+RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file, or the name of an embedded recipe (tiny, fuxitranyu-8b).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+
+
+@app.command()
+def run(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Run stages even when their output is up to date.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan, then exit.")] = False,
+):
+    """Run the recipe's stages in order, skipping those whose output already matches."""
+    from fuxitranyu.pipeline import plan, run_pipeline
+    from fuxitranyu.recipe import load_recipe, recipe_to_yaml
+
+    resolved = load_recipe(recipe, set_ or [])
+    if dry_run:
+        typer.echo(recipe_to_yaml(resolved), nl=False)
+        for item in plan(resolved, only, force):
+            typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
+        return
+    run_pipeline(resolved, only, force, console=err)
+
+
+@recipe_app.command("show")
+def recipe_show(recipe: RecipeArg = "tiny", set_: SetOpt = None):
+    """Print the recipe with defaults filled in and overrides applied."""
+    from fuxitranyu.recipe import load_recipe, recipe_to_yaml
+
+    typer.echo(recipe_to_yaml(load_recipe(recipe, set_ or [])), nl=False)
+
+
+@recipe_app.command("docs")
+def recipe_docs():
+    """Every recipe key with its type, default and meaning."""
+    from fuxitranyu.recipe import field_docs
+
+    table = Table("key", "type", "default", "meaning", show_lines=False)
+    for row in field_docs():
+        table.add_row(*row)
+    out.print(table)
+
+
+@model_app.command("presets")
+def model_presets():
+    """List the named model sizes."""
+    from fuxitranyu.model import preset_names
+
+    for name in preset_names():
+        typer.echo(name)
+
+
+@model_app.command("info")
+def model_info(
+    target: Annotated[str, typer.Argument(help="A preset name, a model directory, or a recipe (its model).")],
+    context_length: Annotated[Optional[int], typer.Option(help="Sequence length for FLOPs (default: the model's).")] = None,
+    world_size: Annotated[int, typer.Option(help="Data-parallel devices for the per-device memory estimate.")] = 8,
+):
+    """Parameter counts (computed on the meta device), memory and FLOP estimates."""
+    from fuxitranyu.model.summary import summarize
+
+    config = _resolve_model_config(target)
+    s = summarize(config, context_length)
+    table = Table(title=f"{target}: {config.num_hidden_layers} layers × {config.hidden_size} wide, "
+                        f"{config.num_attention_heads} heads, MLP {config.intermediate_size}, vocab {config.vocab_size}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    rows = [
+        ("parameters", f"{s.parameters:,} ({s.parameters / 1e9:.2f}B)"),
+        ("  embeddings + lm_head (untied)", f"{s.embedding_parameters:,}"),
+        ("  non-embedding", f"{s.non_embedding_parameters:,}"),
+        ("weights fp32 / bf16", f"{s.weights_gib(4):.2f} / {s.weights_gib(2):.2f} GiB"),
+        ("training state, 1 device (16 B/param)", f"{s.training_gib_per_device():.2f} GiB"),
+        (f"training state per device, ZeRO-2 × {world_size}", f"{s.training_gib_per_device(world_size, 2):.2f} GiB"),
+        (f"training state per device, ZeRO-3 × {world_size}", f"{s.training_gib_per_device(world_size, 3):.2f} GiB"),
+        ("KV cache per token (bf16)", f"{s.kv_cache_bytes_per_token_bf16 / 2**10:.1f} KiB"),
+        (f"training FLOPs per token (T={context_length or config.max_position_embeddings})",
+         f"{s.training_flops_per_token:.3e}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+
+
+def _resolve_model_config(target: str):
+    from fuxitranyu.model import FuxiTranyuConfig, preset_config, preset_names
+    from fuxitranyu.recipe import embedded_recipes, load_recipe
+
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FuxiError("not a model directory: config.json is missing", path=path)
+        return FuxiTranyuConfig.from_pretrained(path)
+    if target in preset_names():
+        return preset_config(target)
+    if path.is_file() or target in embedded_recipes():
+        return load_recipe(target).model.to_config()
+    raise FuxiError(f"{target!r} is neither a model directory, a preset ({', '.join(preset_names())}) nor a recipe")
+
+
+@app.command()
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="Checkpoint directory to convert.")],
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
+    to: Annotated[str, typer.Option(help="Target model type: arcee (stock transformers) or fuxitranyu.")] = "arcee",
+):
+    """Rewrite a checkpoint as transformers' stock ArceeForCausalLM (for vLLM, SGLang, llama.cpp) or back."""
+    from fuxitranyu.model.export import export_checkpoint
+
+    export_checkpoint(model_dir, out_dir, to)
+    err.print(f"wrote {to} checkpoint to {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="fuxitranyu", standalone_mode=True)
+    except FuxiError as error:
+        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

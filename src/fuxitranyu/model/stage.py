@@ -1,0 +1,45 @@
+"""The `model` stage: the recipe's architecture with seeded random weights, saved as a Hugging Face checkpoint.
+
+It is the starting point that pretraining loads, and it makes the architecture of a run inspectable before any
+compute is spent (`fuxitranyu model info runs/<name>/model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
+from fuxitranyu.model.summary import summarize
+
+if TYPE_CHECKING:
+    from fuxitranyu.pipeline import StageContext
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
+    config = ctx.recipe.model.to_config()
+    summary = summarize(config)
+    if summary.weights_gib(4) > 4:
+        # A preset this large is initialised by the distributed trainer on its devices, not materialised here.
+        config.save_pretrained(ctx.out_dir)
+        ctx.console.print(f"  {summary.parameters:,} parameters: config only, weights are initialised when training")
+        return {"parameters": summary.parameters, "weights": None}
+    torch.manual_seed(ctx.recipe.seed)
+    model = FuxiTranyuForCausalLM(config)
+    model.save_pretrained(ctx.out_dir)
+    ctx.console.print(f"  {summary.parameters:,} parameters, {summary.weights_gib(4) * 1024:.1f} MiB in fp32")
+    return {
+        "parameters": summary.parameters,
+        "non_embedding_parameters": summary.non_embedding_parameters,
+        "weights": {"model.safetensors": file_sha256(ctx.out_dir / "model.safetensors")},
+    }

@@ -1,0 +1,171 @@
+"""`fuxitranyu run`: the stages of a recipe in order, each writing its own directory with a `manifest.json`.
+
+A stage's fingerprint hashes its recipe sections, the seed, the fingerprints of the stages it reads and the
+fuxitranyu version. A stage whose directory holds a manifest with the same fingerprint is skipped; otherwise it runs
+into a temporary directory that replaces the old one only when the stage has finished (so a killed run never leaves
+a directory that looks complete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_directory, atomic_write_json
+from fuxitranyu.recipe import Recipe
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    out_dir: Path
+    """Temporary directory the stage writes into; it takes the stage's final name when the stage returns."""
+    inputs: dict[str, Path]
+    """Final directories of the stages this one reads, by stage name."""
+    console: Console
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    """Recipe sections whose values the stage's output depends on."""
+    needs: tuple[str, ...]
+    run: Callable[[StageContext], dict[str, Any]]
+    """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
+
+
+def _model_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.model.stage import write_initial_checkpoint
+
+    return write_initial_checkpoint(ctx)
+
+
+# In pipeline order. Later stages (data, tokenizer, mix, pretrain, ...) join this list as they are built.
+STAGES: tuple[Stage, ...] = (
+    Stage("model", sections=("model",), needs=(), run=_model_stage),
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("fuxitranyu", "torch", "transformers", "tokenizers", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # an unreadable manifest means the stage must run again
+
+
+def fingerprint(stage: Stage, recipe: Recipe, input_fingerprints: dict[str, str]) -> str:
+    payload = {
+        "stage": stage.name,
+        "seed": recipe.seed,
+        "sections": {name: getattr(recipe, name).model_dump(mode="json") for name in stage.sections},
+        "inputs": input_fingerprints,
+        "fuxitranyu": library_versions().get("fuxitranyu"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def select_stages(only: list[str] | None) -> list[Stage]:
+    if not only:
+        return list(STAGES)
+    known = {stage.name for stage in STAGES}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise FuxiError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(s.name for s in STAGES)}")
+    return [stage for stage in STAGES if stage.name in only]
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    directory: Path
+    fingerprint: str
+    action: str
+    """`run` or `skip`."""
+
+
+def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> list[PlannedStage]:
+    """What `run` would do: each selected stage with its fingerprint and whether its output is already current."""
+    fingerprints: dict[str, str] = {}
+    planned = []
+    selected = {stage.name for stage in select_stages(only)}
+    for stage in STAGES:
+        directory = recipe.run_dir / stage.name
+        inputs = {}
+        for need in stage.needs:
+            if need not in fingerprints:
+                raise FuxiError(f"stage {stage.name} needs {need}, which does not come before it")
+            inputs[need] = fingerprints[need]
+        fingerprints[stage.name] = fingerprint(stage, recipe, inputs)
+        if stage.name not in selected:
+            manifest = read_manifest(directory)
+            if manifest is None:
+                if any(stage.name in s.needs for s in STAGES if s.name in selected):
+                    raise FuxiError(f"stage {stage.name} has not run yet, and a selected stage needs it",
+                                    path=directory)
+            else:
+                fingerprints[stage.name] = manifest["fingerprint"]
+            continue
+        manifest = read_manifest(directory)
+        current = manifest is not None and manifest.get("fingerprint") == fingerprints[stage.name]
+        planned.append(PlannedStage(stage, directory, fingerprints[stage.name],
+                                    "skip" if current and not force else "run"))
+    return planned
+
+
+def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = False,
+                 console: Console | None = None) -> list[dict[str, Any]]:
+    """Run (or skip) the recipe's stages in order; returns their manifests."""
+    console = console or Console(stderr=True)
+    manifests = []
+    for item in plan(recipe, only, force):
+        if item.action == "skip":
+            console.print(f"[bold]{item.stage.name}[/]: up to date in {item.directory}, skipped")
+            manifests.append(read_manifest(item.directory))
+            continue
+        console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
+        started = time.perf_counter()
+        inputs = {need: recipe.run_dir / need for need in item.stage.needs}
+        with atomic_directory(item.directory) as tmp:
+            stats = item.stage.run(StageContext(recipe, tmp, inputs, console))
+            manifest = {
+                "stage": item.stage.name,
+                "fingerprint": item.fingerprint,
+                "config": {name: getattr(recipe, name).model_dump(mode="json") for name in item.stage.sections},
+                "seed": recipe.seed,
+                "inputs": {need: read_manifest(path)["fingerprint"] for need, path in inputs.items()},
+                "stats": stats,
+                "versions": library_versions(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            atomic_write_json(tmp / MANIFEST, manifest)
+        console.print(f"[bold]{item.stage.name}[/]: done in {manifest['seconds']:.1f}s")
+        manifests.append(manifest)
+    return manifests

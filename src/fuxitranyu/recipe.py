@@ -1,0 +1,319 @@
+"""Recipes: YAML files validated into typed config objects, with dotted command-line overrides.
+
+Each field is documented once, here, by the docstring under it; `fuxitranyu recipe docs` prints them. A recipe names
+the file it came from in every error, and an override names the `--set` that caused it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from huggingface_hub.errors import StrictDataclassError
+from pydantic_core import to_jsonable_python
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fuxitranyu.errors import RecipeError
+from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.presets import preset_fields, preset_names
+
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*(Ki|Mi|Gi|K|M|B|G|T|)\s*$")
+
+
+def _parse_count(value: Any) -> Any:
+    """Token counts may be written `606B`, `2Mi` (= 2,097,152), `1.5e9` or `606_000_000_000`."""
+    if isinstance(value, str):
+        match = _COUNT.match(value.replace("_", ""))
+        if not match:
+            raise ValueError(f"expected a count such as 4096, 2Mi, 606B or 1.5e9, got {value!r}")
+        value = float(match[1]) * _UNITS[match[2]]
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value}")
+        value = int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ModelRecipe(Section):
+    preset: str = "tiny"
+    """Named size, one of the files in fuxitranyu/model/presets: tiny, small, fuxitranyu-8b."""
+    overrides: dict[str, Any] = {}
+    """FuxiTranyuConfig fields set on top of the preset, e.g. {num_hidden_layers: 2, vocab_size: 16384}."""
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        if name not in preset_names():
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _valid_architecture(self) -> ModelRecipe:
+        known = set(FuxiTranyuConfig.__dataclass_fields__)
+        for name in sorted(set(self.overrides) - known):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"overrides.{name} is not a FuxiTranyuConfig field{hint}")
+        try:
+            self.to_config()
+        except (ValueError, TypeError, StrictDataclassError) as err:
+            raise ValueError(f"invalid model: {err.__cause__ or err}") from err
+        return self
+
+    def to_config(self) -> FuxiTranyuConfig:
+        return FuxiTranyuConfig(**{**preset_fields(self.preset), **self.overrides})
+
+
+class TokenizerRecipe(Section):
+    vocab_size: Count = Field(32_000, gt=0)
+    """Vocabulary learned by BPE, specials included, before padding (paper 3.3: 250,680)."""
+    pad_to_multiple_of: int = Field(128, gt=0)
+    """Dummy tokens are appended until the vocabulary is a multiple of this (paper Table 4: 128)."""
+    max_documents_per_language: Count = Field(1_000_000, gt=0)
+    """Training sample: at most this many documents per language (paper 3.3: 1M; all of a smaller language)."""
+    sampling: Literal["balanced", "proportional"] = "balanced"
+    """How the sample is drawn: `balanced` caps every language at the same count, `proportional` keeps the
+    corpus's own language shares."""
+    split_digits: bool = False
+    """Split numbers into single digits. The paper does not (3.3)."""
+    chat_tokens: bool = True
+    """Add ChatML `<|im_start|>` / `<|im_end|>` right after the learned vocabulary (released ids 250680, 250681)."""
+
+
+class LRChange(Section):
+    at_tokens: Count
+    """Tokens seen when the new maximum learning rate takes over."""
+    max_lr: float = Field(gt=0)
+    """New peak of the cosine schedule from then on."""
+
+
+class BatchStep(Section):
+    from_tokens: Count
+    """Tokens seen when this global batch size takes over."""
+    batch_tokens: Count = Field(gt=0)
+    """Global batch in tokens (a multiple of context_length; reached by gradient accumulation)."""
+
+
+class PretrainRecipe(Section):
+    context_length: int = Field(256, gt=0)
+    """Tokens per packed training sequence (paper 3.5: 4096)."""
+    total_tokens: Count = Field(2_000_000, gt=0)
+    """Training length in tokens (paper: 606B)."""
+    max_lr: float = Field(3e-4, gt=0)
+    """Peak learning rate after warmup (paper 3.5: 3e-4)."""
+    lr_changes: list[LRChange] = []
+    """Later changes of the peak learning rate (paper 3.5: 1e-4 after divergence near 241B tokens)."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """The cosine schedule decays to this fraction of the peak (paper 3.5: 10%)."""
+    warmup_tokens: Count = 0
+    """Linear warmup length in tokens."""
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW β1, β2 (paper 3.5)."""
+    adam_eps: float = Field(1e-8, gt=0)
+    """AdamW ε (paper 3.5)."""
+    weight_decay: float = Field(0.1, ge=0)
+    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Clip the global gradient norm to this value; 0 turns clipping off."""
+    batch: list[BatchStep] = [BatchStep(from_tokens=0, batch_tokens=8192)]
+    """Global batch size schedule in tokens (paper Table 4: 2M → 4M)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """`auto`: bf16 autocast on GPUs, fp32 on CPUs without a bf16 unit. `fp16` uses loss scaling (paper 3.5)."""
+    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    """Attention kernel (paper: FlashAttention-2)."""
+    distributed: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Data parallelism under torchrun: `fsdp` is FSDP2 `fully_shard`; `auto` picks fsdp when world size > 1."""
+    reshard_after_forward: bool = False
+    """FSDP: False keeps weights gathered between forward and backward (ZeRO-2, as the paper); True is ZeRO-3."""
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
+        return betas
+
+    @model_validator(mode="after")
+    def _schedules_ordered(self) -> PretrainRecipe:
+        starts = [step.from_tokens for step in self.batch]
+        if not starts or starts[0] != 0 or starts != sorted(set(starts)):
+            raise ValueError("batch: steps must start at from_tokens 0 and increase strictly")
+        for step in self.batch:
+            if step.batch_tokens % self.context_length:
+                raise ValueError(
+                    f"batch: batch_tokens {step.batch_tokens} is not a multiple of context_length "
+                    f"{self.context_length}"
+                )
+        changes = [change.at_tokens for change in self.lr_changes]
+        if changes != sorted(set(changes)):
+            raise ValueError("lr_changes: at_tokens must increase strictly")
+        if changes and changes[-1] >= self.total_tokens:
+            raise ValueError(f"lr_changes: at_tokens {changes[-1]} is not before total_tokens {self.total_tokens}")
+        if self.warmup_tokens >= self.total_tokens:
+            raise ValueError(f"warmup_tokens {self.warmup_tokens} must be below total_tokens {self.total_tokens}")
+        return self
+
+
+class Recipe(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """Run name; outputs go to output_dir."""
+    seed: int = 1234
+    """One seed for every random choice of every stage."""
+    output_dir: Path | None = None
+    """Where the stages write their directories (default: runs/<name>)."""
+    model: ModelRecipe = ModelRecipe()
+    tokenizer: TokenizerRecipe = TokenizerRecipe()
+    pretrain: PretrainRecipe = PretrainRecipe()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir if self.output_dir is not None else Path("runs") / self.name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def embedded_recipes() -> list[str]:
+    folder = resources.files("fuxitranyu") / "recipes"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_source(source: str | Path) -> tuple[str, str]:
+    """(text, label) of a recipe given as a file path or as the name of an embedded recipe."""
+    path = Path(source)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as err:
+            raise RecipeError(f"not UTF-8 text: {err}", path=path) from err
+    if str(source) in embedded_recipes():
+        resource = resources.files("fuxitranyu") / "recipes" / f"{source}.yaml"
+        return resource.read_text(encoding="utf-8"), f"recipes/{source}.yaml"
+    raise RecipeError(f"no recipe file {str(source)!r} and no embedded recipe of that name; "
+                      f"embedded: {', '.join(embedded_recipes())}")
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise RecipeError(f"override {override!r} must look like section.key=value, e.g. pretrain.max_lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {override!r}: value is not valid YAML: {err}") from err
+    return key.strip().split("."), parsed
+
+
+def _apply_override(raw: dict, keys: list[str], value: Any, override: str) -> None:
+    node: Any = raw
+    for depth, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise RecipeError(f"override {override!r}: {'.'.join(keys[:depth])} has no item {key}")
+            node = node[int(key)]
+            continue
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, (dict, list)):
+            raise RecipeError(f"override {override!r}: {'.'.join(keys[:depth + 1])} is a value, not a section")
+        node = child
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise RecipeError(f"override {override!r}: {'.'.join(keys[:-1])} has no item {last}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _describe(error: dict, label: str, overrides: list[str]) -> str:
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location)
+    def related(override: str) -> bool:
+        set_key = override.split("=", 1)[0].strip()
+        return set_key == key or set_key.startswith(key + ".") or key.startswith(set_key + ".")
+
+    culprit = next((o for o in overrides if related(o)), None)
+    origin = f" (from --set {culprit})" if culprit else ""
+    if error["type"] == "extra_forbidden":
+        section = _section_model(location[:-1])
+        known = list(section.model_fields) if section else []
+        close = difflib.get_close_matches(location[-1], known, n=1)
+        hint = f"; did you mean {'.'.join(location[:-1] + close)}?" if close else ""
+        return f"{label}: unknown key '{key}'{origin}{hint} (known here: {', '.join(known)})"
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict) or repr(value) in message else f" (got {value!r})"
+    return f"{label}: key '{key or '<top level>'}'{origin}: {message}{shown}"
+
+
+def _section_model(path: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Recipe
+    for part in path:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidate = inner[0] if inner else annotation
+        if not (isinstance(candidate, type) and issubclass(candidate, BaseModel)):
+            return None
+        model = candidate
+    return model
+
+
+def load_recipe(source: str | Path = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe (a path, or the name of an embedded recipe), apply `section.key=value` overrides, validate."""
+    text, label = _read_source(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{label}: not valid YAML: {err}") from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{label}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        keys, value = parse_override(override)
+        _apply_override(raw, keys, value, override)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        lines = [_describe(e, label, list(overrides)) for e in err.errors()]
+        raise RecipeError("\n".join(lines)) from None
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, description) for every field, nested sections flattened."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(field_docs(annotation, key + "."))
+            continue
+        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        default = "(required)" if field.is_required() else json.dumps(to_jsonable_python(field.default))
+        rows.append((key, type_name, default, field.description or ""))
+    return rows

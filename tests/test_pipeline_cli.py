@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fuxitranyu import pipeline
+from fuxitranyu.cli import main
+from fuxitranyu.recipe import load_recipe
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fuxitranyu", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_run_writes_manifest_and_skips_when_current(tmp_path):
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
+    first = pipeline.run_pipeline(recipe)
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest == first[0]
+    assert manifest["stats"]["parameters"] == 2_889_344
+    assert manifest["config"]["model"]["preset"] == "tiny" and manifest["versions"]["torch"].startswith("2.13")
+    mtime = (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns
+    assert [p.action for p in pipeline.plan(recipe)] == ["skip"]
+    pipeline.run_pipeline(recipe)
+    assert (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
+
+    changed = load_recipe("tiny", [f"output_dir={tmp_path}", "model.overrides.num_hidden_layers=2"])
+    assert [p.action for p in pipeline.plan(changed)] == ["run"]
+    assert [p.action for p in pipeline.plan(recipe, force=True)] == ["run"]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
+    hashes = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        recipe = load_recipe("tiny", [f"output_dir={tmp_path / name}", f"seed={seed}"])
+        hashes[name] = pipeline.run_pipeline(recipe)[0]["stats"]["weights"]["model.safetensors"]
+    assert hashes["a"] == hashes["b"] != hashes["c"]
+
+
+def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
+    pipeline.run_pipeline(recipe)
+    before = (tmp_path / "model" / "manifest.json").read_text()
+
+    def explode(ctx):
+        (ctx.out_dir / "model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    broken = pipeline.Stage("model", sections=("model",), needs=(), run=explode)
+    monkeypatch.setattr(pipeline, "STAGES", (broken,))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(recipe, force=True)
+    assert (tmp_path / "model" / "manifest.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary directory left behind
+
+
+def test_unknown_stage_is_a_clear_error(tmp_path):
+    with pytest.raises(pipeline.FuxiError, match="unknown stage.*nope; stages: model"):
+        pipeline.plan(load_recipe("tiny", [f"output_dir={tmp_path}"]), only=["nope"])
+
+
+def test_cli_user_errors_exit_2_without_traceback(tmp_path):
+    result = run_cli("run", "tiny", "--set", "pretrain.max_lrr=1")
+    assert result.returncode == 2
+    assert "unknown key 'pretrain.max_lrr'" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("run", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "no recipe file" in result.stderr
+    result = run_cli("export", str(tmp_path), str(tmp_path / "out"), "--to", "arcee")
+    assert result.returncode == 2 and "config.json is missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def in_process(*args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    assert info.value.code == 0
+
+
+def test_cli_model_info_and_dry_run(capsys, tmp_path):
+    in_process("model", "info", "fuxitranyu-8b", "--world-size", "32")
+    printed = capsys.readouterr().out
+    assert "8,095,313,920 (8.10B)" in printed and "2,054,160,384" in printed
+    in_process("run", "tiny", "--set", f"output_dir={tmp_path}", "--dry-run")
+    printed = capsys.readouterr().out
+    assert "name: tiny" in printed and f"# model: run -> {tmp_path / 'model'}" in printed
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["recipe"], ["recipe", "show"], ["recipe", "docs"], ["model"],
+                                     ["model", "info"], ["model", "presets"], ["export"]])
+def test_every_command_has_help(command, capsys):
+    in_process(*command, "--help")
+    assert "Usage: fuxitranyu" in capsys.readouterr().out
+
+
+def test_cli_run_then_export_round_trip(tmp_path):
+    assert run_cli("run", "tiny", "--set", f"output_dir={tmp_path}").returncode == 0
+    result = run_cli("export", str(tmp_path / "model"), str(tmp_path / "arcee"), "--to", "arcee")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "arcee" / "config.json").read_text())["architectures"] == ["ArceeForCausalLM"]
