@@ -1,7 +1,7 @@
 import pytest
 
 from fuxitranyu.errors import FuxiError, UnknownLanguageError
-from fuxitranyu.languages import CODES, NATURAL_LANGUAGES, PROGRAMMING_LANGUAGES, language, programming_language
+from fuxitranyu.languages import CODES, LABELS, label, NATURAL_LANGUAGES, PROGRAMMING_LANGUAGES, language, programming_language
 
 
 def test_tables_2_and_3_complete():
@@ -37,5 +37,10 @@ def test_programming_language_lookup():
     assert programming_language("arch/x86/boot.S").name == "Assembly"
     assert programming_language("include/stdio.h").name == "C"
     assert programming_language("c++").name == "C++"
+    assert [p.label for p in PROGRAMMING_LANGUAGES][:7] == [
+        "code-java", "code-javascript", "code-python", "code-php", "code-c", "code-cpp", "code-csharp"]
+    assert programming_language("code-visualbasic").name == "Visual Basic"
+    assert label("zh_TW") == "zh" and label("C#") == "code-csharp" and label("code-go") == "code-go"
+    assert len(set(LABELS)) == 59
     with pytest.raises(UnknownLanguageError, match="README.md"):
         programming_language("README.md")

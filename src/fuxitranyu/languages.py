@@ -39,6 +39,12 @@ class ProgrammingLanguage:
     paper_share: float
     """Fraction of the code data in the paper (Table 3), e.g. 0.1794 for Java."""
 
+    @property
+    def label(self) -> str:
+        """The language label of code documents in our artifacts: `code-python`, `code-cpp`, `code-csharp`, ..."""
+        slug = self.name.lower().replace("++", "pp").replace("#", "sharp").replace(" ", "")
+        return f"code-{slug}"
+
 
 def _lang(code, name, family, scripts, iso3, flores) -> Language:
     return Language(code, name, family, tuple(scripts.split()), iso3, flores)
@@ -162,11 +168,21 @@ _BY_EXTENSION: dict[str, ProgrammingLanguage] = {
     ext: lang for lang in PROGRAMMING_LANGUAGES for ext in lang.extensions
 }
 _BY_NAME: dict[str, ProgrammingLanguage] = {lang.name.lower(): lang for lang in PROGRAMMING_LANGUAGES}
+_BY_LABEL: dict[str, ProgrammingLanguage] = {lang.label: lang for lang in PROGRAMMING_LANGUAGES}
+LABELS: tuple[str, ...] = CODES + tuple(_BY_LABEL)
+"""Every language label an artifact may carry: the 43 ISO codes, then the 16 `code-*` labels."""
+
+
+def label(code_or_name: str) -> str:
+    """The canonical label of a natural language code (`zh_CN` -> `zh`) or programming language (`C++` -> `code-cpp`)."""
+    if code_or_name in _BY_LABEL or code_or_name.lower() in _BY_NAME:
+        return programming_language(code_or_name).label
+    return language(code_or_name).code
 
 
 def programming_language(name_or_path: str) -> ProgrammingLanguage:
-    """A programming language by name (`Python`, `c++`) or by a file name's extension (`lib/os.py`, `boot.S`)."""
-    by_name = _BY_NAME.get(name_or_path.lower())
+    """A programming language by name (`Python`, `c++`), label (`code-cpp`) or a file name's extension (`boot.S`)."""
+    by_name = _BY_NAME.get(name_or_path.lower()) or _BY_LABEL.get(name_or_path)
     if by_name is not None:
         return by_name
     suffix = PurePath(name_or_path).suffix
