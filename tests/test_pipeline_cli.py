@@ -15,32 +15,32 @@ def run_cli(*args, cwd=None):
 
 def test_run_writes_manifest_and_skips_when_current(tmp_path):
     recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
-    first = pipeline.run_pipeline(recipe)
+    first = pipeline.run_pipeline(recipe, only=["model"])
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest == first[0]
     assert manifest["stats"]["parameters"] == 2_889_344
     assert manifest["config"]["model"]["preset"] == "tiny" and manifest["versions"]["torch"].startswith("2.13")
     mtime = (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns
-    assert [p.action for p in pipeline.plan(recipe)] == ["skip"]
-    pipeline.run_pipeline(recipe)
+    assert [p.action for p in pipeline.plan(recipe, only=["model"])] == ["skip"]
+    pipeline.run_pipeline(recipe, only=["model"])
     assert (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
 
     changed = load_recipe("tiny", [f"output_dir={tmp_path}", "model.overrides.num_hidden_layers=2"])
-    assert [p.action for p in pipeline.plan(changed)] == ["run"]
-    assert [p.action for p in pipeline.plan(recipe, force=True)] == ["run"]
+    assert [p.action for p in pipeline.plan(changed, only=["model"])] == ["run"]
+    assert [p.action for p in pipeline.plan(recipe, only=["model"], force=True)] == ["run"]
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     hashes = {}
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         recipe = load_recipe("tiny", [f"output_dir={tmp_path / name}", f"seed={seed}"])
-        hashes[name] = pipeline.run_pipeline(recipe)[0]["stats"]["weights"]["model.safetensors"]
+        hashes[name] = pipeline.run_pipeline(recipe, only=["model"])[0]["stats"]["weights"]["model.safetensors"]
     assert hashes["a"] == hashes["b"] != hashes["c"]
 
 
 def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
     recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
-    pipeline.run_pipeline(recipe)
+    pipeline.run_pipeline(recipe, only=["model"])
     before = (tmp_path / "model" / "manifest.json").read_text()
 
     def explode(ctx):
@@ -50,13 +50,25 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
     broken = pipeline.Stage("model", sections=("model",), needs=(), run=explode)
     monkeypatch.setattr(pipeline, "STAGES", (broken,))
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run_pipeline(recipe, force=True)
+        pipeline.run_pipeline(recipe, only=["model"], force=True)
     assert (tmp_path / "model" / "manifest.json").read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary directory left behind
+    partial = [p for p in tmp_path.iterdir() if p.name != "model"]
+    assert len(partial) == 1 and partial[0].name.startswith(".model.partial-")  # kept for a resume, hidden
+
+    calls = []
+
+    def resume(ctx):
+        calls.append(sorted(p.name for p in ctx.out_dir.iterdir()))
+        return {}
+
+    monkeypatch.setattr(pipeline, "STAGES", (pipeline.Stage("model", sections=("model",), needs=(), run=resume),))
+    pipeline.run_pipeline(recipe, only=["model"], force=True)
+    assert calls == [["model.safetensors"]]  # the re-run found the interrupted run's files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path):
-    with pytest.raises(pipeline.FuxiError, match="unknown stage.*nope; stages: model"):
+    with pytest.raises(pipeline.FuxiError, match="unknown stage.*nope; stages: data, .*model"):
         pipeline.plan(load_recipe("tiny", [f"output_dir={tmp_path}"]), only=["nope"])
 
 
@@ -80,7 +92,7 @@ def test_cli_model_info_and_dry_run(capsys, tmp_path):
     in_process("model", "info", "fuxitranyu-8b", "--world-size", "32")
     printed = capsys.readouterr().out
     assert "8,095,313,920 (8.10B)" in printed and "2,054,160,384" in printed
-    in_process("run", "tiny", "--set", f"output_dir={tmp_path}", "--dry-run")
+    in_process("run", "tiny", "--set", f"output_dir={tmp_path}", "--dry-run", "--only", "model")
     printed = capsys.readouterr().out
     assert "name: tiny" in printed and f"# model: run -> {tmp_path / 'model'}" in printed
     assert not (tmp_path / "model").exists()
@@ -94,7 +106,7 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_cli_run_then_export_round_trip(tmp_path):
-    assert run_cli("run", "tiny", "--set", f"output_dir={tmp_path}").returncode == 0
+    assert run_cli("run", "tiny", "--set", f"output_dir={tmp_path}", "--only", "model").returncode == 0
     result = run_cli("export", str(tmp_path / "model"), str(tmp_path / "arcee"), "--to", "arcee")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "arcee" / "config.json").read_text())["architectures"] == ["ArceeForCausalLM"]

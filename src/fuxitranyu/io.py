@@ -32,19 +32,26 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 @contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside `path`; on success it replaces `path`, on failure it is removed.
+def atomic_directory(path: str | Path, scratch: str | Path | None = None) -> Iterator[Path]:
+    """Yield a working directory beside `path`; on success it replaces `path`.
 
-    A directory cannot be renamed over a non-empty one, so an existing `path` is first moved aside; a kill between
-    the two renames leaves the old version under `.<name>.old-*`, never a partial new one under `path`.
+    Without `scratch` the working directory is fresh and removed on failure. With `scratch` it is that directory,
+    kept on failure so that a re-run can resume the work inside it. A directory cannot be renamed over a non-empty
+    one, so an existing `path` is first moved aside; a kill between the two renames leaves the old version under
+    `.<name>.old-*`, never a partial new one under `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    if scratch is None:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    else:
+        tmp = Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
     if path.exists():

@@ -3,7 +3,8 @@
 A stage's fingerprint hashes its recipe sections, the seed, the fingerprints of the stages it reads and the
 fuxitranyu version. A stage whose directory holds a manifest with the same fingerprint is skipped; otherwise it runs
 into a temporary directory that replaces the old one only when the stage has finished (so a killed run never leaves
-a directory that looks complete).
+a directory that looks complete). That temporary directory is named after the fingerprint and kept when a stage
+fails or is killed, so a re-run of the same recipe resumes the work inside it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +50,12 @@ class Stage:
     """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
 
 
+def _data_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.data.stage import run_data_stage
+
+    return run_data_stage(ctx)
+
+
 def _model_stage(ctx: StageContext) -> dict[str, Any]:
     from fuxitranyu.model.stage import write_initial_checkpoint
 
@@ -56,6 +64,7 @@ def _model_stage(ctx: StageContext) -> dict[str, Any]:
 
 # In pipeline order. Later stages (data, tokenizer, mix, pretrain, ...) join this list as they are built.
 STAGES: tuple[Stage, ...] = (
+    Stage("data", sections=("data",), needs=(), run=_data_stage),
     Stage("model", sections=("model",), needs=(), run=_model_stage),
 )
 
@@ -152,7 +161,11 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
         console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
         started = time.perf_counter()
         inputs = {need: recipe.run_dir / need for need in item.stage.needs}
-        with atomic_directory(item.directory) as tmp:
+        scratch = recipe.run_dir / f".{item.stage.name}.partial-{item.fingerprint[:16]}"
+        for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
+            if stale != scratch:
+                shutil.rmtree(stale, ignore_errors=True)
+        with atomic_directory(item.directory, scratch) as tmp:
             stats = item.stage.run(StageContext(recipe, tmp, inputs, console))
             manifest = {
                 "stage": item.stage.name,

@@ -16,8 +16,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from huggingface_hub.errors import StrictDataclassError
 from pydantic_core import to_jsonable_python
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from fuxitranyu.config_base import Section
+from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.errors import RecipeError
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
@@ -41,10 +43,6 @@ def _parse_count(value: Any) -> Any:
 
 
 Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
 class ModelRecipe(Section):
@@ -174,6 +172,7 @@ class Recipe(Section):
     """One seed for every random choice of every stage."""
     output_dir: Path | None = None
     """Where the stages write their directories (default: runs/<name>)."""
+    data: DataRecipe = DataRecipe()
     model: ModelRecipe = ModelRecipe()
     tokenizer: TokenizerRecipe = TokenizerRecipe()
     pretrain: PretrainRecipe = PretrainRecipe()

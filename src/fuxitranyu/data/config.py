@@ -1,0 +1,237 @@
+"""The `data` section of a recipe: sources, language identification, filters, perplexity, dedup, execution."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fuxitranyu.config_base import Section
+from fuxitranyu.data.text import NO_SPACE_LANGUAGES
+from fuxitranyu.languages import LABELS, UnknownLanguageError, label
+
+
+def _check_labels(labels: list[str] | dict | None) -> None:
+    for name in labels or ():
+        try:
+            canonical = label(name)
+        except UnknownLanguageError as err:
+            raise ValueError(err.message) from None
+        if canonical != name:
+            raise ValueError(f"language {name!r} must be written as its label {canonical!r}")
+
+
+class SourceSpec(Section):
+    type: Literal["system", "jsonl", "parquet", "text", "huggingface"]
+    """`system`: this machine's gettext catalogs and source code; `jsonl` (.jsonl, .jsonl.gz, .jsonl.zst), `parquet`,
+    `text` (a directory of .txt files, one document each), `huggingface` (a dataset name or local path)."""
+    name: str | None = None
+    """Source name recorded in each document's metadata (default: the type)."""
+    paths: list[str] = []
+    """Files, directories or glob patterns to read (jsonl, parquet, text)."""
+    text_field: str = "text"
+    """Field holding the document text (jsonl, parquet, huggingface)."""
+    id_field: str | None = "id"
+    """Field holding a document id; missing ids become `<file>:<line>`."""
+    language_field: str | None = "language"
+    """Field holding a declared language code, checked against language identification."""
+    language: str | None = None
+    """Declared language of every document of this source (instead of a field), e.g. `fr` or `code-python`."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """A malformed record (bad JSON, invalid UTF-8, missing text, truncated archive): stop with an error naming the
+    file and line, or skip it and count it."""
+    dataset: str | None = None
+    """huggingface: dataset name or local path for `datasets.load_dataset`."""
+    subset: str | None = None
+    """huggingface: configuration name."""
+    split: str = "train"
+    """huggingface: split to read."""
+    streaming: bool = True
+    """huggingface: stream instead of downloading the whole split."""
+    locale_dir: str = "/usr/share/locale"
+    """system: where the gettext catalogs are."""
+    held_out_domains: list[str] = []
+    """system: gettext domains kept out of training and written as parallel sets (`parallel/<domain>.jsonl`)."""
+    max_document_chars: int = Field(4000, gt=0)
+    """system: catalog lines are joined into documents of at most this many characters."""
+    code_roots: list[str] = []
+    """system: directories scanned for source code; `stdlib` means this Python's standard library."""
+    max_code_files_per_language: int | None = Field(None, gt=0)
+    """system: cap on files per programming language (the first ones in sorted path order)."""
+    max_code_file_bytes: int = Field(200_000, gt=0)
+    """system: larger source files are skipped (generated code, data tables)."""
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return label(value)
+        except UnknownLanguageError as err:
+            raise ValueError(err.message) from None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> SourceSpec:
+        if self.type in ("jsonl", "parquet", "text") and not self.paths:
+            raise ValueError(f"a {self.type} source needs `paths`")
+        if self.type == "huggingface" and not self.dataset:
+            raise ValueError("a huggingface source needs `dataset`")
+        return self
+
+    @property
+    def source_name(self) -> str:
+        return self.name or self.type
+
+    def resolved_code_roots(self) -> list[Path]:
+        return [Path(sysconfig.get_paths()["stdlib"]) if root == "stdlib" else Path(root) for root in self.code_roots]
+
+
+class LanguageIdRecipe(Section):
+    enabled: bool = True
+    """Identify the language of every natural-language document (fastText lid.176, py3langid as a second vote)."""
+    on_mismatch: Literal["keep", "relabel", "drop"] = "relabel"
+    """When the declared language and the detected one disagree: keep the declared label, take the detected one,
+    or drop the document. Counted either way."""
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    """Below this fastText probability a detection does not count as a disagreement (short UI strings are hard)."""
+    second_vote: bool = True
+    """Ask py3langid too; a disagreement is only declared when neither tool agrees with the declared language.
+    py3langid is much better than fastText on uz/tg/tk (../shared/notes/offline-assets.md)."""
+
+
+class Thresholds(Section):
+    """Per-language filter thresholds; a field left unset falls back to `filters.defaults`."""
+
+    min_chars: int | None = Field(None, ge=0)
+    """Documents shorter than this many characters are dropped (`too_short`)."""
+    max_chars: int | None = Field(None, gt=0)
+    """Documents longer than this many characters are dropped (`too_long`)."""
+    min_words: int | None = Field(None, ge=0)
+    """Documents with fewer words are dropped (`too_few_words`); scripts without spaces count characters as words."""
+    max_url_char_fraction: float | None = Field(None, ge=0, le=1)
+    """Characters inside URLs over all characters (`urls`)."""
+    max_flagged_word_fraction: float | None = Field(None, ge=0, le=1)
+    """Words from the language's flagged-word list over all words (`flagged_words`)."""
+    min_stop_words: int | None = Field(None, ge=0)
+    """Fewer occurrences of the language's stop words mean the text is not running prose (`few_stop_words`);
+    languages without a stop-word list skip this check."""
+    max_duplicate_line_fraction: float | None = Field(None, ge=0, le=1)
+    """Fraction of lines that repeat an earlier line (`duplicate_lines`)."""
+    max_duplicate_line_char_fraction: float | None = Field(None, ge=0, le=1)
+    """Fraction of characters in lines that repeat an earlier line (`duplicate_line_chars`)."""
+    max_top_word_ngram_fraction: dict[int, float] | None = None
+    """n -> limit on the characters covered by the most frequent word n-gram (`top_word_ngram`, Gopher)."""
+    max_duplicate_word_ngram_fraction: dict[int, float] | None = None
+    """n -> limit on the characters covered by word n-grams that occur more than once (`duplicate_word_ngrams`)."""
+    max_char_repetition: dict[int, float] | None = None
+    """n -> limit on the fraction of character n-grams that occur more than once (`char_repetition`, BLOOM)."""
+
+
+DEFAULT_THRESHOLDS = Thresholds(
+    min_chars=50,
+    max_chars=1_000_000,
+    min_words=5,
+    max_url_char_fraction=0.2,
+    max_flagged_word_fraction=0.01,
+    min_stop_words=2,
+    max_duplicate_line_fraction=0.3,
+    max_duplicate_line_char_fraction=0.2,
+    max_top_word_ngram_fraction={2: 0.2, 3: 0.18, 4: 0.16},
+    max_duplicate_word_ngram_fraction={5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+    max_char_repetition={10: 0.5},
+)
+
+
+class FiltersRecipe(Section):
+    enabled: bool = True
+    """Run the heuristic and statistical filters."""
+    defaults: Thresholds = DEFAULT_THRESHOLDS
+    """Thresholds for every language (Gopher's and BLOOM's values unless the recipe says otherwise)."""
+    per_language: dict[str, Thresholds] = {}
+    """Overrides per language label, e.g. {zh: {min_chars: 20}}."""
+    no_space_scripts: Thresholds = Thresholds(
+        max_top_word_ngram_fraction={4: 0.2, 6: 0.18, 8: 0.16},
+        max_duplicate_word_ngram_fraction={10: 0.15, 12: 0.14, 14: 0.13, 16: 0.12, 18: 0.11, 20: 0.10},
+    )
+    """Overrides for zh, ja, th, lo, km, my, where every character counts as a word: Gopher's n-gram sizes doubled,
+    as a word of these languages spans about two characters."""
+    code: Thresholds = Thresholds(min_chars=20, max_chars=200_000)
+    """Thresholds for source code (`code-*` labels); prose filters (stop words, n-gram repetition) do not apply."""
+    flagged_words: dict[str, str] = {}
+    """Language label -> path of a flagged-word list (one word or phrase per line)."""
+    stop_words: bool = True
+    """Use the stopwordsiso lists (34 of the 43 languages have one)."""
+
+    @field_validator("per_language", "flagged_words")
+    @classmethod
+    def _labels(cls, value: dict) -> dict:
+        _check_labels(value)
+        return value
+
+    def thresholds(self, language: str) -> Thresholds:
+        """The effective thresholds of one language: defaults (or `code`), then `no_space_scripts` for the languages
+        written without spaces, then the language's own overrides."""
+        if language.startswith("code-"):
+            layers = [self.code]
+        else:
+            layers = [self.defaults]
+            if language in NO_SPACE_LANGUAGES:
+                layers.append(self.no_space_scripts)
+        if language in self.per_language:
+            layers.append(self.per_language[language])
+        merged = layers[0].model_dump()
+        for layer in layers[1:]:
+            merged.update(layer.model_dump(exclude_none=True))
+        return Thresholds(**merged)
+
+
+class PerplexityRecipe(Section):
+    enabled: bool = False
+    """Drop documents whose KenLM perplexity is too high (paper 3.2, as BLOOM). Needs `kenlm`, `sentencepiece` and
+    a built `lmplz` (`fuxitranyu data build-kenlm`)."""
+    reference: list[str] = []
+    """JSONL files or directories of reference text per language (a `language` field) to train the models on; empty:
+    the documents that passed the other filters."""
+    order: int = Field(5, ge=2, le=9)
+    """n-gram order of the KenLM models (BLOOM: 5)."""
+    vocab_size: int = Field(8000, ge=100)
+    """SentencePiece vocabulary of each language's model."""
+    max_percentile: float = Field(95.0, gt=0, le=100)
+    """Drop documents above this percentile of their language's perplexities."""
+    max_perplexity: dict[str, float] = {}
+    """Absolute per-language thresholds; they take precedence over the percentile."""
+    min_reference_documents: int = Field(50, ge=1)
+    """A language with less reference text gets no model, and its documents are kept (counted as `no_model`)."""
+
+
+class DataRecipe(Section):
+    sources: list[SourceSpec] = [SourceSpec(type="system")]
+    """Where documents come from; all sources are processed together."""
+    languages: list[str] | None = None
+    """Keep only these labels (ISO codes and `code-*`); default: all 43 + 16 supported."""
+    language_id: LanguageIdRecipe = LanguageIdRecipe()
+    filters: FiltersRecipe = FiltersRecipe()
+    perplexity: PerplexityRecipe = PerplexityRecipe()
+    keep_dropped: bool = True
+    """Write dropped documents to `dropped/<step>/` with their reason, so nothing is silently lost."""
+    tasks: int = Field(2, ge=1)
+    """Shards of the input (datatrove tasks); more tasks than workers is fine."""
+    workers: int = Field(2, ge=1)
+    """Processes running tasks at once on this machine."""
+    executor: Literal["local", "slurm", "ray"] = "local"
+    """datatrove executor: local processes, a Slurm cluster, or Ray."""
+
+    @field_validator("languages")
+    @classmethod
+    def _labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        _check_labels(value)
+        return value
+
+    @property
+    def language_set(self) -> frozenset[str]:
+        return frozenset(self.languages or LABELS)

@@ -1,0 +1,254 @@
+"""Reading documents from every kind of source, as datatrove pipeline steps.
+
+datatrove's own readers log and skip a bad record; ours stop with an error naming the file and line, or (when the
+source says `on_error: skip`) skip it and count it by reason, so that nothing is lost without a trace. Each reader
+takes the files (or work units) `rank::world_size` of its source, so datatrove's executors shard it.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from loguru import logger
+from datatrove.data import Document, DocumentsPipeline
+
+from fuxitranyu.data import system
+from fuxitranyu.data.config import SourceSpec
+from fuxitranyu.data.steps import CountingStep
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.languages import UnknownLanguageError, label
+
+
+class BadRecord(FuxiError):
+    """A record that cannot become a document; `reason` is the counter it is skipped under."""
+
+    def __init__(self, reason: str, message: str, *, path, record=None):
+        super().__init__(message, path=path, record=record)
+        self.reason = reason
+
+
+def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> list[Path]:
+    """Files named by `patterns` (files, directories searched recursively, or globs), sorted, deduplicated."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found.update(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+        elif path.is_file():
+            found.add(path)
+        else:
+            matches = [Path(m) for m in glob.glob(pattern, recursive=True)]
+            if not matches:
+                raise FuxiError("no such file, directory or matching files", path=pattern)
+            found.update(m for m in matches if m.is_file())
+    return sorted(found)
+
+
+def open_lines(path: Path) -> Iterator[bytes]:
+    """Raw lines of a plain, gzip or zstandard file; a truncated or corrupt archive raises `BadRecord`."""
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
+        stream = io.BufferedReader(raw)
+    elif path.name.endswith(".gz"):
+        stream = gzip.open(path, "rb")
+    else:
+        stream = open(path, "rb")
+    line_number = 0
+    try:
+        with stream:
+            for line_number, line in enumerate(stream, start=1):
+                yield line
+    except (EOFError, OSError, zlib.error) as err:
+        raise BadRecord("truncated_file", f"truncated or corrupt compressed file after line {line_number} ({err})",
+                        path=path, record=line_number + 1) from err
+    except Exception as err:  # zstandard.ZstdError does not derive from OSError
+        if type(err).__name__ != "ZstdError":
+            raise
+        raise BadRecord("truncated_file", f"truncated or corrupt compressed file after line {line_number} ({err})",
+                        path=path, record=line_number + 1) from err
+
+
+def declared_language(value, path, record) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return label(str(value))
+    except UnknownLanguageError as err:
+        raise BadRecord("unknown_language", err.message, path=path, record=record) from None
+
+
+def make_document(text, doc_id, language, spec: SourceSpec, path, record) -> Document:
+    if not isinstance(text, str):
+        raise BadRecord("missing_text", f"field {spec.text_field!r} is missing or not a string", path=path,
+                        record=record)
+    if not text.strip():
+        raise BadRecord("empty_document", "empty document", path=path, record=record)
+    return Document(text=text, id=str(doc_id), metadata={"language": language, "source": spec.source_name})
+
+
+def jsonl_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+    for line_number, raw in enumerate(open_lines(path), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield BadRecord("invalid_utf8", f"invalid UTF-8 at byte {err.start} of the line", path=path,
+                            record=line_number)
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            yield BadRecord("malformed_json", f"malformed JSON ({err})", path=path, record=line_number)
+            continue
+        if not isinstance(record, dict):
+            yield BadRecord("malformed_json", f"expected a JSON object, got {type(record).__name__}", path=path,
+                            record=line_number)
+            continue
+        try:
+            language = spec.language or declared_language(record.get(spec.language_field or ""), path, line_number)
+            doc_id = record.get(spec.id_field or "") or f"{path.name}:{line_number}"
+            yield make_document(record.get(spec.text_field), doc_id, language, spec, path, line_number)
+        except BadRecord as bad:
+            yield bad
+
+
+def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError for a corrupt or non-Parquet file
+        yield BadRecord("unreadable_file", f"not a readable Parquet file ({err})", path=path)
+        return
+    columns = [c for c in (spec.text_field, spec.id_field, spec.language_field) if c]
+    missing = [c for c in columns if c not in table.schema_arrow.names]
+    if spec.text_field in missing:
+        yield BadRecord("missing_text", f"no column {spec.text_field!r} (columns: {table.schema_arrow.names})",
+                        path=path)
+        return
+    row = 0
+    for batch in table.iter_batches(columns=[c for c in columns if c not in missing]):
+        for record in batch.to_pylist():
+            row += 1
+            try:
+                language = spec.language or declared_language(record.get(spec.language_field or ""), path, row)
+                doc_id = record.get(spec.id_field or "") or f"{path.name}:{row}"
+                yield make_document(record.get(spec.text_field), doc_id, language, spec, path, row)
+            except BadRecord as bad:
+                yield bad
+
+
+def text_documents(spec: SourceSpec, path: Path, root: Path | None) -> Iterator[Document | BadRecord]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        yield BadRecord("invalid_utf8", f"invalid UTF-8 at byte {err.start}", path=path)
+        return
+    doc_id = str(path.relative_to(root)) if root is not None else path.name
+    try:
+        yield make_document(text, doc_id, spec.language, spec, path, None)
+    except BadRecord as bad:
+        yield bad
+
+
+class SourceReader(CountingStep):
+    """Yields the documents of one source (its share for `rank` of `world_size`), counting what it skips."""
+
+    name = "source"
+    type = "📖 - READER"
+
+    def __init__(self, spec: SourceSpec, languages: frozenset[str] | None = None):
+        super().__init__()
+        self.spec = spec
+        self.languages = languages
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        for item in self.items(rank, world_size):
+            if isinstance(item, BadRecord):
+                if self.spec.on_error == "raise":
+                    raise item
+                self.count_skip(item.reason, item)
+                continue
+            language = item.metadata["language"]
+            if self.languages is not None and language is not None and language not in self.languages:
+                self.count_skip("language_not_selected", None)
+                continue
+            self.count_read(item)
+            yield item
+
+    def items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord]:
+        spec = self.spec
+        if spec.type == "system":
+            yield from self.system_items(rank, world_size)
+        elif spec.type == "huggingface":
+            yield from self.huggingface_items(rank, world_size)
+        else:
+            suffixes = {"jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst"),
+                        "parquet": (".parquet",), "text": (".txt",)}[spec.type]
+            for path in expand_paths(spec.paths, suffixes)[rank::world_size]:
+                if spec.type == "jsonl":
+                    yield from jsonl_documents(spec, path)
+                elif spec.type == "parquet":
+                    yield from parquet_documents(spec, path)
+                else:
+                    root = next((Path(p) for p in spec.paths if path.is_relative_to(Path(p))), None)
+                    yield from text_documents(spec, path, root)
+
+    def system_items(self, rank: int, world_size: int) -> Iterator[Document]:
+        spec = self.spec
+        counts = system.SourceCounts()
+        units = system.gettext_units(spec.locale_dir, spec.held_out_domains, counts) if spec.locale_dir else []
+        if self.languages is not None:
+            units = [u for u in units if system.language(u.locale).code in self.languages]
+        exclude = system.held_out_sources(spec.locale_dir, spec.held_out_domains) if spec.held_out_domains else set()
+        roots = spec.resolved_code_roots()
+        files = system.code_files(roots, spec.max_code_files_per_language, counts)
+        if self.languages is not None:
+            files = [(p, lab) for p, lab in files if lab in self.languages]
+        work = [("gettext", u) for u in units] + [("code", f) for f in files]
+        root_names = {root: root.name for root in roots}
+        for kind, unit in work[rank::world_size]:
+            if kind == "gettext":
+                raws = list(system.unit_documents(unit, spec.max_document_chars, exclude, counts))
+            else:
+                raw = system.code_document(*unit, root_names, spec.max_code_file_bytes, counts)
+                raws = [raw] if raw is not None else []
+            for raw in raws:
+                yield Document(text=raw.text, id=raw.id,
+                               metadata={"language": raw.language, "source": f"{spec.source_name}/{raw.source}"})
+        for reason, n in counts.skipped.items():
+            self.count_skip(reason, None, n)
+        for line in counts.skipped_files:
+            logger.warning(f"system source skipped {line}")
+
+    def huggingface_items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord]:
+        import datasets
+        from datasets.distributed import split_dataset_by_node
+
+        spec = self.spec
+        local = Path(spec.dataset)
+        if (local / "dataset_info.json").is_file() or (local / "state.json").is_file():
+            dataset = datasets.load_from_disk(str(local))
+        else:
+            dataset = datasets.load_dataset(spec.dataset, spec.subset, split=spec.split, streaming=spec.streaming)
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset = dataset[spec.split]
+        dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+        for row, record in enumerate(dataset, start=1):
+            try:
+                language = spec.language or declared_language(record.get(spec.language_field or ""), spec.dataset, row)
+                doc_id = record.get(spec.id_field or "") or f"{spec.dataset}:{rank}:{row}"
+                yield make_document(record.get(spec.text_field), doc_id, language, spec, spec.dataset, row)
+            except BadRecord as bad:
+                yield bad

@@ -1,0 +1,112 @@
+"""The `data` stage: sources -> language ID -> heuristic + statistical filters -> (perplexity) -> MinHash dedup ->
+clean documents per language, plus held-out parallel sets and an account of what every step removed.
+
+Each phase is a datatrove pipeline run by a datatrove executor over files on disk, so the same stage runs on local
+processes here and on Slurm or Ray on a cluster. The stage works inside a directory that survives an interruption:
+datatrove skips the tasks it already completed, and a re-run finishes with the same output.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+
+from fuxitranyu.data import accounting, system
+from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
+from fuxitranyu.data.readers import SourceReader
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from fuxitranyu.pipeline import StageContext
+
+BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
+
+
+def executor(pipeline: list, recipe: DataRecipe, logging_dir: Path):
+    """A datatrove executor for one phase; `local` runs `workers` processes over `tasks` shards here."""
+    if recipe.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        workers = min(recipe.workers, recipe.tasks)
+        return LocalPipelineExecutor(pipeline, tasks=recipe.tasks, workers=workers, logging_dir=str(logging_dir))
+    if recipe.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return SlurmPipelineExecutor(pipeline, tasks=recipe.tasks, logging_dir=str(logging_dir), time="24:00:00",
+                                     partition="cpu", job_name=f"fuxitranyu-{logging_dir.name}")
+    from datatrove.executor import RayPipelineExecutor
+
+    return RayPipelineExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir))
+
+
+def dropped_writer(recipe: DataRecipe, out_dir: Path, step: str) -> JsonlWriter | None:
+    return JsonlWriter(str(out_dir / "dropped" / step), output_filename=BY_LANGUAGE) if recipe.keep_dropped else None
+
+
+def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
+    """`parallel/<domain>.jsonl` for every held-out gettext domain; returns rows per set."""
+    rows_per_set = {}
+    for source in recipe.sources:
+        if source.type != "system":
+            continue
+        for domain in source.held_out_domains:
+            rows = list(system.parallel_rows(source.locale_dir, [domain]))
+            if not rows:
+                raise FuxiError(f"held-out domain {domain!r} has no catalog with aligned sentences",
+                                path=source.locale_dir)
+            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            atomic_write_text(out_dir / "parallel" / f"{domain}.jsonl", lines)
+            rows_per_set[domain] = len(rows)
+    return rows_per_set
+
+
+def filter_pipeline(recipe: DataRecipe, out_dir: Path, target: Path) -> list:
+    languages = recipe.language_set
+    steps: list = [SourceReader(source, languages) for source in recipe.sources]
+    if recipe.language_id.enabled:
+        steps.append(LanguageIdentifier(recipe.language_id, languages, dropped_writer(recipe, out_dir, "language_id")))
+    if recipe.filters.enabled:
+        steps.append(HeuristicFilter(recipe.filters, dropped_writer(recipe, out_dir, "heuristic")))
+        steps.append(StatisticalFilter(recipe.filters, dropped_writer(recipe, out_dir, "statistical")))
+    steps.append(JsonlWriter(str(target), output_filename=BY_LANGUAGE))
+    return steps
+
+
+def count_output(folder: Path) -> dict[str, dict[str, int]]:
+    """Documents and characters per language in a folder of `<lang>/<rank>.jsonl.gz` files."""
+    totals: dict[str, dict[str, int]] = {}
+    for path in sorted(folder.glob("*/*.jsonl.gz")):
+        row = totals.setdefault(path.parent.name, {"docs": 0, "chars": 0})
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                row["docs"] += 1
+                row["chars"] += len(json.loads(line)["text"])
+    return totals
+
+
+def run_data_stage(ctx: StageContext) -> dict[str, Any]:
+    recipe: DataRecipe = ctx.recipe.data
+    out, logs = ctx.out_dir, ctx.out_dir / "logs"
+    parallel = write_parallel_sets(recipe, out)
+
+    filtered = out / "work" / "filtered"
+    executor(filter_pipeline(recipe, out, filtered), recipe, logs / "filter").run()
+    steps = {name: table for name, counters in accounting.step_counters(logs / "filter").items()
+             if (table := accounting.tabulate(counters))["languages"] or table["skipped"]}
+    # The dedup phase joins here: it reads `filtered`, writes `clean` (until then the filtered documents are final).
+    clean = out / "clean"
+    if filtered.exists():
+        shutil.rmtree(clean, ignore_errors=True)
+        filtered.rename(clean)
+    shutil.rmtree(out / "work", ignore_errors=True)
+    final = count_output(clean)
+    accounting.print_summary(ctx.console, steps, final)
+    return {"steps": steps, "final": final, "parallel_sets": parallel}

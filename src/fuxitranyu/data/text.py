@@ -1,0 +1,156 @@
+"""Text statistics the filters use, defined so that they work for every script.
+
+"Word": for scripts written without spaces (Han, Kana, Thai, Lao, Khmer, Myanmar) each character (with the combining
+marks that follow it) is a word; elsewhere
+a word is a run of non-space characters with punctuation stripped from its ends. A dictionary segmenter (jieba,
+pythainlp, ...) would be closer to linguistic words but is 24-45x slower (../shared/notes/offline-assets.md), and the
+filters only need counts that scale with the amount of text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+from fuxitranyu.errors import FuxiError
+
+NO_SPACE_RANGES = (
+    "\u3040-\u30ff\u31f0-\u31ff"  # Hiragana, Katakana
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Han
+    "\u0e00-\u0e7f\u0e80-\u0eff"  # Thai, Lao
+    "\u1780-\u17ff\u19e0-\u19ff"  # Khmer
+    "\u1000-\u109f\uaa60-\uaa7f"  # Myanmar
+)
+NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my"})
+
+
+def _combining_marks(ranges: str) -> str:
+    """The combining marks (Mn, Mc) inside `ranges`, as a character-class body."""
+    chars = re.findall(r"(.)-(.)", ranges)
+    marks = (chr(c) for lo, hi in chars for c in range(ord(lo), ord(hi) + 1))
+    return "".join(m for m in marks if unicodedata.category(m) in ("Mn", "Mc"))
+
+
+_MARKS = _combining_marks(NO_SPACE_RANGES)
+_TOKEN = re.compile(rf"[{NO_SPACE_RANGES}][{_MARKS}]*|[^\s{NO_SPACE_RANGES}]+")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'()\[\]]+", re.IGNORECASE)
+
+
+def _is_punctuation(char: str) -> bool:
+    return unicodedata.category(char)[0] in "PS"
+
+
+@lru_cache(maxsize=4096)
+def _strip_punctuation(token: str) -> str:
+    start, end = 0, len(token)
+    while start < end and _is_punctuation(token[start]):
+        start += 1
+    while end > start and _is_punctuation(token[end - 1]):
+        end -= 1
+    return token[start:end]
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` (see the module docstring), punctuation-only tokens removed."""
+    found = []
+    for token in _TOKEN.findall(text):
+        word = _strip_punctuation(token) if len(token) > 1 else ("" if _is_punctuation(token) else token)
+        if word:
+            found.append(word)
+    return found
+
+
+def url_char_fraction(text: str) -> float:
+    return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
+
+
+def duplicate_line_fractions(text: str) -> tuple[float, float]:
+    """(fraction of lines that repeat an earlier line, fraction of characters in such lines) — Gopher."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return 0.0, 0.0
+    seen: set[str] = set()
+    duplicate_lines = duplicate_chars = 0
+    for line in lines:
+        if line in seen:
+            duplicate_lines += 1
+            duplicate_chars += len(line)
+        seen.add(line)
+    return duplicate_lines / len(lines), duplicate_chars / max(sum(map(len, lines)), 1)
+
+
+def top_ngram_char_fraction(tokens: list[str], n: int) -> float:
+    """Characters covered by the most frequent word n-gram (all its occurrences) over all word characters."""
+    if len(tokens) < n:
+        return 0.0
+    counts = Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    gram, count = counts.most_common(1)[0]
+    if count < 2:
+        return 0.0
+    return count * sum(map(len, gram)) / max(sum(map(len, tokens)), 1)
+
+
+def duplicate_ngram_char_fraction(tokens: list[str], n: int) -> float:
+    """Characters of the words covered by word n-grams that occur more than once, over all word characters."""
+    if len(tokens) < n:
+        return 0.0
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    counts = Counter(grams)
+    covered = bytearray(len(tokens))
+    for i, gram in enumerate(grams):
+        if counts[gram] > 1:
+            covered[i:i + n] = b"\x01" * n
+    duplicated = sum(len(tokens[i]) for i in range(len(tokens)) if covered[i])
+    return duplicated / max(sum(map(len, tokens)), 1)
+
+
+def char_repetition_ratio(text: str, n: int) -> float:
+    """BLOOM's character repetition ratio: the occurrences of the ⌊√k⌋ most frequent character n-grams (k distinct
+    n-grams) over all n-gram occurrences. High for text that repeats itself."""
+    if len(text) < n:
+        return 0.0
+    counts = Counter(text[i:i + n] for i in range(len(text) - n + 1))
+    top = int(len(counts) ** 0.5)
+    frequencies = sorted(counts.values(), reverse=True)
+    return sum(frequencies[:top]) / sum(frequencies)
+
+
+@lru_cache(maxsize=None)
+def stop_words(language: str) -> frozenset[str]:
+    """The stopwordsiso list of a language (empty when it has none: kk km ky lo my ta tg tk uz)."""
+    import stopwordsiso
+
+    return frozenset(stopwordsiso.stopwords(language)) if stopwordsiso.has_lang(language) else frozenset()
+
+
+def stop_word_count(text: str, tokens: list[str], language: str) -> int:
+    listed = stop_words(language)
+    if language in NO_SPACE_LANGUAGES:
+        return sum(text.count(word) for word in listed)
+    return sum(1 for token in tokens if token.lower() in listed)
+
+
+@lru_cache(maxsize=None)
+def flagged_word_list(path: str) -> frozenset[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise FuxiError(f"cannot read flagged-word list ({err})", path=path) from err
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def flagged_word_fraction(text: str, tokens: list[str], language: str, path: str) -> float:
+    listed = flagged_word_list(path)
+    if language in NO_SPACE_LANGUAGES:
+        hits = sum(text.count(word) for word in listed)
+    else:
+        lowered = [token.lower() for token in tokens]
+        hits = sum(1 for token in lowered if token in listed)
+        phrases = [p for p in listed if " " in p]
+        if phrases:
+            joined = " ".join(lowered)
+            hits += sum(joined.count(p) for p in phrases)
+    return hits / max(len(tokens), 1)
