@@ -141,6 +141,57 @@ def export(
     err.print(f"wrote {to} checkpoint to {out_dir}")
 
 
+tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer; compare tokenizers' fertility per language.",
+                            no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+):
+    """Train the recipe's tokenizer into <run dir>/tokenizer: the `tokenizer` stage of `fuxitranyu run` alone."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["tokenizer"], force=force, console=err)
+
+
+@tokenizer_app.command("fertility")
+def tokenizer_fertility(
+    tokenizers: Annotated[Optional[list[str]], typer.Argument(
+        help="tokenizer.json files or Hugging Face tokenizer directories, as PATH or NAME=PATH "
+             "(default: the recipe's trained tokenizer).")] = None,
+    parallel: Annotated[Optional[list[Path]], typer.Option(
+        help="Parallel set (repeatable): a folder or .jsonl file of {id, texts} units (the data stage's parallel/), "
+             "a TSV whose header names the languages, or a FLORES-200 folder. Default: the recipe's data/parallel.")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe whose run directory gives the defaults.")] = "tiny",
+    set_: SetOpt = None,
+    language: Annotated[Optional[list[str]], typer.Option(help="Only this language (repeatable).")] = None,
+    table: Annotated[Optional[list[Path]], typer.Option(help="Also write the table: .csv, .json or .md (repeatable).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Grouped bars per language, as the paper's Fig. 2 (.png, .svg, .pdf).")] = None,
+):
+    """Tokens per word and bytes per token, per language, of any number of tokenizers on the same parallel texts."""
+    from fuxitranyu.languages import label
+    from fuxitranyu.recipe import load_recipe
+    from fuxitranyu.tokenizer import fertility
+
+    resolved = load_recipe(recipe, set_ or []) if not (tokenizers and parallel) else None
+    loaded = ([fertility.load_tokenizer(spec) for spec in tokenizers] if tokenizers else
+              [fertility.load_tokenizer(resolved.run_dir / "tokenizer", name=resolved.name)])
+    units = fertility.read_parallel(parallel or [resolved.run_dir / "data" / "parallel"])
+    if units.skipped_languages:
+        err.print(f"skipped unsupported languages: {' '.join(sorted(units.skipped_languages))}")
+    measurements = fertility.measure(loaded, units, [label(code) for code in language or []])
+    typer.echo(fertility.markdown(measurements), nl=False)
+    for path in table or []:
+        fertility.write_table(measurements, path)
+    if plot is not None:
+        fertility.plot(measurements, plot)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="fuxitranyu", standalone_mode=True)

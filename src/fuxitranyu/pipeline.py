@@ -56,6 +56,12 @@ def _data_stage(ctx: StageContext) -> dict[str, Any]:
     return run_data_stage(ctx)
 
 
+def _tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.tokenizer.stage import run_tokenizer_stage
+
+    return run_tokenizer_stage(ctx)
+
+
 def _model_stage(ctx: StageContext) -> dict[str, Any]:
     from fuxitranyu.model.stage import write_initial_checkpoint
 
@@ -65,6 +71,7 @@ def _model_stage(ctx: StageContext) -> dict[str, Any]:
 # In pipeline order. Later stages (data, tokenizer, mix, pretrain, ...) join this list as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("data", sections=("data",), needs=(), run=_data_stage),
+    Stage("tokenizer", sections=("tokenizer",), needs=(), run=_tokenizer_stage),
     Stage("model", sections=("model",), needs=(), run=_model_stage),
 )
 

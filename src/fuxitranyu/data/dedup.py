@@ -124,28 +124,31 @@ class MinHasher:
         self._row_weights = rng.integers(0, 2**64, size=self.config.rows, dtype=np.uint64) | np.uint64(1)
         self._band_salts = rng.integers(0, 2**64, size=self.config.bands, dtype=np.uint64)
 
-    def signatures(self, hashes: np.ndarray, offsets: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    def signatures(self, hashes: np.ndarray, offsets: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """MinHash signatures, shape (documents, num_perm); a document without shingles gets all 2**64 - 1.
 
-        Each permutation is (a*x + b) mod (2**61 - 1), applied to `chunk // num_perm` shingles at a time.
+        Each permutation is (a*x + b) mod (2**61 - 1), computed for `chunk` shingles at a time in two reused
+        buffers (fresh large arrays cost a page fault per 4 KiB, which dominates on some VMs).
         """
         num_docs, num_perm = len(offsets) - 1, self.config.num_perm
         sig = np.full((num_docs, num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
         nonempty = np.flatnonzero(np.diff(offsets) > 0)
         doc_starts = offsets[nonempty]
-        step = max(1, chunk // num_perm)
-        for lo in range(0, len(hashes), step):
-            hi = min(lo + step, len(hashes))
+        a, b = self.a[:, None], self.b[:, None]
+        values = np.empty((num_perm, chunk), dtype=np.uint64)
+        carry = np.empty((num_perm, chunk), dtype=np.uint64)
+        for lo in range(0, len(hashes), chunk):
+            hi = min(lo + chunk, len(hashes))
             first = np.searchsorted(doc_starts, lo, side="right")
             end = np.searchsorted(doc_starts, hi, side="left")
             docs = nonempty[first - 1 : end]  # documents with shingles in [lo, hi)
-            y = hashes[lo:hi, None] * self.a  # (shingles, num_perm)
-            y += self.b
-            folded = y >> np.uint64(61)
+            y = np.multiply(a, hashes[lo:hi], out=values[:, : hi - lo])  # (num_perm, shingles)
+            y += b
+            folded = np.right_shift(y, np.uint64(61), out=carry[:, : hi - lo])
             y &= _MERSENNE
             y += folded  # ≡ a*x + b (mod 2**61 - 1)
-            mins = np.minimum.reduceat(y, np.maximum(doc_starts[first - 1 : end], lo) - lo, axis=0)
-            sig[docs] = np.minimum(sig[docs], mins)
+            mins = np.minimum.reduceat(y, np.maximum(doc_starts[first - 1 : end], lo) - lo, axis=1)
+            sig[docs] = np.minimum(sig[docs], mins.T)
         return sig
 
     def band_keys(self, sig: np.ndarray, salts: np.ndarray) -> np.ndarray:
@@ -307,6 +310,43 @@ class _DedupStep(PipelineStep):
         self.config = config
 
 
+class _ShardWriter:
+    """Buffers one task's (key, doc) records and document rows; each flush writes one part file per shard."""
+
+    def __init__(self, folder: DataFolder, rank: int, num_shards: int, limit: int):
+        self.folder, self.rank, self.num_shards, self.limit = folder, rank, num_shards, limit
+        self.records: list[np.ndarray] = []
+        self.documents: list[np.ndarray] = []
+        self.buffered = self.parts = 0
+
+    def add(self, records: np.ndarray, documents: np.ndarray) -> None:
+        self.records.append(records)
+        self.documents.append(documents)
+        self.buffered += len(records)
+        if self.buffered >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        records = np.concatenate(self.records or [np.zeros(0, RECORD)])
+        shard = records["key"] % np.uint64(self.num_shards)
+        order = np.argsort(shard, kind="stable")
+        bounds = np.searchsorted(shard[order], np.arange(self.num_shards + 1))
+        for s in range(self.num_shards):
+            if bounds[s] < bounds[s + 1]:
+                part = records[order[bounds[s] : bounds[s + 1]]]
+                _save(self.folder, f"signatures/{s:04d}/{self.rank:05d}-{self.parts:05d}.npy", part)
+        documents = np.concatenate(self.documents or [np.zeros(0, DOCUMENT)])
+        _save(self.folder, f"documents/{self.rank:05d}-{self.parts:05d}.npy", documents)
+        self.records, self.documents, self.buffered = [], [], 0
+        self.parts += 1
+
+    def close(self, num_docs: int, labels: list[str]) -> None:
+        """Flush, then write `documents/<rank>.json`, which marks the task's files complete."""
+        self.flush()
+        meta = {"documents": num_docs, "parts": self.parts, "labels": labels}
+        _save_json(self.folder, f"documents/{self.rank:05d}.json", meta)
+
+
 class MinHashSignatures(_DedupStep):
     """Step 1 (any number of tasks): band keys of every document, sharded by key, plus each document's label and
     length. Consumes the documents; run `MinHashFilter` over the same input with the same tasks afterwards."""
@@ -317,7 +357,7 @@ class MinHashSignatures(_DedupStep):
         self,
         folder: DataFolderLike,
         config: MinHashConfig = MinHashConfig(),
-        batch_chars: int = 1 << 19,
+        batch_chars: int = 1 << 17,
         buffer_records: int = 1 << 20,
     ):
         super().__init__(folder, config)
@@ -328,61 +368,54 @@ class MinHashSignatures(_DedupStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> None:
         for stale in self.folder.glob(f"signatures/*/{rank:05d}-*") + self.folder.glob(f"documents/{rank:05d}*"):
-            self.folder.rm(stale)  # a previous attempt of this task
+            self.folder.rm(stale)  # left by a failed attempt of this task
         hasher = MinHasher(self.config)
+        writer = _ShardWriter(self.folder, rank, self.config.num_shards, self.buffer_records)
         labels: dict[str, int] = {}
-        buffered: list[tuple[np.ndarray, np.ndarray]] = []  # (records, documents) of each batch
-        parts = num_docs = 0
-
-        def flush():
-            nonlocal parts
-            records = np.concatenate([r for r, _ in buffered] or [np.zeros(0, RECORD)])
-            shard = records["key"] % np.uint64(self.config.num_shards)
-            order = np.argsort(shard, kind="stable")
-            bounds = np.searchsorted(shard[order], np.arange(self.config.num_shards + 1))
-            for s in range(self.config.num_shards):
-                if bounds[s] < bounds[s + 1]:
-                    _save(self.folder, f"signatures/{s:04d}/{rank:05d}-{parts:05d}.npy", records[order[bounds[s] : bounds[s + 1]]])
-            _save(self.folder, f"documents/{rank:05d}-{parts:05d}.npy", np.concatenate([d for _, d in buffered] or [np.zeros(0, DOCUMENT)]))
-            buffered.clear()
-            parts += 1
-
+        num_docs = 0
         with self.track_time():
             for batch in _batches(data, self.batch_chars):
-                texts, rows, docs = [], [], np.zeros(len(batch), DOCUMENT)
-                for i, doc in enumerate(batch):
-                    label = doc.metadata.get("language") or UNKNOWN
-                    try:
-                        text, row = normalize(doc.text, None if label == UNKNOWN else label)
-                    except FuxiError as e:
-                        raise FuxiError(e.message, record=doc.id) from None
-                    texts.append(text)
-                    rows.append(row)
-                    docs[i] = labels.setdefault(label, len(labels)), len(doc.text)
-                    _count(self, "documents", label, len(doc.text))
-                hashes, offsets = shingle_hashes(
-                    texts, rows, self.config.word_ngrams, self.config.char_ngrams, self.config.code_ngrams
-                )
-                has_shingles = np.diff(offsets) > 0
-                if not has_shingles.all():
-                    self.stat_update("without_shingles", value=int((~has_shingles).sum()))
-                salts = np.zeros(len(batch), np.uint64)
-                if self.config.per_language:
-                    salt_of = np.array([language_salt(label) for label in labels], dtype=np.uint64)
-                    salts = salt_of[docs["label"]]
-                keys = hasher.band_keys(hasher.signatures(hashes, offsets), salts)[has_shingles]
+                if num_docs + len(batch) > 1 << 32:
+                    raise FuxiError(f"task {rank} has more than 2**32 documents; split the input into more tasks")
+                documents, keys, has_shingles = self._band_keys(batch, labels, hasher)
                 ids = (np.uint64(rank) << _RANK_SHIFT) | np.arange(num_docs, num_docs + len(batch), dtype=np.uint64)
-                records = np.empty(keys.size, RECORD)
-                records["key"] = keys.ravel()
-                records["doc"] = np.repeat(ids[has_shingles], self.config.bands)
-                buffered.append((records, docs))
+                records = np.empty((int(has_shingles.sum()), self.config.bands), RECORD)
+                records["key"] = keys[has_shingles]
+                records["doc"] = ids[has_shingles, None]
+                writer.add(records.ravel(), documents)
                 num_docs += len(batch)
-                if sum(len(r) for r, _ in buffered) >= self.buffer_records:
-                    flush()
-            flush()
-            if num_docs >= 1 << 32:
-                raise FuxiError(f"task {rank} read {num_docs} documents; use more tasks (at most 2**32 - 1 each)")
-            _save_json(self.folder, f"documents/{rank:05d}.json", {"documents": num_docs, "parts": parts, "labels": list(labels)})
+            writer.close(num_docs, list(labels))
+
+    def _band_keys(self, batch: list[Document], labels: dict[str, int], hasher: MinHasher):
+        """(label id, characters) and band keys of each document, and whether it has shingles (else no keys)."""
+        texts, rows = [], []
+        documents = np.zeros(len(batch), DOCUMENT)
+        for i, doc in enumerate(batch):
+            label = doc.metadata.get("language") or UNKNOWN
+            try:
+                text, row = normalize(doc.text, None if label == UNKNOWN else label)
+            except FuxiError as e:
+                raise FuxiError(e.message, record=doc.id) from None
+            texts.append(text)
+            rows.append(row)
+            documents[i] = labels.setdefault(label, len(labels)), len(doc.text)
+        for label, label_id in labels.items():  # counted per batch: per document would cost 15% of the step
+            mine = documents["label"] == label_id
+            if mine.any():
+                self.stat_update("documents", f"documents/{label}", value=int(mine.sum()), unit="batch")
+                chars = int(documents["chars"][mine].sum())
+                self.stat_update("documents_chars", f"documents_chars/{label}", value=chars, unit="batch")
+
+        config = self.config
+        hashes, offsets = shingle_hashes(texts, rows, config.word_ngrams, config.char_ngrams, config.code_ngrams)
+        salts = np.zeros(len(batch), np.uint64)
+        if config.per_language:
+            salts = np.array([language_salt(label) for label in labels], dtype=np.uint64)[documents["label"]]
+        keys = hasher.band_keys(hasher.signatures(hashes, offsets), salts)
+        has_shingles = np.diff(offsets) > 0
+        if not has_shingles.all():
+            self.stat_update("without_shingles", value=int((~has_shingles).sum()), unit="batch")
+        return documents, keys, has_shingles
 
 
 def _batches(data: Iterable[Document], batch_chars: int) -> Iterator[list[Document]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,27 +49,49 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(found)
 
 
+def _zstd_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed chunks of a (multi-frame) zstandard file. The library's stream reader treats a truncated frame
+    as a clean end of file, so frames are followed by hand to notice one that never ends."""
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor()
+    frame, frame_has_data = decompressor.decompressobj(), False
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            while chunk:
+                frame_has_data = True
+                yield frame.decompress(chunk)
+                if not frame.eof:
+                    break
+                chunk = frame.unused_data
+                frame, frame_has_data = decompressor.decompressobj(), False
+    if frame_has_data and not frame.eof:
+        raise EOFError("the last zstandard frame is incomplete")
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
 def open_lines(path: Path) -> Iterator[bytes]:
     """Raw lines of a plain, gzip or zstandard file; a truncated or corrupt archive raises `BadRecord`."""
-    if path.name.endswith(".zst"):
-        import zstandard
-
-        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
-        stream = io.BufferedReader(raw)
-    elif path.name.endswith(".gz"):
-        stream = gzip.open(path, "rb")
-    else:
-        stream = open(path, "rb")
     line_number = 0
     try:
-        with stream:
-            for line_number, line in enumerate(stream, start=1):
+        if path.name.endswith(".zst"):
+            for line_number, line in enumerate(_lines(_zstd_chunks(path)), start=1):
                 yield line
-    except (EOFError, OSError, zlib.error) as err:
-        raise BadRecord("truncated_file", f"truncated or corrupt compressed file after line {line_number} ({err})",
-                        path=path, record=line_number + 1) from err
-    except Exception as err:  # zstandard.ZstdError does not derive from OSError
-        if type(err).__name__ != "ZstdError":
+        else:
+            with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+                for line_number, line in enumerate(stream, start=1):
+                    yield line
+    except Exception as err:  # EOFError, OSError, zlib.error, zstandard.ZstdError
+        if not isinstance(err, (EOFError, OSError, zlib.error)) and type(err).__name__ != "ZstdError":
             raise
         raise BadRecord("truncated_file", f"truncated or corrupt compressed file after line {line_number} ({err})",
                         path=path, record=line_number + 1) from err
@@ -95,6 +116,13 @@ def make_document(text, doc_id, language, spec: SourceSpec, path, record) -> Doc
 
 
 def jsonl_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+    try:
+        yield from jsonl_records(spec, path)
+    except BadRecord as bad:  # a truncated archive ends the file
+        yield bad
+
+
+def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
     for line_number, raw in enumerate(open_lines(path), start=1):
         try:
             line = raw.decode("utf-8")

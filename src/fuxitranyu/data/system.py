@@ -15,6 +15,7 @@ from __future__ import annotations
 import gettext
 import hashlib
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ def read_catalog(path: str | Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
             translations = gettext.GNUTranslations(f)
-    except (OSError, UnicodeDecodeError, IndexError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, IndexError, ValueError, struct.error) as err:
         raise FuxiError(f"unreadable gettext catalog ({type(err).__name__}: {err})", path=path) from err
     entries: dict[str, str] = {}
     for key, translated in translations._catalog.items():  # the parsed table; GNUTranslations has no public view

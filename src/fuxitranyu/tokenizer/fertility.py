@@ -1,0 +1,354 @@
+"""Fertility: tokens per word, per language, on a parallel set, for any number of tokenizers (paper 3.3, Fig. 2).
+
+A word is what `fuxitranyu.data.text.words` says, the definition the data filters use too: a run of non-space
+characters with punctuation stripped, except in the scripts written without spaces (Han, Kana, Thai, Lao, Khmer,
+Myanmar: zh ja th lo km my), where every character with its combining marks is a word. Characters rather than a
+dictionary segmenter: exact, fast and dependency-free, the same for every tokenizer; the price is that the fertility
+of those six languages is per character and not comparable with the others' (tables mark their words `character`).
+Bytes per token (UTF-8) needs no word at all and compares across every language.
+
+Every tokenizer is measured on the same texts: all units of the parallel set that have the language. Special tokens
+(a BOS that a tokenizer adds by itself) are not counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fuxitranyu.data.text import NO_SPACE_LANGUAGES, words
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_json, atomic_write_text
+from fuxitranyu.languages import BY_CODE, LABELS
+from fuxitranyu.tokenizer.corpus import label_or_none
+
+WORD_DEFINITION = (
+    "whitespace-separated runs with punctuation stripped; in zh ja th lo km my (no spaces between words) each "
+    "character with its combining marks"
+)
+_BATCH = 1024
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parallel sets: {"id": str, "texts": {label: text}} units
+
+
+@dataclass
+class ParallelSet:
+    units: list[dict] = field(default_factory=list)
+    skipped_languages: set[str] = field(default_factory=set)
+    """Codes in the input that are none of the supported languages."""
+
+    def add(self, unit_id: str, texts: dict[str, str]) -> None:
+        kept = {}
+        for code, text in texts.items():
+            lab = label_or_none(code)
+            if lab is None:
+                self.skipped_languages.add(code)
+            elif text.strip():
+                kept.setdefault(lab, text)
+        if kept:
+            self.units.append({"id": unit_id, "texts": kept})
+
+
+def _read_jsonl(path: Path, into: ParallelSet) -> None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise FuxiError(f"not UTF-8 text (byte {err.start})", path=path) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FuxiError(f"not a JSON line ({err})", path=path, record=number) from None
+        texts = record.get("texts") if isinstance(record, dict) else None
+        if not isinstance(texts, dict) or not all(isinstance(t, str) for t in texts.values()):
+            raise FuxiError('expected {"id": ..., "texts": {"<language>": "<text>", ...}}', path=path,
+                            record=number)
+        into.add(str(record.get("id", f"{path.name}:{number}")), texts)
+
+
+def _read_tsv(path: Path, into: ParallelSet) -> None:
+    """A header of language codes (every column is a language), then one aligned unit per row."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise FuxiError("empty TSV: expected a header of language codes", path=path)
+    header = rows[0]
+    for number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise FuxiError(f"{len(row)} columns, the header has {len(header)}", path=path, record=number)
+        into.add(f"{path.name}:{number}", dict(zip(header, row)))
+
+
+def _read_flores(folder: Path, into: ParallelSet) -> None:
+    """FLORES-200's layout: `<code>.<split>` files (fra_Latn.devtest), line i of every file is unit i. In the
+    dataset's top folder, `devtest/` is read. Where several files are one language (zho_Hans, zho_Hant), the one
+    with our FLORES code wins."""
+    if not any(p.is_file() for p in folder.iterdir()):
+        split = next((folder / s for s in ("devtest", "dev") if (folder / s).is_dir()), None)
+        if split is None:
+            raise FuxiError("not a parallel set: no .jsonl/.tsv files and no FLORES-200 files", path=folder)
+        folder = split
+    by_language: dict[str, list[Path]] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        code = path.name.split(".")[0]
+        lab = label_or_none(code)
+        if lab is None:
+            into.skipped_languages.add(code)
+        else:
+            by_language.setdefault(lab, []).append(path)
+    columns = {}
+    for lab, paths in by_language.items():
+        preferred = BY_CODE[lab].flores if lab in BY_CODE else None
+        path = next((p for p in paths if p.name.split(".")[0] == preferred), paths[0])
+        columns[lab] = path.read_text(encoding="utf-8").splitlines()
+    lengths = {len(lines) for lines in columns.values()}
+    if len(lengths) > 1:
+        raise FuxiError(f"FLORES files differ in length ({sorted(lengths)} lines): not aligned", path=folder)
+    for index in range(lengths.pop() if lengths else 0):
+        into.add(f"{folder.name}:{index + 1}", {lab: lines[index] for lab, lines in columns.items()})
+
+
+def read_parallel(paths: Iterable[str | Path]) -> ParallelSet:
+    """Units from JSONL files (the data stage's `parallel/*.jsonl`), TSV files, folders of those, or a FLORES-200
+    folder."""
+    found = ParallelSet()
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".tsv"))
+            if not files:
+                _read_flores(path, found)
+            for file in files:
+                (_read_jsonl if file.suffix == ".jsonl" else _read_tsv)(file, found)
+        elif path.suffix in (".jsonl", ".tsv"):
+            (_read_jsonl if path.suffix == ".jsonl" else _read_tsv)(path, found)
+        elif path.exists():
+            raise FuxiError("not a parallel set: expected a .jsonl or .tsv file, or a folder", path=path)
+        else:
+            raise FuxiError("no such file or directory", path=path)
+    if not found.units:
+        raise FuxiError(f"no parallel units in {', '.join(map(str, paths))}")
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+@dataclass(frozen=True)
+class NamedTokenizer:
+    name: str
+    count_tokens: Callable[[list[str]], list[int]]
+    """Tokens of each text, special tokens left out."""
+
+
+def load_tokenizer(spec: str | Path, name: str | None = None) -> NamedTokenizer:
+    """`PATH` or `NAME=PATH`; PATH is a `tokenizer.json` or a Hugging Face tokenizer directory. Without a name, the
+    directory's name (or the file's stem) names it."""
+    given, sep, rest = str(spec).partition("=")
+    if sep and given and not Path(spec).exists():
+        path, name = Path(rest), name or given
+    else:
+        path = Path(spec)
+    if name is None:
+        name = path.parent.name if path.name == "tokenizer.json" else (path.name if path.is_dir() else path.stem)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if file.is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(file))
+        except Exception as err:  # tokenizers raises a bare Exception for a malformed file
+            raise FuxiError(f"not a tokenizers JSON file ({err})", path=file) from None
+        return NamedTokenizer(name, lambda texts: [len(e.ids) for e in
+                                                   tokenizer.encode_batch_fast(texts, add_special_tokens=False)])
+    if path.is_dir():
+        from transformers import AutoTokenizer
+
+        try:
+            auto = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise FuxiError(f"not a tokenizer directory ({err})", path=path) from None
+        return NamedTokenizer(name, lambda texts: [len(ids) for ids in
+                                                   auto(texts, add_special_tokens=False)["input_ids"]])
+    raise FuxiError("no tokenizer here: expected a tokenizer.json file or a Hugging Face tokenizer directory",
+                    path=path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+@dataclass(frozen=True)
+class Measurement:
+    tokenizer: str
+    language: str
+    word: str
+    """`whitespace` or `character` (see the module docstring)."""
+    units: int
+    words: int
+    tokens: int
+    bytes: int
+
+    @property
+    def fertility(self) -> float:
+        return self.tokens / self.words
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.bytes / self.tokens
+
+    def row(self) -> dict:
+        return asdict(self) | {"fertility": round(self.fertility, 4),
+                               "bytes_per_token": round(self.bytes_per_token, 4)}
+
+
+def _language_order(lab: str) -> tuple[int, str]:
+    return (LABELS.index(lab), lab) if lab in LABELS else (len(LABELS), lab)
+
+
+def measure(tokenizers: Sequence[NamedTokenizer], parallel: ParallelSet,
+            languages: Sequence[str] = ()) -> list[Measurement]:
+    """Tokens, words and bytes per (tokenizer, language): fertility is tokens / words over all the language's units
+    (a ratio of sums, so long units weigh more, as in the paper's per-corpus numbers)."""
+    names = [t.name for t in tokenizers]
+    if len(set(names)) != len(names):
+        raise FuxiError(f"two tokenizers have the same name ({', '.join(names)}); name them with NAME=PATH")
+    present = {lab for unit in parallel.units for lab in unit["texts"]}
+    wanted = sorted(set(languages) & present if languages else present, key=_language_order)
+    if languages and not wanted:
+        raise FuxiError(f"none of {', '.join(languages)} is in the parallel set (it has {', '.join(sorted(present))})")
+    results = []
+    for lab in wanted:
+        texts = [unit["texts"][lab] for unit in parallel.units if lab in unit["texts"]]
+        n_words = sum(len(words(text)) for text in texts)
+        if n_words == 0:
+            continue
+        n_bytes = sum(len(text.encode("utf-8")) for text in texts)
+        kind = "character" if lab in NO_SPACE_LANGUAGES else "whitespace"
+        for tokenizer in tokenizers:
+            tokens = sum(sum(tokenizer.count_tokens(texts[i:i + _BATCH])) for i in range(0, len(texts), _BATCH))
+            results.append(Measurement(tokenizer.name, lab, kind, len(texts), n_words, tokens, n_bytes))
+    return results
+
+
+def summarize(measurements: Sequence[Measurement]) -> dict[str, dict]:
+    """Per tokenizer: mean fertility and the spread between the best and worst language, over the languages whose
+    words are whitespace-separated (the character-counted ones are not on the same scale), and mean bytes/token."""
+    summary = {}
+    for name in dict.fromkeys(m.tokenizer for m in measurements):
+        mine = [m for m in measurements if m.tokenizer == name]
+        spaced = [m for m in mine if m.word == "whitespace"] or mine
+        best = min(spaced, key=lambda m: m.fertility)
+        worst = max(spaced, key=lambda m: m.fertility)
+        summary[name] = {
+            "languages": len(spaced),
+            "mean_fertility": round(statistics.fmean(m.fertility for m in spaced), 4),
+            "best": {"language": best.language, "fertility": round(best.fertility, 4)},
+            "worst": {"language": worst.language, "fertility": round(worst.fertility, 4)},
+            "worst_to_best": round(worst.fertility / best.fertility, 4),
+            "mean_bytes_per_token": round(statistics.fmean(m.bytes_per_token for m in mine), 4),
+        }
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output
+
+
+def markdown(measurements: Sequence[Measurement]) -> str:
+    names = list(dict.fromkeys(m.tokenizer for m in measurements))
+    languages = list(dict.fromkeys(m.language for m in measurements))
+    cell = {(m.tokenizer, m.language): m for m in measurements}
+
+    def pivot(title: str, value: Callable[[Measurement], float]) -> list[str]:
+        lines = [title, "", "| language | units | " + " | ".join(names) + " |",
+                 "|---|---:|" + "---:|" * len(names)]
+        for lab in languages:
+            first = cell[(names[0], lab)]
+            mark = " *" if first.word == "character" else ""
+            values = " | ".join(f"{value(cell[(n, lab)]):.2f}" for n in names)
+            lines.append(f"| {lab}{mark} | {first.units} | {values} |")
+        return lines + [""]
+
+    lines = pivot("Fertility (tokens per word; * = every character counts as a word)", lambda m: m.fertility)
+    lines += pivot("Bytes per token (UTF-8)", lambda m: m.bytes_per_token)
+    lines += ["Spread over the languages written with spaces", "",
+              "| tokenizer | languages | mean fertility | best | worst | worst / best | mean bytes per token |",
+              "|---|---:|---:|---|---|---:|---:|"]
+    for name, s in summarize(measurements).items():
+        lines.append(f"| {name} | {s['languages']} | {s['mean_fertility']:.2f} | "
+                     f"{s['best']['language']} {s['best']['fertility']:.2f} | "
+                     f"{s['worst']['language']} {s['worst']['fertility']:.2f} | {s['worst_to_best']:.2f} | "
+                     f"{s['mean_bytes_per_token']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
+    """CSV (one row per tokenizer and language), JSON (rows + summary) or Markdown, by the file's suffix."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        buffer = io.StringIO()
+        rows = [m.row() for m in measurements]
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["tokenizer"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buffer.getvalue())
+    elif path.suffix == ".json":
+        atomic_write_json(path, {"word": WORD_DEFINITION, "measurements": [m.row() for m in measurements],
+                                 "summary": summarize(measurements)})
+    elif path.suffix == ".md":
+        atomic_write_text(path, markdown(measurements))
+    else:
+        raise FuxiError("unknown table format: use .csv, .json or .md", path=path)
+
+
+def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "Tokenizer fertility") -> None:
+    """Grouped bars per language, one bar per tokenizer, as the paper's Fig. 2 (PNG, SVG or PDF by suffix)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FuxiError("plotting needs matplotlib (pip install matplotlib)") from None
+    path = Path(path)
+    names = list(dict.fromkeys(m.tokenizer for m in measurements))
+    languages = list(dict.fromkeys(m.language for m in measurements))
+    cell = {(m.tokenizer, m.language): m.fertility for m in measurements}
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.22 * len(languages) * (len(names) + 1)), 4.0))
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(languages))]
+        ax.bar(xs, [cell.get((name, lab), 0.0) for lab in languages], width, label=name)
+    ax.set_xticks(range(len(languages)),
+                  [f"{lab}*" if lab in NO_SPACE_LANGUAGES else lab for lab in languages])
+    ax.set_xlim(-0.6, len(languages) - 0.4)
+    ax.set_ylabel("fertility (tokens per word)")
+    ax.set_title(title)
+    ax.legend(frameon=False, ncols=min(len(names), 4))
+    ax.grid(axis="y", alpha=0.3)
+    if any(lab in NO_SPACE_LANGUAGES for lab in languages):
+        fig.text(0.01, 0.01, "* tokens per character (written without spaces)", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""The `tokenizer` stage: train on the per-language-capped sample, write the HF tokenizer directory, and measure its
+fertility on the data stage's held-out parallel sets when they exist.
+
+Training documents come from `tokenizer.inputs` when the recipe names any, else from the data stage's `clean/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_text
+from fuxitranyu.tokenizer.corpus import plan_sample
+from fuxitranyu.tokenizer.fertility import (NamedTokenizer, load_tokenizer, markdown, measure, read_parallel,
+                                            summarize, write_table)
+from fuxitranyu.tokenizer.train import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, save_pretrained, train_bpe
+
+if TYPE_CHECKING:
+    from fuxitranyu.pipeline import StageContext
+    from fuxitranyu.recipe import TokenizerRecipe
+
+
+def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_dir: str | Path, seed: int,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Sample, train and save into `out_dir` (which the caller makes atomic); returns the stats for the manifest."""
+    console = console or Console(stderr=True)
+    layout = VocabularyLayout(config.vocab_size, config.chat_tokens, config.pad_to_multiple_of)
+    started = time.perf_counter()
+    sample = plan_sample(inputs, cap=config.max_documents_per_language, sampling=config.sampling, seed=seed,
+                         languages=config.languages)
+    console.print(f"  {config.sampling} sample: {sample.documents:,} documents of "
+                  f"{sum(c.documents for c in sample.counts.values()):,} in {len(sample.counts)} languages")
+    counted = time.perf_counter()
+    tokenizer, learned = train_bpe(sample.texts(), layout, split_digits=config.split_digits,
+                                   length=sample.documents, show_progress=sys.stderr.isatty())
+    trained = time.perf_counter()
+    if learned < config.vocab_size:
+        console.print(f"  [yellow]warning:[/] the sample allowed only {learned:,} of {config.vocab_size:,} tokens; "
+                      f"the other {config.vocab_size - learned:,} ids are dummy tokens")
+    save_pretrained(tokenizer, out_dir, config.chat_tokens)
+    sampled_bytes = sum(c.sampled_bytes for c in sample.counts.values())
+    chat = list(CHAT_TOKENS) if config.chat_tokens else []
+    return {
+        "vocabulary": {
+            "learned": learned,
+            "size": layout.size,
+            "dummy_tokens": layout.size - learned - len(chat),
+            "special_tokens": {token: tokenizer.token_to_id(token) for token in [ENDOFTEXT, *chat]},
+        },
+        "sample": {
+            "documents": sample.documents,
+            "bytes": sampled_bytes,
+            "languages": sample.stats(),
+        },
+        "seconds": {"count": round(counted - started, 3), "train": round(trained - counted, 3)},
+        "training_mb_per_s": round(sampled_bytes / 1e6 / max(trained - counted, 1e-9), 3),
+        "files": {"tokenizer.json": hashlib.sha256((Path(out_dir) / "tokenizer.json").read_bytes()).hexdigest()},
+    }
+
+
+def fertility_report(tokenizer: NamedTokenizer, parallel_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """fertility.json / fertility.md of one tokenizer on a folder of parallel sets; returns a summary."""
+    parallel = read_parallel([parallel_dir])
+    measurements = measure([tokenizer], parallel)
+    write_table(measurements, out_dir / "fertility.json")
+    atomic_write_text(out_dir / "fertility.md", markdown(measurements))
+    return {
+        "parallel_units": len(parallel.units),
+        "per_language": {m.language: round(m.fertility, 4) for m in measurements},
+        **summarize(measurements)[tokenizer.name],
+    }
+
+
+def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.pipeline import read_manifest
+
+    config = ctx.recipe.tokenizer
+    data_dir = ctx.recipe.run_dir / "data"
+    if config.inputs:
+        inputs, source = config.inputs, {"paths": list(config.inputs)}
+    elif (data_dir / "clean").is_dir():
+        inputs = [data_dir / "clean"]
+        source = {"data": (read_manifest(data_dir) or {}).get("fingerprint")}
+    else:
+        raise FuxiError("no training documents: run the data stage first (fuxitranyu run RECIPE --only data) or "
+                        "set tokenizer.inputs", path=data_dir / "clean")
+    stats = {"inputs": source, **train_tokenizer(config, inputs, ctx.out_dir, ctx.recipe.seed, ctx.console)}
+    if (data_dir / "parallel").is_dir():
+        stats["fertility"] = fertility_report(load_tokenizer(ctx.out_dir, name=ctx.recipe.name),
+                                              data_dir / "parallel", ctx.out_dir)
+    ctx.console.print(f"  vocabulary {stats['vocabulary']['size']:,} ({stats['vocabulary']['learned']:,} learned), "
+                      f"{stats['training_mb_per_s']:.2f} MB/s")
+    return stats

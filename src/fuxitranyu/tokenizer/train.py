@@ -1,0 +1,122 @@
+"""Byte-level BPE as the paper trains it (3.3) and the vocabulary layout of the released checkpoints.
+
+GPT-2's byte-level pre-tokenization (its regex, no prefix space) keeps every number whole (` ?\\p{N}+`); the paper
+does not split numbers into digits. Ids:
+
+    0                          <|endoftext|>  (bos = eos)
+    1 .. 256                   the byte alphabet
+    257 .. vocab_size-1        learned merges (dummy tokens if the corpus was too small to learn them all)
+    vocab_size, vocab_size+1   <|im_start|>, <|im_end|>   (released: 250680, 250681)
+    ... up to a multiple of 128 dummy tokens                (released: 250,752 in all)
+
+The ChatML ids do not depend on how many merges the corpus allowed, so they always match the recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_json
+
+ENDOFTEXT = "<|endoftext|>"
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
+BYTE_ALPHABET = 256
+MIN_VOCAB_SIZE = BYTE_ALPHABET + 1
+"""The byte alphabet plus <|endoftext|>: BPE cannot learn a smaller vocabulary."""
+
+# ChatML. `{% generation %}` marks what the assistant says (with its <|im_end|>, so that a model learns to stop):
+# transformers' `return_assistant_tokens_mask` and TRL's `assistant_only_loss` read it.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def vocab_size_problem(vocab_size: int) -> str | None:
+    if vocab_size >= MIN_VOCAB_SIZE:
+        return None
+    return (f"vocab_size {vocab_size} is smaller than the byte alphabet ({BYTE_ALPHABET}) + {ENDOFTEXT} = "
+            f"{MIN_VOCAB_SIZE}: byte-level BPE needs every byte as a token")
+
+
+@dataclass(frozen=True)
+class VocabularyLayout:
+    vocab_size: int
+    """Learned vocabulary, <|endoftext|> and the byte alphabet included (paper: 250,680)."""
+    chat_tokens: bool
+    pad_to_multiple_of: int
+
+    def __post_init__(self) -> None:
+        problem = vocab_size_problem(self.vocab_size)
+        if problem:
+            raise FuxiError(problem)
+
+    @property
+    def size(self) -> int:
+        """The whole vocabulary, padded (paper Table 4: 250,752)."""
+        used = self.vocab_size + (len(CHAT_TOKENS) if self.chat_tokens else 0)
+        return math.ceil(used / self.pad_to_multiple_of) * self.pad_to_multiple_of
+
+
+def pre_tokenizer(split_digits: bool) -> pre_tokenizers.PreTokenizer:
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if not split_digits:
+        return byte_level
+    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+
+
+def train_bpe(texts: Iterable[str], layout: VocabularyLayout, *, split_digits: bool = False,
+              length: int | None = None, show_progress: bool = False) -> tuple[Tokenizer, int]:
+    """Train on `texts` and complete the layout above; returns the tokenizer and the number of learned tokens."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizer(split_digits)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=layout.vocab_size,
+        special_tokens=[ENDOFTEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    tokenizer.train_from_iterator(texts, trainer, length=length)
+    learned = tokenizer.get_vocab_size()
+    shortfall = layout.vocab_size - learned
+    chat = list(CHAT_TOKENS) if layout.chat_tokens else []
+    padding = layout.size - layout.vocab_size - len(chat)
+    dummies = [f"<|dummy_{i}|>" for i in range(shortfall + padding)]
+    added = dummies[:shortfall] + chat + dummies[shortfall:]
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in added])
+    assert tokenizer.get_vocab_size() == layout.size
+    return tokenizer, learned
+
+
+def save_pretrained(tokenizer: Tokenizer, out_dir: str | Path, chat_tokens: bool) -> None:
+    """An HF tokenizer directory (tokenizer.json, tokenizer_config.json, chat_template.jinja) for AutoTokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        chat_template=CHAT_TEMPLATE if chat_tokens else None,
+    )
+    fast.save_pretrained(out_dir)
+    # transformers 5 writes its new class name; the old one loads in transformers 4 and 5 (vLLM, lm-eval pins).
+    config_path = Path(out_dir) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    atomic_write_json(config_path, config)

@@ -1,0 +1,334 @@
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from datatrove.data import Document
+
+from data_helpers import write_jsonl, write_mo
+from fuxitranyu.data import system
+from fuxitranyu.data import text as stats
+from fuxitranyu.data.config import DataRecipe, FiltersRecipe, LanguageIdRecipe, SourceSpec, Thresholds
+from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
+from fuxitranyu.data.readers import SourceReader
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.recipe import load_recipe
+
+FRENCH = "Le chat est assis sur la table et il regarde le jardin avec une grande attention tous les jours."
+ENGLISH = "The cat is sitting on the table and it looks at the garden with great attention every day of the week."
+CHINESE = "这是一个中文的例子，我们希望它能够通过所有的过滤器，因为它是一段正常的文本。今天的天气非常好，我们一起去公园散步吧。"
+JAPANESE = "これは日本語の文章です。今日はとても良い天気なので、私たちは公園に散歩に行きました。そこで友達に会いました。"
+THAI = "นี่คือตัวอย่างข้อความภาษาไทย วันนี้อากาศดีมาก เราจึงไปเดินเล่นที่สวนสาธารณะด้วยกัน และได้พบเพื่อนของเราที่นั่น"
+
+
+def read_all(spec: SourceSpec, languages=None, world_size=1):
+    docs, readers = [], []
+    for rank in range(world_size):
+        reader = SourceReader(spec, languages)
+        docs.extend(reader.run(None, rank, world_size))
+        readers.append(reader)
+    return docs, readers
+
+
+def counters(step) -> dict[str, int]:
+    return {name: int(value.total) for name, value in step.stats.stats.items()}
+
+
+# --------------------------------------------------------------------------------------------------------- readers
+
+
+@pytest.mark.parametrize("compression", [None, "gz", "zst"])
+def test_jsonl_reader_every_compression(tmp_path, compression):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"text": FRENCH, "language": "fr_FR", "id": "a"},
+                                                 {"text": ENGLISH}], compression)
+    docs, _ = read_all(SourceSpec(type="jsonl", paths=[str(path)]))
+    assert [(d.id, d.metadata["language"]) for d in docs] == [("a", "fr"), (f"{path.name}:2", None)]
+    assert docs[0].text == FRENCH
+
+
+@pytest.mark.parametrize("bad_line, reason, message", [
+    (b'{"text": "ok \xff\xfe"}', "invalid_utf8", "invalid UTF-8 at byte 13"),
+    (b'{"text": "unterminated', "malformed_json", "malformed JSON"),
+    (b'["a", "list"]', "malformed_json", "expected a JSON object, got list"),
+    (b'{"body": "no text field"}', "missing_text", "field 'text' is missing or not a string"),
+    (b'{"text": "   "}', "empty_document", "empty document"),
+    (b'{"text": "hello", "language": "xx"}', "unknown_language", "unknown language code 'xx'"),
+])
+def test_bad_records_name_file_and_line_or_are_counted(tmp_path, bad_line, reason, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps({"text": FRENCH}).encode() + b"\n" + bad_line + b"\n" +
+                     json.dumps({"text": ENGLISH}).encode() + b"\n")
+    with pytest.raises(FuxiError) as info:
+        read_all(SourceSpec(type="jsonl", paths=[str(path)]))
+    assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value)
+    docs, (reader,) = read_all(SourceSpec(type="jsonl", paths=[str(path)], on_error="skip"))
+    assert [d.text for d in docs] == [FRENCH, ENGLISH]
+    assert counters(reader)[f"skipped/{reason}"] == 1
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst"])
+def test_truncated_archive_is_an_error_naming_the_file(tmp_path, compression):
+    import hashlib
+
+    records = [{"text": f"{FRENCH} {hashlib.sha256(str(i).encode()).hexdigest()}"} for i in range(10_000)]
+    path = write_jsonl(tmp_path / "big.jsonl", records, compression)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(FuxiError, match=f"{path}:.*truncated or corrupt compressed file"):
+        read_all(SourceSpec(type="jsonl", paths=[str(path)]))
+    docs, (reader,) = read_all(SourceSpec(type="jsonl", paths=[str(path)], on_error="skip"))
+    assert 0 < len(docs) < 10_000 and counters(reader)["skipped/truncated_file"] == 1
+
+
+def test_missing_path_is_an_error(tmp_path):
+    with pytest.raises(FuxiError, match="no such file"):
+        read_all(SourceSpec(type="jsonl", paths=[str(tmp_path / "nope*.jsonl")]))
+
+
+def test_ranks_split_the_files_and_cover_everything(tmp_path):
+    for i in range(5):
+        write_jsonl(tmp_path / f"part{i}.jsonl", [{"text": f"{ENGLISH} {i} {j}", "id": f"{i}-{j}"} for j in range(3)])
+    spec = SourceSpec(type="jsonl", paths=[str(tmp_path)])
+    per_rank = [[d.id for d in SourceReader(spec).run(None, r, 2)] for r in range(2)]
+    assert not set(per_rank[0]) & set(per_rank[1])
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(f"{i}-{j}" for i in range(5) for j in range(3))
+
+
+def test_parquet_text_and_huggingface_sources(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"content": [FRENCH, ENGLISH], "lang": ["fr", "en"]}), tmp_path / "a.parquet")
+    docs, _ = read_all(SourceSpec(type="parquet", paths=[str(tmp_path / "a.parquet")], text_field="content",
+                                  language_field="lang", id_field=None))
+    assert [(d.id, d.metadata["language"]) for d in docs] == [("a.parquet:1", "fr"), ("a.parquet:2", "en")]
+
+    (tmp_path / "txt" / "sub").mkdir(parents=True)
+    (tmp_path / "txt" / "sub" / "one.txt").write_text(CHINESE)
+    (tmp_path / "txt" / "bad.txt").write_bytes(b"\xff\xfe broken")
+    docs, (reader,) = read_all(SourceSpec(type="text", paths=[str(tmp_path / "txt")], language="zh_CN",
+                                          on_error="skip"))
+    assert [(d.id, d.metadata["language"], d.text) for d in docs] == [("sub/one.txt", "zh", CHINESE)]
+    assert counters(reader)["skipped/invalid_utf8"] == 1
+
+    datasets.Dataset.from_dict({"text": [THAI, JAPANESE, ""], "language": ["th", "ja", "ja"]}).save_to_disk(
+        str(tmp_path / "hf"))
+    docs, (reader,) = read_all(SourceSpec(type="huggingface", dataset=str(tmp_path / "hf"), on_error="skip"))
+    assert [d.metadata["language"] for d in docs] == ["th", "ja"]
+    assert counters(reader)["skipped/empty_document"] == 1
+
+
+# --------------------------------------------------------------------------------------------------- system source
+
+
+def test_clean_message_strips_formatting_not_language():
+    assert system.clean_message("Save _As… %s <b>bold</b> {0} %(name)s 100%% done") == "Save As… bold 100% done"
+    assert system.clean_message("ファイル(_F)") == "ファイル"
+    assert system.clean_message("%1$s of %-5.2lf\n\n second") == "of\nsecond"
+
+
+@pytest.fixture
+def locale_dir(tmp_path):
+    root = tmp_path / "locale"
+    catalogs = {
+        ("app", "fr"): {"Open the selected file now": "Ouvrir le fichier sélectionné maintenant", "Quit": "Quitter"},
+        ("app", "de"): {"Open the selected file now": "Die ausgewählte Datei jetzt öffnen", "Quit": "Beenden"},
+        ("app", "sr@latin"): {"Quit": "Izlaz"},
+        ("held", "fr"): {"Remove the old archive before writing": "Supprimer l'ancienne archive avant d'écrire",
+                         "Quit": "Quitter"},
+        ("held", "de"): {"Remove the old archive before writing": "Das alte Archiv vor dem Schreiben entfernen"},
+        ("held", "pt_BR"): {"Remove the old archive before writing": "Remover o arquivo antigo antes de gravar"},
+    }
+    for (domain, locale), messages in catalogs.items():
+        write_mo(root / locale / "LC_MESSAGES" / f"{domain}.mo", messages)
+    (root / "de" / "LC_MESSAGES" / "broken.mo").write_bytes(b"\xde\x12\x04\x95 not a catalog")
+    return root
+
+
+def test_system_source_holds_out_domains_and_counts_skips(locale_dir):
+    spec = SourceSpec(type="system", locale_dir=str(locale_dir), held_out_domains=["held"])
+    docs, (reader,) = read_all(spec)
+    texts = {d.id: d.text for d in docs}
+    assert texts == {
+        "gettext/app/en/0": "Open the selected file now",  # "Quit" is excluded: it also occurs in the held-out domain
+        "gettext/app/de/0": "Die ausgewählte Datei jetzt öffnen",
+        "gettext/app/fr/0": "Ouvrir le fichier sélectionné maintenant",
+    }
+    assert counters(reader)["skipped/unsupported_locale"] == 1
+    assert counters(reader)["skipped/unreadable_catalog"] == 2  # broken.mo, read for its English and its German
+    rows = list(system.parallel_rows(locale_dir, ["held"]))
+    assert rows == [{"id": rows[0]["id"], "texts": {
+        "en": "Remove the old archive before writing", "de": "Das alte Archiv vor dem Schreiben entfernen",
+        "fr": "Supprimer l'ancienne archive avant d'écrire", "pt": "Remover o arquivo antigo antes de gravar"}}]
+
+
+def test_system_source_reads_code_by_extension(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mod.py").write_text("def f(x):\n    return x + 1\n")
+    (tmp_path / "src" / "lib.h").write_text("int f(int x);\n")
+    (tmp_path / "src" / "notes.md").write_text("# not code we take\n")
+    (tmp_path / "src" / "latin1.c").write_bytes(b"/* caf\xe9 */ int main(void) { return 0; }\n")
+    spec = SourceSpec(type="system", locale_dir="", code_roots=[str(tmp_path / "src")])
+    docs, (reader,) = read_all(spec)
+    assert sorted((d.id, d.metadata["language"]) for d in docs) == [
+        ("code/src/lib.h", "code-c"), ("code/src/mod.py", "code-python")]
+    assert counters(reader)["skipped/invalid_utf8"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------- filters
+
+
+def doc(text, language=None):
+    return Document(text=text, id="x", metadata={"language": language})
+
+
+def test_language_identifier_policies():
+    languages = frozenset({"fr", "en", "zh", "ja", "th", "code-python"})
+    relabel = LanguageIdentifier(LanguageIdRecipe(on_mismatch="relabel"), languages)
+    d = doc(ENGLISH, "fr")
+    assert relabel.decide(d) is None and d.metadata["language"] == "en" and d.metadata["declared_language"] == "fr"
+    keep = LanguageIdentifier(LanguageIdRecipe(on_mismatch="keep"), languages)
+    d = doc(ENGLISH, "fr")
+    assert keep.decide(d) is None and d.metadata["language"] == "fr"
+    drop = LanguageIdentifier(LanguageIdRecipe(on_mismatch="drop"), languages)
+    assert drop.decide(doc(ENGLISH, "fr")) == "language_mismatch"
+    for text, expected in ((CHINESE, "zh"), (JAPANESE, "ja"), (THAI, "th"), (FRENCH, "fr")):
+        d = doc(text)
+        assert drop.decide(d) is None and d.metadata["language"] == expected
+    assert drop.decide(doc("Dies ist ein deutscher Satz über das Wetter von heute.")) == "language_not_selected"
+    assert drop.decide(doc("x = 1", "code-python")) is None
+
+
+def test_heuristic_filter(tmp_path):
+    flagged = tmp_path / "flagged-en.txt"
+    flagged.write_text("# flagged words\nbadword\n")
+    recipe = FiltersRecipe(flagged_words={"en": str(flagged)})
+    step = HeuristicFilter(recipe)
+    assert step.decide(doc(ENGLISH, "en")) is None
+    assert step.decide(doc("see https://example.com/a/very/long/path/to/a/page and www.example.org/x", "en")) == "urls"
+    assert step.decide(doc(ENGLISH + " badword badword", "en")) == "flagged_words"
+    assert step.decide(doc("Quantum chromodynamics lattice renormalization gauge bosons fermions", "en")) \
+        == "few_stop_words"
+    assert step.decide(doc(CHINESE, "zh")) is None  # zh stop words are counted as substrings
+    assert step.decide(doc("量子色动力学晶格熊猫竹林", "zh")) == "few_stop_words"
+    assert step.decide(doc("ကျွန်တော် မြန်မာ စာ ရေးသည်", "my")) is None  # no stop-word list: check off
+    with pytest.raises(FuxiError, match="missing.txt"):
+        HeuristicFilter(FiltersRecipe(flagged_words={"en": str(tmp_path / "missing.txt")}))
+
+
+def test_statistical_filter_per_language_thresholds():
+    recipe = FiltersRecipe(per_language={"fr": Thresholds(min_chars=500)})
+    step = StatisticalFilter(recipe)
+    assert step.decide(doc(ENGLISH, "en")) is None
+    assert step.decide(doc(FRENCH, "fr")) == "too_short"
+    assert step.decide(doc("a b", "en")) == "too_short"
+    assert step.decide(doc("\n".join([ENGLISH] * 3 + [FRENCH]), "en")) == "duplicate_lines"
+    repeated = " ".join(["the cat sat on the mat"] * 20)
+    assert step.decide(doc(repeated, "en")) == "top_word_ngram"
+    assert step.decide(doc(CHINESE, "zh")) is None and step.decide(doc(JAPANESE, "ja")) is None
+    assert step.decide(doc(THAI, "th")) is None
+    assert step.decide(doc("你好世界" * 30, "zh")) in ("top_word_ngram", "duplicate_word_ngrams")
+    assert step.decide(doc("def f():\n    return 1\n", "code-python")) is None
+
+
+def test_text_statistics_hand_checked():
+    assert stats.words("Hello, world! «quoted»") == ["Hello", "world", "quoted"]
+    assert stats.words("你好，世界") == ["你", "好", "世", "界"]
+    assert stats.words("ไม่มี") == ["ไ", "ม่", "มี"]  # combining marks stay with their base character
+    assert stats.duplicate_line_fractions("a\nb\na\na") == (0.5, 0.5)
+    tokens = "a b a b c".split()
+    assert stats.top_ngram_char_fraction(tokens, 2) == pytest.approx(4 / 5)
+    assert stats.duplicate_ngram_char_fraction(tokens, 2) == pytest.approx(4 / 5)
+    assert stats.url_char_fraction("x https://a.b y") == pytest.approx(11 / 15)
+
+
+# ------------------------------------------------------------------------------------------------------- the stage
+
+
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    records = [
+        {"text": FRENCH, "language": "fr", "id": "fr-1"},
+        {"text": FRENCH.replace("chat", "chien"), "language": "fr", "id": "fr-2"},
+        {"text": ENGLISH, "language": "fr", "id": "en-as-fr"},
+        {"text": "Too short.", "language": "en", "id": "short"},
+        {"text": CHINESE, "language": "zh", "id": "zh-1"},
+        {"text": THAI, "id": "th-undeclared"},
+        {"text": "\n".join([ENGLISH] * 4), "language": "en", "id": "repeats"},
+    ]
+    write_jsonl(folder / "a.jsonl", records[:4], "gz")
+    write_jsonl(folder / "b.jsonl", records[4:])
+    return folder
+
+
+def run_stage(tmp_path, corpus_dir, name="out", **data_overrides):
+    from fuxitranyu import pipeline
+
+    overrides = {"sources": [{"type": "jsonl", "paths": [str(corpus_dir)]}], "tasks": 2, "workers": 1,
+                 **data_overrides}
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path / name}", f"data={json.dumps(overrides)}"])
+    return pipeline.run_pipeline(recipe, only=["data"])[0], tmp_path / name / "data"
+
+
+def read_clean(folder: Path) -> dict[str, list[str]]:
+    return {p.parent.name + "/" + p.name: [json.loads(line)["id"] for line in gzip.open(p, "rt")]
+            for p in sorted(folder.glob("clean/*/*.jsonl.gz"))}
+
+
+def test_stage_counts_are_exact_and_output_is_deterministic(tmp_path):
+    corpus_dir = corpus(tmp_path)
+    manifest, out = run_stage(tmp_path, corpus_dir)
+    stats_ = manifest["stats"]
+    assert stats_["final"] == {"en": {"docs": 1, "chars": len(ENGLISH)}, "fr": {"docs": 2, "chars": 2 * len(FRENCH) + 1},
+                               "th": {"docs": 1, "chars": len(THAI)}, "zh": {"docs": 1, "chars": len(CHINESE)}}
+    langid = stats_["steps"]["language id"]["languages"]
+    assert langid["fr"]["in_docs"] == 3 and langid["fr"]["kept_docs"] == 2 and langid["en"]["kept_docs"] == 3
+    assert langid["unknown"]["in_docs"] == 1 and langid["th"]["kept_docs"] == 1
+    statistical = stats_["steps"]["statistical filters"]["languages"]["en"]
+    heuristic = stats_["steps"]["heuristic filters"]["languages"]["en"]
+    assert heuristic["dropped"] == {"few_stop_words": {"docs": 1, "chars": 10}}
+    assert statistical["dropped"] == {"duplicate_lines": {"docs": 1, "chars": 4 * len(ENGLISH) + 3}}
+    dropped = [json.loads(line) for p in sorted(out.glob("dropped/*/*/*.jsonl.gz")) for line in gzip.open(p, "rt")]
+    assert sorted((d["id"], d["metadata"]["drop_reason"]) for d in dropped) == [
+        ("repeats", "duplicate_lines"), ("short", "few_stop_words")]
+    first = read_clean(out)
+    assert sum(len(v) for v in first.values()) == 5
+    _, again = run_stage(tmp_path, corpus_dir, name="again")
+    assert read_clean(again) == first
+
+
+def test_interrupted_stage_resumes_to_the_same_output(tmp_path, monkeypatch):
+    corpus_dir = corpus(tmp_path)
+    _, reference = run_stage(tmp_path, corpus_dir, name="reference")
+    real_rename = Path.rename
+
+    def killed(self, target):
+        raise KeyboardInterrupt("killed after the filter phase")
+
+    monkeypatch.setattr(Path, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(tmp_path, corpus_dir, name="resumed")
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert not (tmp_path / "resumed" / "data").exists()
+    (partial,) = (tmp_path / "resumed").glob(".data.partial-*")
+    task_stats = sorted((partial / "logs" / "filter" / "stats").glob("*.json"))
+    assert len(task_stats) == 2
+    finished_at = [p.stat().st_mtime_ns for p in task_stats]
+    manifest, resumed = run_stage(tmp_path, corpus_dir, name="resumed")
+    assert read_clean(resumed) == read_clean(reference)
+    assert manifest["stats"]["final"] == json.loads((reference / "manifest.json").read_text())["stats"]["final"]
+    # the completed filter tasks were not run again
+    assert [p.stat().st_mtime_ns for p in sorted((resumed / "logs" / "filter" / "stats").glob("*.json"))] == finished_at
+
+
+def test_data_recipe_errors_name_the_key():
+    from fuxitranyu.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="data.sources.0: Value error, a jsonl source needs `paths`|a jsonl source needs"):
+        load_recipe("tiny", ['data.sources=[{"type": "jsonl"}]'])
+    with pytest.raises(RecipeError, match="unknown language code 'xx'"):
+        load_recipe("tiny", ["data.languages=[fr, xx]"])
+    with pytest.raises(RecipeError, match="must be written as its label 'zh'"):
+        load_recipe("tiny", ["data.filters.per_language={zh_CN: {min_chars: 3}}"])
+    assert DataRecipe().filters.thresholds("zh").max_duplicate_word_ngram_fraction[20] == 0.10
