@@ -332,3 +332,54 @@ def test_data_recipe_errors_name_the_key():
     with pytest.raises(RecipeError, match="must be written as its label 'zh'"):
         load_recipe("tiny", ["data.filters.per_language={zh_CN: {min_chars: 3}}"])
     assert DataRecipe().filters.thresholds("zh").max_duplicate_word_ngram_fraction[20] == 0.10
+
+
+# ------------------------------------------------------------------------------------------------------ perplexity
+
+
+def lmplz_available() -> bool:
+    from fuxitranyu.data.perplexity import find_lmplz
+
+    try:
+        find_lmplz()
+    except FuxiError:
+        return False
+    return True
+
+
+def test_missing_lmplz_is_explained(monkeypatch, tmp_path):
+    from fuxitranyu.data import perplexity
+
+    monkeypatch.setenv("FUXITRANYU_LMPLZ", str(tmp_path / "nothing"))
+    monkeypatch.setattr(perplexity, "KENLM_HOME", tmp_path / "no-home")
+    monkeypatch.setattr(perplexity.shutil, "which", lambda name: None)
+    with pytest.raises(FuxiError) as info:
+        perplexity.find_lmplz()
+    message = str(info.value)
+    assert "fuxitranyu build-kenlm" in message and "libboost-program-options-dev" in message
+    assert "data.perplexity.enabled=false" in message
+
+
+@pytest.mark.skipif(not lmplz_available(), reason="KenLM's lmplz is not built (fuxitranyu build-kenlm)")
+def test_perplexity_filter_drops_gibberish(tmp_path):
+    import random
+
+    from fuxitranyu.data.config import PerplexityRecipe
+    from fuxitranyu.data.perplexity import PerplexityFilter, prepare_models
+
+    rng = random.Random(0)
+    sentences = [ENGLISH, "The dog runs in the park every morning with its owner.",
+                 "We read a book about the history of the city last week.",
+                 "It rained all day, so the children played inside the house."]
+    reference = tmp_path / "reference.jsonl"
+    write_jsonl(reference, [{"text": " ".join(rng.sample(sentences, 3)), "language": "en"} for _ in range(200)])
+    recipe = PerplexityRecipe(enabled=True, reference=[str(reference)], order=3, vocab_size=200, max_percentile=95)
+    models, thresholds, report = prepare_models(recipe, tmp_path / "unused", tmp_path / "kenlm")
+    assert set(models) == {"en"} and report["en"]["reference_documents"] == 200
+    step = PerplexityFilter(models, thresholds)
+    fluent = doc(" ".join(sentences[:3]), "en")
+    gibberish = doc("zqx vwk plmo trsh gnaaf wuzzle bnork the qwop sjdfh", "en")
+    assert step.decide(fluent) is None and step.decide(gibberish) == "perplexity"
+    assert gibberish.metadata["perplexity"] > 10 * fluent.metadata["perplexity"]
+    assert step.decide(doc(FRENCH, "fr")) is None  # no French model: kept and counted
+    assert counters(step) == {"no_model/fr": 1}

@@ -52,6 +52,29 @@ def run(
     run_pipeline(resolved, only, force, console=err)
 
 
+@app.command()
+def data(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Run even when the output is up to date.")] = False,
+):
+    """Build clean, deduplicated, language-labelled documents: the `data` stage of `fuxitranyu run` alone."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["data"], force=force, console=err)
+
+
+@app.command("build-kenlm")
+def build_kenlm_command(
+    jobs: Annotated[int, typer.Option(help="Parallel compile jobs.")] = 2,
+):
+    """Build KenLM's lmplz (for the perplexity filter) from the kenlm source on PyPI; needs cmake and Boost."""
+    from fuxitranyu.data.perplexity import build_kenlm
+
+    err.print(f"built {build_kenlm(jobs=jobs)}")
+
+
 @recipe_app.command("show")
 def recipe_show(recipe: RecipeArg = "tiny", set_: SetOpt = None):
     """Print the recipe with defaults filled in and overrides applied."""

@@ -88,6 +88,10 @@ class TokenizerRecipe(Section):
     language (paper 3.3); `proportional` draws the same total, shared by the languages' shares of the corpus."""
     split_digits: bool = False
     """Split numbers into single digits. The paper does not (3.3)."""
+    marks_with_letters: bool = False
+    """Pre-tokenize with GPT-2's regex but count combining marks (Indic vowel signs and viramas, Thai, Khmer, Myanmar
+    marks) as letters. GPT-2's own regex (the paper's, False) cuts words of those scripts at every mark, so that
+    tokens per word in ta, bn and hi about double (benchmarks/RESULTS.md)."""
     chat_tokens: bool = True
     """Add ChatML `<|im_start|>` / `<|im_end|>` right after the learned vocabulary (released ids 250680, 250681)."""
     inputs: list[str] = []

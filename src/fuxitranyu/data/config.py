@@ -191,7 +191,7 @@ class FiltersRecipe(Section):
 class PerplexityRecipe(Section):
     enabled: bool = False
     """Drop documents whose KenLM perplexity is too high (paper 3.2, as BLOOM). Needs `kenlm`, `sentencepiece` and
-    a built `lmplz` (`fuxitranyu data build-kenlm`)."""
+    a built `lmplz` (`fuxitranyu build-kenlm`)."""
     reference: list[str] = []
     """JSONL files or directories of reference text per language (a `language` field) to train the models on; empty:
     the documents that passed the other filters."""
@@ -205,6 +205,8 @@ class PerplexityRecipe(Section):
     """Absolute per-language thresholds; they take precedence over the percentile."""
     min_reference_documents: int = Field(50, ge=1)
     """A language with less reference text gets no model, and its documents are kept (counted as `no_model`)."""
+    max_reference_documents: int = Field(20_000, ge=1)
+    """Reference documents per language used to train and calibrate its model (the first ones in file order)."""
 
 
 class DataRecipe(Section):

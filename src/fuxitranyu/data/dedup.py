@@ -1,43 +1,46 @@
 """MinHash fuzzy deduplication (paper 3.2), with memory bounded by sharding to disk, as datatrove steps.
 
-    documents ─ MinHashSignatures ─▶ signatures/<shard>/<rank>-<part>.npy   (band key, doc) records, by key hash
-                                     documents/<rank>-<part>.npy             (label, characters) of every document
-              MinHashBuckets ──────▶ pairs/<shard>.npy                       candidate pairs: equal band keys
-              MinHashClusters ─────▶ removed.npy, stats.json                 union-find; keeps the first of a cluster
-           or MinHashMicroDedup ───▶ removed.npy, stats.json                 the paper's multi-turn micro-dedup
+    documents ─ MinHashSignatures ─▶ signatures/<shard>/<rank>-<part>.npy  (band key, doc), sharded by key
+                                     documents/<rank>-<part>.npy            (label, characters) of each document
+              MinHashBuckets ──────▶ pairs/<shard>.npy                      candidate pairs: equal band keys
+              MinHashClusters ─────▶ removed.npy, stats.json                union-find; first of a cluster kept
+           or MinHashMicroDedup ───▶ removed.npy, stats.json                the paper's multi-turn micro-dedup
     documents ─ MinHashFilter ─────▶ documents without their duplicates
 
 A document is `(rank << 32) | index`: the task that read it and its position in that task's input, so "first in
-input order" means the lowest rank, then the earliest position. No step holds the corpus: signatures stream to
+input order" means the lowest rank, then the earliest position (file order when each task reads one contiguous
+run of files, e.g. tasks=1 or one file per task). No step holds the corpus: signatures stream to
 disk in bounded buffers, a bucket task holds one shard (about bands × documents / num_shards records of 16 bytes),
 and the cluster step holds only the candidate pairs. `deduplicate` runs the same steps in-process.
+
+Steps count per language what they see, keep and drop (`in/`, `kept/`, `dropped/duplicate/` + `<lang>/docs|chars`,
+the convention of `fuxitranyu.data.steps`); the cluster step also writes the exact totals to `stats.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolder, DataFolderLike, get_datafolder
-from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from fuxitranyu.data.shingles import MAX_NGRAM, mix64, normalize, shingle_hashes
+from fuxitranyu.data.steps import UNKNOWN, CountingStep, language_of
 from fuxitranyu.errors import FuxiError
 
 RECORD = np.dtype([("key", "<u8"), ("doc", "<u8")])
 DOCUMENT = np.dtype([("label", "<u2"), ("chars", "<u8")])
-UNKNOWN = "unknown"
-"""Language label of documents without `metadata["language"]`."""
 
-_MERSENNE = np.uint64((1 << 61) - 1)
+_PRIME = np.uint64((1 << 31) - 1)
 _RANK_SHIFT, _INDEX_MASK = np.uint64(32), np.uint64((1 << 32) - 1)
 
 
@@ -52,6 +55,7 @@ class MinHashConfig:
     code_ngrams: int = 5
     """Shingle size, in identifier/number/operator tokens, for source code (labels `code-*`)."""
     bands: int = 16
+    """LSH bands: two documents are candidates when all the rows of one band agree."""
     rows: int = 7
     """Permutations per band. Pairs of Jaccard similarity s become candidates with probability 1-(1-s^rows)^bands:
     16 × 7 finds 98% of pairs at s = 0.8, 75% at 0.7 and 12% at 0.5 (threshold ≈ (1/bands)^(1/rows) = 0.67)."""
@@ -93,11 +97,14 @@ class MicroDedupConfig:
     chunks_per_round: int = 4
     """Chunks drawn from the pool in each round; their documents are deduplicated among themselves."""
     min_removal: float = 0.01
-    """Stop after the first round that removes less than this fraction of the documents it looked at."""
+    """A round that removes less than this fraction of the documents it looked at counts towards stopping."""
+    patience: int = 1
+    """Stop after this many such rounds in a row. 1 is the paper's rule; more guards against a round that, by chance,
+    drew only chunks whose documents were already deduplicated together."""
     max_rounds: int = 50
 
     def __post_init__(self):
-        for name in ("chunk_size", "chunks_per_round", "max_rounds"):
+        for name in ("chunk_size", "chunks_per_round", "patience", "max_rounds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise FuxiError(f"MicroDedupConfig.{name} must be a positive integer, got {value!r}")
@@ -108,53 +115,56 @@ class MicroDedupConfig:
 # --- MinHash ------------------------------------------------------------------------------------------------------
 
 
-@dataclass
 class MinHasher:
-    """Band keys of documents: shingles → MinHash signature → one uint64 key per band."""
+    """Band keys of documents: shingles → MinHash signature → one uint64 key per band. Drawn from `config.seed`."""
 
-    config: MinHashConfig
-    a: np.ndarray = field(init=False)
-    b: np.ndarray = field(init=False)
-
-    def __post_init__(self):
-        # a, b, x < 2**32, so a*x + b < 2**64 is exact in uint64 before the reduction modulo 2**61 - 1.
-        rng = np.random.default_rng(self.config.seed)
-        self.a = rng.integers(1, 2**32, size=self.config.num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, 2**32, size=self.config.num_perm, dtype=np.uint64)
-        self._row_weights = rng.integers(0, 2**64, size=self.config.rows, dtype=np.uint64) | np.uint64(1)
-        self._band_salts = rng.integers(0, 2**64, size=self.config.bands, dtype=np.uint64)
+    def __init__(self, config: MinHashConfig):
+        self.config = config
+        rng = np.random.default_rng(config.seed)
+        self.a = rng.integers(1, _PRIME, size=config.num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, _PRIME, size=config.num_perm, dtype=np.uint64)
+        self._row_weights = rng.integers(0, 2**64, size=config.rows, dtype=np.uint64) | np.uint64(1)
+        self._band_salts = rng.integers(0, 2**64, size=config.bands, dtype=np.uint64)
 
     def signatures(self, hashes: np.ndarray, offsets: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """MinHash signatures, shape (documents, num_perm); a document without shingles gets all 2**64 - 1.
+        """MinHash signatures, shape (documents, num_perm) uint32; a document without shingles gets all 2**32 - 1.
 
-        Each permutation is (a*x + b) mod (2**61 - 1), computed for `chunk` shingles at a time in two reused
-        buffers (fresh large arrays cost a page fault per 4 KiB, which dominates on some VMs).
+        Permutation i maps a shingle hash x < 2**31 to (a_i*x + b_i) mod p, p = 2**31 - 1, with a_i, b_i uniform in
+        [1, p) and [0, p): a*x + b < 2**62 is exact in uint64, and two folds (2**31 ≡ 1 mod p) reduce it. `chunk`
+        shingles are done at a time in reused buffers (fresh large arrays cost a page fault per 4 KiB).
         """
         num_docs, num_perm = len(offsets) - 1, self.config.num_perm
-        sig = np.full((num_docs, num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+        sig = np.full((num_docs, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
         nonempty = np.flatnonzero(np.diff(offsets) > 0)
         doc_starts = offsets[nonempty]
         a, b = self.a[:, None], self.b[:, None]
-        values = np.empty((num_perm, chunk), dtype=np.uint64)
-        carry = np.empty((num_perm, chunk), dtype=np.uint64)
+        wide = np.empty((num_perm, chunk), dtype=np.uint64)
+        wide_carry = np.empty((num_perm, chunk), dtype=np.uint64)
+        narrow = np.empty((num_perm, chunk), dtype=np.uint32)
+        narrow_carry = np.empty((num_perm, chunk), dtype=np.uint32)
         for lo in range(0, len(hashes), chunk):
             hi = min(lo + chunk, len(hashes))
             first = np.searchsorted(doc_starts, lo, side="right")
             end = np.searchsorted(doc_starts, hi, side="left")
             docs = nonempty[first - 1 : end]  # documents with shingles in [lo, hi)
-            y = np.multiply(a, hashes[lo:hi], out=values[:, : hi - lo])  # (num_perm, shingles)
+            y = np.multiply(a, hashes[lo:hi], out=wide[:, : hi - lo])  # (num_perm, shingles)
             y += b
-            folded = np.right_shift(y, np.uint64(61), out=carry[:, : hi - lo])
-            y &= _MERSENNE
-            y += folded  # ≡ a*x + b (mod 2**61 - 1)
-            mins = np.minimum.reduceat(y, np.maximum(doc_starts[first - 1 : end], lo) - lo, axis=1)
+            carry = np.right_shift(y, np.uint64(31), out=wide_carry[:, : hi - lo])
+            y &= _PRIME
+            y += carry  # < 2**32, so the second fold runs on uint32
+            z = narrow[:, : hi - lo]
+            z[...] = y
+            carry32 = np.right_shift(z, np.uint32(31), out=narrow_carry[:, : hi - lo])
+            z &= np.uint32(_PRIME)
+            z += carry32  # ≡ a*x + b (mod p)
+            mins = np.minimum.reduceat(z, np.maximum(doc_starts[first - 1 : end], lo) - lo, axis=1)
             sig[docs] = np.minimum(sig[docs], mins.T)
         return sig
 
     def band_keys(self, sig: np.ndarray, salts: np.ndarray) -> np.ndarray:
         """One key per band, shape (documents, bands): a hash of the band's rows, its index and the document's salt."""
         rows = sig.reshape(len(sig), self.config.bands, self.config.rows)
-        keys = (rows * self._row_weights).sum(axis=2, dtype=np.uint64)
+        keys = (rows.astype(np.uint64) * self._row_weights).sum(axis=2, dtype=np.uint64)
         keys += self._band_salts
         keys += salts[:, None]
         return mix64(keys)
@@ -210,12 +220,6 @@ def _load_shard(folder: DataFolder, shard: int) -> np.ndarray:
     return np.concatenate([_load(folder, p) for p in parts]) if parts else np.zeros(0, RECORD)
 
 
-def _count(step: PipelineStep, outcome: str, label: str, chars: int) -> None:
-    """Documents and characters of one outcome (`documents`, `kept`, `dropped_duplicate`), overall and per label."""
-    step.stat_update(outcome, f"{outcome}/{label}")
-    step.stat_update(f"{outcome}_chars", f"{outcome}_chars/{label}", value=chars)
-
-
 # --- candidate pairs and clusters ---------------------------------------------------------------------------------
 
 
@@ -228,7 +232,8 @@ def shard_pairs(records: np.ndarray, among: np.ndarray | None = None) -> np.ndar
         records = records[np.isin(records["doc"], among)]
     order = np.lexsort((records["doc"], records["key"]))
     key, doc = records["key"][order], records["doc"][order]
-    run_start = np.r_[True, key[1:] != key[:-1]]
+    run_start = np.ones(len(key), dtype=bool)
+    run_start[1:] = key[1:] != key[:-1]
     first = np.maximum.accumulate(np.where(run_start, np.arange(len(key)), 0))
     return np.stack([doc[first[~run_start]], doc[~run_start]], axis=1)
 
@@ -276,11 +281,11 @@ def _dedup_stats(folder: DataFolder, removed: np.ndarray) -> dict:
                 totals[label] = totals.get(label, 0) + row
             start += len(docs)
 
-    def outcome(docs_in, chars_in, docs_out, chars_out) -> dict:
+    def outcome(docs_in, chars_in, docs_out, chars_out) -> dict:  # the layout of `accounting.tabulate`
+        dropped = {"duplicate": {"docs": int(docs_out), "chars": int(chars_out)}} if docs_out else {}
         return {
-            "in": {"documents": int(docs_in), "characters": int(chars_in)},
-            "kept": {"documents": int(docs_in - docs_out), "characters": int(chars_in - chars_out)},
-            "dropped": {"duplicate": {"documents": int(docs_out), "characters": int(chars_out)}},
+            "in_docs": int(docs_in), "in_chars": int(chars_in),
+            "kept_docs": int(docs_in - docs_out), "kept_chars": int(chars_in - chars_out), "dropped": dropped,
         }
 
     overall = sum(totals.values(), np.zeros(4, np.int64))
@@ -301,7 +306,7 @@ def _write_result(folder: DataFolder, config: MinHashConfig, removed: np.ndarray
 # --- datatrove steps ----------------------------------------------------------------------------------------------
 
 
-class _DedupStep(PipelineStep):
+class _DedupStep(CountingStep):
     type = "🫂 - DEDUP"
 
     def __init__(self, folder: DataFolderLike, config: MinHashConfig = MinHashConfig()):
@@ -391,7 +396,7 @@ class MinHashSignatures(_DedupStep):
         texts, rows = [], []
         documents = np.zeros(len(batch), DOCUMENT)
         for i, doc in enumerate(batch):
-            label = doc.metadata.get("language") or UNKNOWN
+            label = language_of(doc)
             try:
                 text, row = normalize(doc.text, None if label == UNKNOWN else label)
             except FuxiError as e:
@@ -402,9 +407,8 @@ class MinHashSignatures(_DedupStep):
         for label, label_id in labels.items():  # counted per batch: per document would cost 15% of the step
             mine = documents["label"] == label_id
             if mine.any():
-                self.stat_update("documents", f"documents/{label}", value=int(mine.sum()), unit="batch")
-                chars = int(documents["chars"][mine].sum())
-                self.stat_update("documents_chars", f"documents_chars/{label}", value=chars, unit="batch")
+                self.stat_update(f"in/{label}/docs", value=int(mine.sum()), unit="batch")
+                self.stat_update(f"in/{label}/chars", value=int(documents["chars"][mine].sum()), unit="batch")
 
         config = self.config
         hashes, offsets = shingle_hashes(texts, rows, config.word_ngrams, config.char_ngrams, config.code_ngrams)
@@ -459,7 +463,8 @@ class MinHashClusters(_DedupStep):
             files = [f"pairs/{s:04d}.npy" for s in range(self.config.num_shards)]
             missing = [f for f in files if not self.folder.exists(f)]
             if missing:
-                raise FuxiError(f"{len(missing)} shard(s) without pairs; run MinHashBuckets first", path=self.folder.resolve_paths(missing[0]))
+                where = self.folder.resolve_paths(missing[0])
+                raise FuxiError(f"missing, with {len(missing) - 1} more; run MinHashBuckets first", path=where)
             pairs = np.concatenate([_load(self.folder, f) for f in files])
             removed = clusters(pairs)
             _write_result(self.folder, self.config, removed, {"candidate_pairs": len(pairs)})
@@ -472,13 +477,19 @@ class MinHashMicroDedup(_DedupStep):
 
     The pool starts as consecutive chunks of `chunk_size` documents. Each round draws `chunks_per_round` chunks at
     random, deduplicates their documents among themselves, shuffles the survivors into as many new chunks and
-    returns them to the pool; it stops after a round that removes less than `min_removal` of what it looked at.
+    returns them to the pool; it stops after `patience` rounds in a row that each removed less than `min_removal`
+    of what they looked at.
     A round holds its chunks' document ids and, one shard at a time, their band keys.
     """
 
     name = "🔁 MinHash micro-dedup"
 
-    def __init__(self, folder: DataFolderLike, config: MinHashConfig = MinHashConfig(), micro: MicroDedupConfig = MicroDedupConfig()):
+    def __init__(
+        self,
+        folder: DataFolderLike,
+        config: MinHashConfig = MinHashConfig(),
+        micro: MicroDedupConfig = MicroDedupConfig(),
+    ):
         super().__init__(folder, config)
         self.micro = micro
 
@@ -488,21 +499,22 @@ class MinHashMicroDedup(_DedupStep):
         with self.track_time():
             pool = self._initial_pool()
             rng = np.random.default_rng(self.config.seed)
-            removed, rounds = [], []
+            removed, rounds, quiet = [], [], 0
             for round_ in range(1, self.micro.max_rounds + 1):
                 chosen = np.sort(rng.choice(len(pool), size=min(self.micro.chunks_per_round, len(pool)), replace=False))
                 docs = np.sort(np.concatenate([_load(self.folder, pool[c]) for c in chosen]))
-                pairs = np.concatenate([shard_pairs(_load_shard(self.folder, s), among=docs) for s in range(self.config.num_shards)])
+                shards = range(self.config.num_shards)
+                pairs = np.concatenate([shard_pairs(_load_shard(self.folder, s), among=docs) for s in shards])
                 found = clusters(pairs)
                 survivors = np.setdiff1d(docs, found[:, 0], assume_unique=True)
                 rng.shuffle(survivors)
                 for c, chunk in zip(chosen, np.array_split(survivors, len(chosen))):
                     _save(self.folder, pool[c], chunk)
                 removed.append(found)
-                rounds.append({"round": round_, "chunks": len(chosen), "documents": len(docs), "removed": len(found),
-                               "rate": len(found) / max(len(docs), 1)})
+                rounds.append({"round": round_, "chunks": len(chosen), "documents": len(docs), "removed": len(found)})
                 self.stat_update("rounds")
-                if len(found) < self.micro.min_removal * len(docs):
+                quiet = quiet + 1 if len(found) < self.micro.min_removal * len(docs) else 0
+                if quiet == self.micro.patience:
                     break
             removed = _resolve_chains(np.concatenate(removed))
             _write_result(self.folder, self.config, removed, {"rounds": rounds, "micro": asdict(self.micro)})
@@ -525,6 +537,8 @@ class MinHashMicroDedup(_DedupStep):
 
 def _resolve_chains(removed: np.ndarray) -> np.ndarray:
     """Rounds may remove a document that an earlier round kept in another's place; point to the final keeper."""
+    if len(removed) == 0:
+        return removed
     removed = removed[np.argsort(removed[:, 0])]
     kept = removed[:, 1].copy()
     while True:
@@ -540,45 +554,40 @@ class MinHashFilter(_DedupStep):
 
     name = "🧹 MinHash filter"
 
-    def __init__(self, folder: DataFolderLike, config: MinHashConfig = MinHashConfig(), exclusion_writer: DiskWriter | None = None):
+    def __init__(
+        self,
+        folder: DataFolderLike,
+        config: MinHashConfig = MinHashConfig(),
+        exclusion_writer: DiskWriter | None = None,
+    ):
         super().__init__(folder, config)
         self.exclusion_writer = exclusion_writer
         """Receives the dropped documents, with `metadata["drop_reason"] = "duplicate"`."""
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if not self.folder.exists("removed.npy"):
-            raise FuxiError("missing; run MinHashClusters or MinHashMicroDedup first", path=self.folder.resolve_paths("removed.npy"))
+            where = self.folder.resolve_paths("removed.npy")
+            raise FuxiError("missing; run MinHashClusters or MinHashMicroDedup first", path=where)
         expected = _load_json(self.folder, f"documents/{rank:05d}.json", "written by MinHashSignatures")["documents"]
         removed = _load(self.folder, "removed.npy")[:, 0]
         drop = set((removed[(removed >> _RANK_SHIFT) == rank] & _INDEX_MASK).tolist())
         index = -1
-        with self.exclusion_writer or _NoWriter() as excluded:
+        with self.exclusion_writer or contextlib.nullcontext() as excluded:
             for index, doc in enumerate(data):
-                with self.track_time():
-                    label = doc.metadata.get("language") or UNKNOWN
-                    if index in drop:
-                        _count(self, "dropped_duplicate", label, len(doc.text))
-                        doc.metadata["drop_reason"] = "duplicate"
-                        excluded.write(doc, rank)
-                        continue
-                    _count(self, "kept", label, len(doc.text))
-                yield doc
+                self.count("in", doc)
+                if index not in drop:
+                    self.count("kept", doc)
+                    yield doc
+                    continue
+                self.count("dropped/duplicate", doc)
+                if excluded is not None:
+                    doc.metadata["drop_reason"] = "duplicate"
+                    excluded.write(doc, rank)
         if index + 1 != expected:
             raise FuxiError(
                 f"task {rank} read {index + 1} documents but MinHashSignatures read {expected}; "
                 "run MinHashFilter on the same input with the same number of tasks"
             )
-
-
-class _NoWriter:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def write(self, doc: Document, rank: int) -> None:
-        pass
 
 
 # --- Python API ---------------------------------------------------------------------------------------------------
@@ -593,14 +602,14 @@ class DedupResult:
     kept_as: np.ndarray
     """For each removed document, the position of the document kept in its place (the first of its cluster)."""
     stats: dict
-    """`total` and per-`languages` documents and characters in / kept / dropped (by reason), `clusters`, and for
-    micro-dedup the `rounds` (documents looked at and removed in each)."""
+    """`total` and per-`languages` docs and chars in / kept / dropped by reason (the layout of
+    `fuxitranyu.data.accounting.tabulate`), `clusters`, and for micro-dedup the `rounds`."""
 
     @classmethod
     def load(cls, folder: DataFolderLike) -> DedupResult:
         folder = get_datafolder(str(folder) if isinstance(folder, Path) else folder)
-        removed = _load(folder, "removed.npy")
-        return cls(removed[:, 0].astype(np.int64), removed[:, 1].astype(np.int64), _load_json(folder, "stats.json", "written by a cluster step"))
+        removed = _load(folder, "removed.npy").astype(np.int64)
+        return cls(removed[:, 0], removed[:, 1], _load_json(folder, "stats.json", "written by a cluster step"))
 
     def keep(self, documents: Iterable[Document]) -> Iterator[Document]:
         """The documents that were not removed, from a second pass over the same input."""
@@ -619,8 +628,9 @@ def deduplicate(
     Files go to `workdir/str(config)` (replaced if present) or to a temporary folder removed afterwards; memory is
     bounded as in the steps. `micro` selects the multi-turn micro-deduplication instead of one global pass.
     """
-    with tempfile.TemporaryDirectory(prefix="fuxitranyu-dedup-") as tmp:
-        folder = Path(workdir if workdir is not None else tmp) / str(config)
+    scratch = contextlib.nullcontext(workdir) if workdir is not None else tempfile.TemporaryDirectory(prefix="dedup-")
+    with scratch as root:
+        folder = Path(root) / str(config)
         shutil.rmtree(folder, ignore_errors=True)
         MinHashSignatures(folder, config).run(documents)
         if micro is None:

@@ -11,7 +11,7 @@ A document becomes a sequence of tokens, and its shingles are the n-grams of tho
 
 Python only normalises each text; splitting into tokens, hashing tokens and n-grams runs vectorised over the whole
 batch, which is what makes shingling cheap (per-shingle Python hashing is the usual bottleneck of MinHash dedup).
-Shingle hashes are 32-bit values stored as uint64, ready for `(a*x + b) mod p` permutations.
+Shingle hashes are 31-bit values stored as uint64, ready for `(a*x + b) mod (2**31 - 1)` permutations.
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ UNSPACED_RANGES: tuple[tuple[int, int], ...] = (
 @functools.cache
 def char_classes() -> np.ndarray:
     """Class of every code point, shape (2, 0x110000): row TEXT for natural text, row CODE for source code."""
-    categories = [unicodedata.category(chr(cp))[0] for cp in range(0x110000)]
-    major = np.frombuffer("".join(categories).encode("ascii"), dtype=np.uint8)
+    major = np.frombuffer(bytes(ord(unicodedata.category(chr(cp))[0]) for cp in range(0x110000)), dtype=np.uint8)
     word = (major == ord("L")) | (major == ord("M")) | (major == ord("N"))
     punct = (major == ord("P")) | (major == ord("S"))
     table = np.zeros((2, 0x110000), dtype=np.uint8)
@@ -102,7 +101,8 @@ _CODE_SYNTAX: dict[str, tuple[str, str]] = {
     "code-visualbasic": (_DQ, r"'[^\n]*|(?i:\brem\b)[^\n]*"),
 }
 _COMMENTS: dict[str, re.Pattern] = {
-    label: re.compile(f"(?P<keep>{strings})|{comments}", re.MULTILINE) for label, (strings, comments) in _CODE_SYNTAX.items()
+    label: re.compile(f"(?P<keep>{strings})|{comments}", re.MULTILINE)
+    for label, (strings, comments) in _CODE_SYNTAX.items()
 }
 assert set(_COMMENTS) == {label for label in LABELS if label.startswith("code-")}
 
@@ -120,8 +120,12 @@ def normalize(text: str, label: str | None = None) -> tuple[str, int]:
         comments = _COMMENTS.get(label)
         if comments is None:
             raise FuxiError(f"unknown programming-language label {label!r}; known: {', '.join(_COMMENTS)}")
-        return unicodedata.normalize("NFKC", comments.sub(_keep_strings, text)), CODE
-    return unicodedata.normalize("NFKC", text).lower(), TEXT
+        return _nfkc(comments.sub(_keep_strings, text)), CODE
+    return _nfkc(text).lower(), TEXT
+
+
+def _nfkc(text: str) -> str:
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
 
 
 # --- vectorised tokenising and hashing ------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ def shingle_hashes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hashed shingles of a batch of normalised texts (see `normalize`).
 
-    Returns (hashes, offsets): document i's shingle hashes (uint64 values below 2**32, in text order, repeats kept)
+    Returns (hashes, offsets): document i's shingle hashes (uint64 values below 2**31, in text order, repeats kept)
     are `hashes[offsets[i]:offsets[i+1]]`. A document with fewer tokens than its n-gram size has one shingle of all
     its tokens, so that short exact duplicates are still found; one without tokens has none.
     """
@@ -231,7 +235,7 @@ def shingle_hashes(
         short_first = doc_tokens[:-1][is_short]
         gram[short_first] = np.add.reduceat(terms, np.searchsorted(short_tokens, short_first))
         valid[short_first] = True
-    hashes = mix64(gram[valid]) >> np.uint64(32)
+    hashes = mix64(gram[valid]) >> np.uint64(33)
     np.cumsum(np.bincount(token_doc[valid], minlength=num_docs), out=offsets[1:])
     return hashes, offsets
 

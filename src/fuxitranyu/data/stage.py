@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from fuxitranyu.data import accounting, system
+from fuxitranyu.data import accounting, perplexity, system
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
 from fuxitranyu.data.readers import SourceReader
@@ -97,16 +97,27 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
     parallel = write_parallel_sets(recipe, out)
 
-    filtered = out / "work" / "filtered"
-    executor(filter_pipeline(recipe, out, filtered), recipe, logs / "filter").run()
-    steps = {name: table for name, counters in accounting.step_counters(logs / "filter").items()
-             if (table := accounting.tabulate(counters))["languages"] or table["skipped"]}
-    # The dedup phase joins here: it reads `filtered`, writes `clean` (until then the filtered documents are final).
+    current = out / "work" / "filtered"
+    executor(filter_pipeline(recipe, out, current), recipe, logs / "filter").run()
+    phases = ["filter"]
+    report: dict[str, Any] = {}
+    if recipe.perplexity.enabled:
+        models, thresholds, report["perplexity"] = perplexity.prepare_models(recipe.perplexity, current, out / "kenlm")
+        scored = out / "work" / "perplexity"
+        steps = [JsonlReader(str(current), glob_pattern="*/*.jsonl.gz"),
+                 perplexity.PerplexityFilter(models, thresholds, dropped_writer(recipe, out, "perplexity")),
+                 JsonlWriter(str(scored), output_filename=BY_LANGUAGE)]
+        executor(steps, recipe, logs / "perplexity").run()
+        current = scored
+        phases.append("perplexity")
+    # The dedup phase joins here: it reads `current`, writes `clean` (until then `current` is final).
     clean = out / "clean"
-    if filtered.exists():
+    if current.exists():
         shutil.rmtree(clean, ignore_errors=True)
-        filtered.rename(clean)
+        current.rename(clean)
     shutil.rmtree(out / "work", ignore_errors=True)
+    steps = {name: table for phase in phases for name, counters in accounting.step_counters(logs / phase).items()
+             if (table := accounting.tabulate(counters))["languages"] or table["skipped"]}
     final = count_output(clean)
     accounting.print_summary(ctx.console, steps, final)
-    return {"steps": steps, "final": final, "parallel_sets": parallel}
+    return {"steps": steps, "final": final, "parallel_sets": parallel, **report}

@@ -160,10 +160,6 @@ class LanguageCount:
     sampled_bytes: int = 0
 
 
-def _on_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
 @dataclass
 class Sample:
     """A planned training sample: which documents of which files the tokenizer is trained on."""
@@ -194,7 +190,7 @@ class Sample:
     def texts(self) -> Iterator[str]:
         """Pass 2: the sampled texts, in file order; fills in the sampled counts as it goes."""
         position = dict.fromkeys(self.sizes, 0)
-        for file in track(self.files, "sampling", disable=not _on_terminal()):
+        for file in self.files:  # the BPE trainer shows the progress of this pass
             for lang, text in documents(file):
                 if lang not in position:
                     continue
@@ -220,17 +216,17 @@ def plan_sample(inputs: Sequence[str | Path], *, cap: int, sampling: str, seed: 
     if not files:
         raise FuxiError(f"empty corpus: no {', '.join(JSONL_SUFFIXES)} or {TEXT_SUFFIX} files in {shown}")
     counts: dict[str, LanguageCount] = {}
-    for file in track(files, "counting documents", disable=not _on_terminal()):
+    for file in track(files, "counting documents", disable=not sys.stderr.isatty()):
         if file.folder_language is not None:
             counts.setdefault(file.folder_language, LanguageCount())  # its folder promises this language
         for lang, text in documents(file):
             count = counts.setdefault(lang, LanguageCount())
             count.documents += 1
             count.characters += len(text)
+    if not languages and not any(count.documents for count in counts.values()):
+        raise FuxiError(f"empty corpus: no documents in {shown}")
     wanted = list(languages) or sorted(counts)
     empty = [lang for lang in wanted if counts.get(lang, LanguageCount()).documents == 0]
-    if not any(counts.get(lang, LanguageCount()).documents for lang in wanted):
-        raise FuxiError(f"empty corpus: no documents{' in ' + ', '.join(wanted) if languages else ''} in {shown}")
     if empty:
         raise FuxiError(f"no documents for language(s) {', '.join(empty)} in {shown}; remove them from "
                         "tokenizer.languages or add their documents")

@@ -58,12 +58,15 @@ class ParallelSet:
             self.units.append({"id": unit_id, "texts": kept})
 
 
-def _read_jsonl(path: Path, into: ParallelSet) -> None:
+def _read_text(path: Path) -> str:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise FuxiError(f"not UTF-8 text (byte {err.start})", path=path) from None
-    for number, line in enumerate(lines, start=1):
+
+
+def _read_jsonl(path: Path, into: ParallelSet) -> None:
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -79,7 +82,7 @@ def _read_jsonl(path: Path, into: ParallelSet) -> None:
 
 def _read_tsv(path: Path, into: ParallelSet) -> None:
     """A header of language codes (every column is a language), then one aligned unit per row."""
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(io.StringIO(_read_text(path)), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise FuxiError("empty TSV: expected a header of language codes", path=path)
     header = rows[0]
@@ -112,7 +115,7 @@ def _read_flores(folder: Path, into: ParallelSet) -> None:
     for lab, paths in by_language.items():
         preferred = BY_CODE[lab].flores if lab in BY_CODE else None
         path = next((p for p in paths if p.name.split(".")[0] == preferred), paths[0])
-        columns[lab] = path.read_text(encoding="utf-8").splitlines()
+        columns[lab] = _read_text(path).splitlines()
     lengths = {len(lines) for lines in columns.values()}
     if len(lengths) > 1:
         raise FuxiError(f"FLORES files differ in length ({sorted(lengths)} lines): not aligned", path=folder)
@@ -123,7 +126,7 @@ def _read_flores(folder: Path, into: ParallelSet) -> None:
 def read_parallel(paths: Iterable[str | Path]) -> ParallelSet:
     """Units from JSONL files (the data stage's `parallel/*.jsonl`), TSV files, folders of those, or a FLORES-200
     folder."""
-    found = ParallelSet()
+    paths, found = list(paths), ParallelSet()
     for item in paths:
         path = Path(item)
         if path.is_dir():
@@ -241,6 +244,8 @@ def measure(tokenizers: Sequence[NamedTokenizer], parallel: ParallelSet,
         for tokenizer in tokenizers:
             tokens = sum(sum(tokenizer.count_tokens(texts[i:i + _BATCH])) for i in range(0, len(texts), _BATCH))
             results.append(Measurement(tokenizer.name, lab, kind, len(texts), n_words, tokens, n_bytes))
+    if not results:
+        raise FuxiError("the parallel set has no words to measure")
     return results
 
 
@@ -318,10 +323,7 @@ def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
 def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "Tokenizer fertility") -> None:
     """Grouped bars per language, one bar per tokenizer, as the paper's Fig. 2 (PNG, SVG or PDF by suffix)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
     except ImportError:
         raise FuxiError("plotting needs matplotlib (pip install matplotlib)") from None
     path = Path(path)
@@ -329,7 +331,8 @@ def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "To
     languages = list(dict.fromkeys(m.language for m in measurements))
     cell = {(m.tokenizer, m.language): m.fertility for m in measurements}
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.22 * len(languages) * (len(names) + 1)), 4.0))
+    fig = Figure(figsize=(min(max(8.0, 0.05 * len(languages) * (len(names) + 1)), 20.0), 4.5))
+    ax = fig.subplots()
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(languages))]
         ax.bar(xs, [cell.get((name, lab), 0.0) for lab in languages], width, label=name)
@@ -338,7 +341,7 @@ def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "To
     ax.set_xlim(-0.6, len(languages) - 0.4)
     ax.set_ylabel("fertility (tokens per word)")
     ax.set_title(title)
-    ax.legend(frameon=False, ncols=min(len(names), 4))
+    ax.legend(frameon=False, ncols=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.grid(axis="y", alpha=0.3)
     if any(lab in NO_SPACE_LANGUAGES for lab in languages):
         fig.text(0.01, 0.01, "* tokens per character (written without spaces)", fontsize=8)
@@ -350,5 +353,4 @@ def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "To
         fig.savefig(tmp, dpi=150)
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         Path(tmp).unlink(missing_ok=True)

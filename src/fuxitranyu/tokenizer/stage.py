@@ -39,7 +39,8 @@ def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_d
                   f"{sum(c.documents for c in sample.counts.values()):,} in {len(sample.counts)} languages")
     counted = time.perf_counter()
     tokenizer, learned = train_bpe(sample.texts(), layout, split_digits=config.split_digits,
-                                   length=sample.documents, show_progress=sys.stderr.isatty())
+                                   marks_with_letters=config.marks_with_letters, length=sample.documents,
+                                   show_progress=sys.stderr.isatty())
     trained = time.perf_counter()
     if learned < config.vocab_size:
         console.print(f"  [yellow]warning:[/] the sample allowed only {learned:,} of {config.vocab_size:,} tokens; "
@@ -59,7 +60,7 @@ def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_d
             "bytes": sampled_bytes,
             "languages": sample.stats(),
         },
-        "seconds": {"count": round(counted - started, 3), "train": round(trained - counted, 3)},
+        "phase_seconds": {"count": round(counted - started, 3), "sample_and_train": round(trained - counted, 3)},
         "training_mb_per_s": round(sampled_bytes / 1e6 / max(trained - counted, 1e-9), 3),
         "files": {"tokenizer.json": hashlib.sha256((Path(out_dir) / "tokenizer.json").read_bytes()).hexdigest()},
     }

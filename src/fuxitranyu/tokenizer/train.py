@@ -1,7 +1,9 @@
 """Byte-level BPE as the paper trains it (3.3) and the vocabulary layout of the released checkpoints.
 
 GPT-2's byte-level pre-tokenization (its regex, no prefix space) keeps every number whole (` ?\\p{N}+`); the paper
-does not split numbers into digits. Ids:
+does not split numbers into digits. The same regex puts combining marks (`\\p{M}`: Indic vowel signs and viramas, Thai,
+Khmer and Myanmar marks) in pre-tokens apart from their letters, so no token can join them; `marks_with_letters`
+counts them as letters, which halves the fertility of ta, bn and hi (benchmarks/RESULTS.md). Ids:
 
     0                          <|endoftext|>  (bos = eos)
     1 .. 256                   the byte alphabet
@@ -20,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
@@ -33,17 +35,22 @@ MIN_VOCAB_SIZE = BYTE_ALPHABET + 1
 
 # ChatML. `{% generation %}` marks what the assistant says (with its <|im_end|>, so that a model learns to stop):
 # transformers' `return_assistant_tokens_mask` and TRL's `assistant_only_loss` read it.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+CHAT_TEMPLATE = """\
+{%- for message in messages %}
+    {{- '<|im_start|>' + message['role'] + '\\n' }}
+    {%- if message['role'] == 'assistant' %}
+        {%- generation %}
+            {{- message['content'] + '<|im_end|>' }}
+        {%- endgeneration %}
+        {{- '\\n' }}
+    {%- else %}
+        {{- message['content'] + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+{%- endif %}
+"""
 
 
 def vocab_size_problem(vocab_size: int) -> str | None:
@@ -72,18 +79,29 @@ class VocabularyLayout:
         return math.ceil(used / self.pad_to_multiple_of) * self.pad_to_multiple_of
 
 
-def pre_tokenizer(split_digits: bool) -> pre_tokenizers.PreTokenizer:
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    if not split_digits:
-        return byte_level
-    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+# GPT-2's pre-tokenization regex with combining marks counted as letters (\p{L} -> [\p{L}\p{M}]).
+GPT2_PATTERN_MARKS_WITH_LETTERS = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}\p{M}]+| ?\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+|\s+(?!\S)|\s+"""
+)
+
+
+def pre_tokenizer(split_digits: bool = False, marks_with_letters: bool = False) -> pre_tokenizers.PreTokenizer:
+    if marks_with_letters:
+        steps = [pre_tokenizers.Split(Regex(GPT2_PATTERN_MARKS_WITH_LETTERS), behavior="isolated"),
+                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    else:
+        steps = [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    if split_digits:
+        steps.insert(0, pre_tokenizers.Digits(individual_digits=True))
+    return steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
 
 
 def train_bpe(texts: Iterable[str], layout: VocabularyLayout, *, split_digits: bool = False,
-              length: int | None = None, show_progress: bool = False) -> tuple[Tokenizer, int]:
+              marks_with_letters: bool = False, length: int | None = None,
+              show_progress: bool = False) -> tuple[Tokenizer, int]:
     """Train on `texts` and complete the layout above; returns the tokenizer and the number of learned tokens."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizer(split_digits)
+    tokenizer.pre_tokenizer = pre_tokenizer(split_digits, marks_with_letters)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

@@ -1,0 +1,132 @@
+"""Tokenizer throughput, each against its obvious baseline in the same run.
+
+- Training (MB/s of sampled text): our stage path (two streaming passes over gzip JSONL, sampling, BPE, save) against
+  the bare `tokenizers` trainer on the same texts already in a Python list. Each runs in a fresh process, which
+  reports its peak memory: the streamed path never holds the corpus.
+- Encoding (MB/s): `encode_batch` / `encode_batch_fast` (what fertility uses) and transformers' batched call, against a
+  plain Python loop over `tokenizer.encode`.
+
+The corpus is the default one (this machine's gettext catalogs, as bench_fertility.py writes it), or --corpus DIR.
+
+    python benchmarks/bench_tokenizer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from bench_fertility import write_gettext_corpus
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _train(mode: str, corpus: Path, vocab_size: int, out: Path, result) -> None:
+    """One training run in a fresh process: (seconds, sampled bytes, peak RSS in MB) into `result`."""
+    from fuxitranyu.recipe import TokenizerRecipe
+    from fuxitranyu.tokenizer import VocabularyLayout, plan_sample, train_bpe, train_tokenizer
+
+    baseline_rss = _peak_rss_mb()
+    if mode == "streamed":
+        started = time.perf_counter()
+        stats = train_tokenizer(TokenizerRecipe(vocab_size=vocab_size, max_documents_per_language=10**9),
+                                [corpus], out, seed=0)
+        seconds, size = time.perf_counter() - started, stats["sample"]["bytes"]
+    else:
+        texts = list(plan_sample([corpus], cap=10**9, sampling="balanced", seed=0).texts())
+        started = time.perf_counter()
+        train_bpe(texts, VocabularyLayout(vocab_size, True, 128))
+        seconds, size = time.perf_counter() - started, sum(len(t.encode()) for t in texts)
+    result.put((seconds, size, _peak_rss_mb(), baseline_rss))
+
+
+def bench_training(corpus: Path, vocab_size: int, work: Path) -> dict[str, tuple]:
+    context = multiprocessing.get_context("spawn")
+    runs = {}
+    for mode in ("in-memory list", "streamed"):
+        result = context.Queue()
+        process = context.Process(target=_train, args=(mode, corpus, vocab_size, work / mode.replace(" ", "-"), result))
+        process.start()
+        runs[mode] = result.get()
+        process.join()
+    return runs
+
+
+def _best_seconds(function, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_encoding(tokenizer_dir: Path, texts: list[str], repeats: int) -> dict[str, float]:
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    fast = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    auto = AutoTokenizer.from_pretrained(tokenizer_dir)
+    variants = {
+        "loop over Tokenizer.encode (baseline)": lambda: [fast.encode(t) for t in texts],
+        "Tokenizer.encode_batch": lambda: fast.encode_batch(texts),
+        "Tokenizer.encode_batch_fast": lambda: fast.encode_batch_fast(texts),
+        "loop over AutoTokenizer.encode": lambda: [auto.encode(t) for t in texts],
+        "AutoTokenizer(batch)": lambda: auto(texts),
+    }
+    return {name: _best_seconds(function, repeats) for name, function in variants.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, help="a folder of <label>/*.jsonl.gz (default: write the gettext one)")
+    parser.add_argument("--vocab-size", type=int, default=8064)
+    parser.add_argument("--encode-documents", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        corpus = args.corpus
+        if corpus is None:
+            corpus = work / "clean"
+            write_gettext_corpus("/usr/share/locale", 4000, corpus)
+        training = bench_training(corpus, args.vocab_size, work)
+
+        from fuxitranyu.tokenizer import plan_sample
+
+        texts = list(plan_sample([corpus], cap=10**9, sampling="balanced", seed=0).texts())[::7]
+        texts = texts[: args.encode_documents]
+        encoding = bench_encoding(work / "streamed", texts, args.repeats)
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, tokenizers {metadata.version('tokenizers')}, "
+          f"transformers {metadata.version('transformers')}\n")
+    base_seconds, base_bytes, _, _ = training["in-memory list"]
+    print(f"Training, vocabulary {args.vocab_size:,}, {base_bytes / 1e6:.1f} MB of text\n")
+    print("| path | seconds | MB/s | ratio | peak RSS (MB) | RSS before (MB) |\n|---|---:|---:|---:|---:|---:|")
+    for mode, (seconds, size, peak, before) in training.items():
+        ratio = (size / seconds) / (base_bytes / base_seconds)
+        print(f"| {mode} | {seconds:.1f} | {size / 1e6 / seconds:.2f} | {ratio:.2f} | {peak:.0f} | {before:.0f} |")
+    size = sum(len(t.encode()) for t in texts)
+    print(f"\nEncoding {len(texts):,} documents, {size / 1e6:.1f} MB, best of {args.repeats}\n")
+    print("| call | seconds | MB/s | ratio to the loop |\n|---|---:|---:|---:|")
+    baseline = encoding["loop over Tokenizer.encode (baseline)"]
+    for name, seconds in encoding.items():
+        print(f"| {name} | {seconds:.3f} | {size / 1e6 / seconds:.1f} | {baseline / seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
