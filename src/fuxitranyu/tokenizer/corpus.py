@@ -2,7 +2,7 @@
 
 Pass 1 counts the documents of every language. The sample plan then fixes how many documents of each language are
 kept and, with the recipe's seed, which ones (by their position in the language's stream). Pass 2 streams exactly
-those texts to the BPE trainer. Memory holds one bit per document of a language whose documents are not all kept,
+those texts to the BPE trainer. Memory holds one byte per document of a language whose documents are not all kept,
 never the documents themselves, so the paper's 1M documents per language fit on a small machine.
 
 Inputs are the data stage's `clean/<label>/*.jsonl.gz` or any JSONL (.jsonl, .jsonl.gz, .jsonl.zst) with a `text`
@@ -66,8 +66,8 @@ def corpus_files(inputs: Sequence[str | Path]) -> list[CorpusFile]:
                                 path=root)
             found.append(CorpusFile(root, label_or_none(root.parent.name)))
         elif root.is_dir():
-            paths = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith((*JSONL_SUFFIXES, TEXT_SUFFIX)))
-            for path in paths:
+            suffixes = (*JSONL_SUFFIXES, TEXT_SUFFIX)
+            for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffixes)):
                 folders = path.relative_to(root).parent.parts[::-1] + (root.name,)
                 language = next((lab for lab in map(label_or_none, folders) if lab is not None), None)
                 found.append(CorpusFile(path, language))
