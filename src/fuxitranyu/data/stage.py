@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from fuxitranyu.data import accounting, perplexity, system, udhr
+from fuxitranyu.data import accounting, mediawiki, perplexity, system, udhr
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
 from fuxitranyu.data.readers import SourceReader
@@ -55,11 +55,12 @@ def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
     """`parallel/<domain>.jsonl` for every held-out gettext domain; returns rows per set."""
     rows_per_set = {}
     for source in recipe.sources:
-        if source.type == "udhr" and source.held_out:
-            rows = udhr.parallel_rows(Path(source.paths[0]), recipe.language_set)
-            atomic_write_text(out_dir / "parallel" / "udhr.jsonl",
+        if source.type in ("udhr", "mediawiki") and source.held_out:
+            module = udhr if source.type == "udhr" else mediawiki
+            rows = module.parallel_rows(Path(source.paths[0]), recipe.language_set)
+            atomic_write_text(out_dir / "parallel" / f"{source.type}.jsonl",
                               "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            rows_per_set["udhr"] = len(rows)
+            rows_per_set[source.type] = len(rows)
         if source.type != "system":
             continue
         for domain in source.held_out_domains:
