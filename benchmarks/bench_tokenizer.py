@@ -26,6 +26,8 @@ from importlib import metadata
 from pathlib import Path
 
 from bench_fertility import write_gettext_corpus
+from fuxitranyu.recipe import TokenizerRecipe
+from fuxitranyu.tokenizer import VocabularyLayout, plan_sample, train_bpe, train_tokenizer
 
 
 def _peak_rss_mb() -> float:
@@ -33,10 +35,7 @@ def _peak_rss_mb() -> float:
 
 
 def _train(mode: str, corpus: Path, vocab_size: int, out: Path, result) -> None:
-    """One training run in a fresh process: (seconds, sampled bytes, peak RSS in MB) into `result`."""
-    from fuxitranyu.recipe import TokenizerRecipe
-    from fuxitranyu.tokenizer import VocabularyLayout, plan_sample, train_bpe, train_tokenizer
-
+    """One training run in a fresh process: (seconds, sampled bytes, peak RSS in MB, RSS before) into `result`."""
     baseline_rss = _peak_rss_mb()
     if mode == "streamed":
         started = time.perf_counter()
@@ -107,12 +106,11 @@ def main() -> None:
             corpus = work / "clean"
             write_gettext_corpus("/usr/share/locale", 4000, corpus)
         training = bench_training(corpus, args.vocab_size, work, args.train_repeats)
-
-        from fuxitranyu.tokenizer import plan_sample
-
-        texts = list(plan_sample([corpus], cap=10**9, sampling="balanced", seed=0).texts())[::7]
-        texts = texts[: args.encode_documents]
-        encoding = bench_encoding(work / "streamed", texts, args.repeats)
+        documents = list(plan_sample([corpus], cap=10**9, sampling="balanced", seed=0).texts())[::7]
+        documents = documents[: args.encode_documents]
+        lines = [line for doc in documents for line in doc.split("\n")]  # short texts: the per-call cost shows
+        inputs = {"documents": documents, "lines": lines}
+        encoding = {kind: bench_encoding(work / "streamed", texts, args.repeats) for kind, texts in inputs.items()}
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -123,15 +121,19 @@ def main() -> None:
     print(f"Training, vocabulary {args.vocab_size:,}, {base_bytes / 1e6:.1f} MB of text, best of "
           f"{args.train_repeats}\n")
     print("| path | seconds | MB/s | ratio | peak RSS (MB) | RSS before (MB) |\n|---|---:|---:|---:|---:|---:|")
-    for mode, (seconds, size, peak, before) in training.items():
-        ratio = (size / seconds) / (base_bytes / base_seconds)
-        print(f"| {mode} | {seconds:.1f} | {size / 1e6 / seconds:.2f} | {ratio:.2f} | {peak:.0f} | {before:.0f} |")
-    size = sum(len(t.encode()) for t in texts)
-    print(f"\nEncoding {len(texts):,} documents, {size / 1e6:.1f} MB, best of {args.repeats}\n")
-    print("| call | seconds | MB/s | ratio to the loop |\n|---|---:|---:|---:|")
-    baseline = encoding["loop over Tokenizer.encode (baseline)"]
-    for name, seconds in encoding.items():
-        print(f"| {name} | {seconds:.3f} | {size / 1e6 / seconds:.1f} | {baseline / seconds:.2f} |")
+    for mode, (seconds, nbytes, peak, before) in training.items():
+        ratio = (nbytes / seconds) / (base_bytes / base_seconds)
+        print(f"| {mode} | {seconds:.1f} | {nbytes / 1e6 / seconds:.2f} | {ratio:.2f} | {peak:.0f} | {before:.0f} |")
+    size = {kind: sum(len(t.encode()) for t in texts) for kind, texts in inputs.items()}
+    print(f"\nEncoding the same text ({size['documents'] / 1e6:.1f} MB) as {len(documents):,} documents and as "
+          f"{len(lines):,} lines, best of {args.repeats}\n")
+    print("| call | documents: s | MB/s | ratio to the loop | lines: s | MB/s | ratio to the loop |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
+    baseline = {kind: seconds["loop over Tokenizer.encode (baseline)"] for kind, seconds in encoding.items()}
+    for name in encoding["documents"]:
+        cells = [f"{encoding[kind][name]:.3f} | {size[kind] / 1e6 / encoding[kind][name]:.1f} | "
+                 f"{baseline[kind] / encoding[kind][name]:.2f}" for kind in ("documents", "lines")]
+        print(f"| {name} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from fuxitranyu.recipe import TokenizerRecipe, load_recipe
 from fuxitranyu.tokenizer import (CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, load_tokenizer, measure, plan_sample,
                                   read_parallel, sample_sizes, train_bpe, train_tokenizer, write_table)
 from fuxitranyu.tokenizer.fertility import ParallelSet, markdown, plot, summarize
-from fuxitranyu.tokenizer.train import pre_tokenizer
+from fuxitranyu.tokenizer.train import pre_tokenizer, save_pretrained
 
 # One sentence in every language of Table 2, in its own script (Vietnamese, Turkish, Romanian... with diacritics;
 # Persian with a zero-width non-joiner).
@@ -188,6 +188,16 @@ def test_auto_tokenizer_loads_with_chatml(trained):
     rendered = auto.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
     trained_on = [i for i, m in zip(rendered["input_ids"], rendered["assistant_masks"]) if m]
     assert auto.decode(trained_on) == "Hello<|im_end|>"  # the answer and its stop token, nothing else
+
+
+def test_base_tokenizer_without_chat_tokens(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer, _ = train_bpe(SENTENCES.values(), VocabularyLayout(300, False, 128))
+    save_pretrained(tokenizer, tmp_path, chat_tokens=False)
+    auto = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(auto) == 384 and auto.chat_template is None and auto.convert_ids_to_tokens(300) == "<|dummy_0|>"
+    assert not set(CHAT_TOKENS) & set(auto.get_vocab()) and auto.eos_token_id == 0
 
 
 def test_chat_template_suits_trl_assistant_only_loss(trained):

@@ -1,7 +1,31 @@
 """The base of every recipe section: unknown keys are errors, and the docstring under a field is its documentation."""
 
-from pydantic import BaseModel, ConfigDict
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*(Ki|Mi|Gi|K|M|B|G|T|)\s*$")
+
+
+def _parse_count(value: Any) -> Any:
+    """Token counts may be written `606B`, `2Mi` (= 2,097,152), `1.5e9` or `606_000_000_000`."""
+    if isinstance(value, str):
+        match = _COUNT.match(value.replace("_", ""))
+        if not match:
+            raise ValueError(f"expected a count such as 4096, 2Mi, 606B or 1.5e9, got {value!r}")
+        value = float(match[1]) * _UNITS[match[2]]
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value}")
+        value = int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]

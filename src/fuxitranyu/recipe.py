@@ -18,31 +18,12 @@ from huggingface_hub.errors import StrictDataclassError
 from pydantic_core import to_jsonable_python
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from fuxitranyu.config_base import Section
+from fuxitranyu.config_base import Count, Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.errors import RecipeError
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
 
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*(Ki|Mi|Gi|K|M|B|G|T|)\s*$")
-
-
-def _parse_count(value: Any) -> Any:
-    """Token counts may be written `606B`, `2Mi` (= 2,097,152), `1.5e9` or `606_000_000_000`."""
-    if isinstance(value, str):
-        match = _COUNT.match(value.replace("_", ""))
-        if not match:
-            raise ValueError(f"expected a count such as 4096, 2Mi, 606B or 1.5e9, got {value!r}")
-        value = float(match[1]) * _UNITS[match[2]]
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"expected a whole number, got {value}")
-        value = int(value)
-    return value
-
-
-Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]
 
 
 class ModelRecipe(Section):

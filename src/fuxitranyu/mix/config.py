@@ -1,0 +1,53 @@
+"""The `mix` section of a recipe: how many tokens of each language go into pretraining, and how they are packed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fuxitranyu.languages import UnknownLanguageError, label
+from fuxitranyu.config_base import Count, Section
+
+
+class MixRecipe(Section):
+    strategy: Literal["proportional", "temperature", "unimax", "manual"] = "unimax"
+    """How the token budget is shared between languages. `proportional`: as in the data; `temperature`: shares
+    ∝ p^alpha (XLM-R, mT5); `unimax`: equal shares, no language repeated more than `max_epochs` times, the rest
+    redistributed (Chung et al. 2023); `manual`: the `ratios` below (the paper's "manually controlled ratios")."""
+    total_tokens: Count | None = None
+    """Token budget of the mix (default: pretrain.total_tokens)."""
+    alpha: float = Field(0.3, gt=0, le=1)
+    """temperature: exponent applied to the data shares (XLM-R: 0.3, mT5: 0.3)."""
+    max_epochs: float = Field(4.0, gt=0)
+    """unimax: no language is repeated more than this; other strategies warn above it."""
+    ratios: dict[str, float] = {}
+    """manual: share of the budget per language label; they must sum to 1."""
+    languages: list[str] | None = None
+    """Languages to mix (default: every language the data stage produced)."""
+    sequences_per_shard: int = Field(16_384, gt=0)
+    """Packed sequences per shard file."""
+    batch_documents: int = Field(1024, gt=0)
+    """Documents per tokenizer call (tokenizers parallelises inside a batch)."""
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratio_labels(cls, ratios: dict[str, float]) -> dict[str, float]:
+        for name, share in ratios.items():
+            try:
+                canonical = label(name)
+            except UnknownLanguageError as err:
+                raise ValueError(err.message) from None
+            if canonical != name:
+                raise ValueError(f"ratios: write {name!r} as its label {canonical!r}")
+            if share < 0:
+                raise ValueError(f"ratios: {name} has a negative share {share}")
+        return ratios
+
+    @model_validator(mode="after")
+    def _manual_needs_ratios(self) -> MixRecipe:
+        if self.strategy == "manual":
+            total = sum(self.ratios.values())
+            if not self.ratios or abs(total - 1) > 1e-6:
+                raise ValueError(f"manual strategy: ratios must sum to 1 (they sum to {total:.6g})")
+        return self
