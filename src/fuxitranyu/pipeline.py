@@ -44,7 +44,7 @@ class StageContext:
 class Stage:
     name: str
     sections: tuple[str, ...]
-    """Recipe sections whose values the stage's output depends on."""
+    """Recipe sections (or dotted keys, e.g. `pretrain.context_length`) whose values the stage's output depends on."""
     needs: tuple[str, ...]
     run: Callable[[StageContext], dict[str, Any]]
     """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
@@ -62,6 +62,12 @@ def _tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
     return run_tokenizer_stage(ctx)
 
 
+def _mix_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.mix.stage import run_mix_stage
+
+    return run_mix_stage(ctx)
+
+
 def _model_stage(ctx: StageContext) -> dict[str, Any]:
     from fuxitranyu.model.stage import write_initial_checkpoint
 
@@ -73,6 +79,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", sections=("data",), needs=(), run=_data_stage),
     Stage("tokenizer", sections=("tokenizer",), needs=(), run=_tokenizer_stage),
     Stage("model", sections=("model",), needs=(), run=_model_stage),
+    Stage("mix", sections=("mix", "pretrain.context_length", "pretrain.total_tokens"), needs=("data", "tokenizer"),
+          run=_mix_stage),
 )
 
 
@@ -96,11 +104,22 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
         return None  # an unreadable manifest means the stage must run again
 
 
+def stage_config(stage: Stage, recipe: Recipe) -> dict[str, Any]:
+    """The recipe values a stage depends on, by section or dotted key."""
+    config = {}
+    for key in stage.sections:
+        value: Any = recipe
+        for part in key.split("."):
+            value = getattr(value, part)
+        config[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return config
+
+
 def fingerprint(stage: Stage, recipe: Recipe, input_fingerprints: dict[str, str]) -> str:
     payload = {
         "stage": stage.name,
         "seed": recipe.seed,
-        "sections": {name: getattr(recipe, name).model_dump(mode="json") for name in stage.sections},
+        "sections": stage_config(stage, recipe),
         "inputs": input_fingerprints,
         "fuxitranyu": library_versions().get("fuxitranyu"),
     }
@@ -177,7 +196,7 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
             manifest = {
                 "stage": item.stage.name,
                 "fingerprint": item.fingerprint,
-                "config": {name: getattr(recipe, name).model_dump(mode="json") for name in item.stage.sections},
+                "config": stage_config(item.stage, recipe),
                 "seed": recipe.seed,
                 "inputs": {need: read_manifest(path)["fingerprint"] for need, path in inputs.items()},
                 "stats": stats,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_v
 
 from fuxitranyu.config_base import Count, Section
 from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.mix.config import MixRecipe
 from fuxitranyu.errors import RecipeError
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
@@ -187,6 +188,7 @@ class Recipe(Section):
     data: DataRecipe = DataRecipe()
     model: ModelRecipe = ModelRecipe()
     tokenizer: TokenizerRecipe = TokenizerRecipe()
+    mix: MixRecipe = MixRecipe()
     pretrain: PretrainRecipe = PretrainRecipe()
 
     @property

@@ -1,0 +1,187 @@
+import hashlib
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.mix.build import pack, sample_documents
+from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.mix.plan import plan_mix
+from fuxitranyu.mix.reader import ShardReader
+
+EOS = 0
+
+
+# ------------------------------------------------------------------------------------------------------------ plans
+
+
+def rows(plan):
+    return {row.language: (row.tokens, round(row.epochs, 4), row.capped) for row in plan.languages}
+
+
+def test_proportional_plan():
+    plan = plan_mix({"en": 600, "fr": 300, "lo": 100}, MixRecipe(strategy="proportional"), 2000)
+    assert rows(plan) == {"en": (1200, 2.0, False), "fr": (600, 2.0, False), "lo": (200, 2.0, False)}
+    assert plan.warnings == ()
+
+
+def test_temperature_plan_hand_computed():
+    # shares 0.64 and 0.36; with alpha 0.5 the weights are 0.8 and 0.6 -> 4/7 and 3/7 of 700 tokens.
+    plan = plan_mix({"en": 640, "fr": 360}, MixRecipe(strategy="temperature", alpha=0.5), 700)
+    assert rows(plan) == {"en": (400, 0.625, False), "fr": (300, 0.8333, False)}
+
+
+def test_unimax_caps_a_small_language_and_redistributes():
+    # equal share would be 1200/3 = 400, but lo has 10 tokens and at most 4 epochs -> 40; the other 1160 split.
+    plan = plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="unimax", max_epochs=4), 1200)
+    assert rows(plan) == {"en": (580, 0.58, False), "fr": (580, 1.16, False), "lo": (40, 4.0, True)}
+    assert sum(row.tokens for row in plan.languages) == 1200
+
+
+def test_unimax_budget_beyond_the_cap_is_an_error():
+    with pytest.raises(FuxiError, match="the most this data allows is 6,040"):
+        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="unimax", max_epochs=4), 7000)
+
+
+def test_manual_ratios():
+    recipe = MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "lo": 0.25})
+    plan = plan_mix({"en": 1000, "fr": 500, "lo": 10}, recipe, 1000)
+    assert rows(plan)["lo"] == (250, 25.0, False)
+    assert plan.warnings == ("lo: 25.0 epochs over its 10 tokens (more than mix.max_epochs=4)",)
+    with pytest.raises(FuxiError, match="ratios give a share to th, but the data has no tokens of it"):
+        plan_mix({"en": 1000, "fr": 500}, MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "th": 0.25}),
+                 1000)
+    with pytest.raises(FuxiError, match="the data has lo, which ratios do not mention"):
+        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.5}), 100)
+
+
+def test_bad_mix_recipes_name_the_problem():
+    from fuxitranyu.errors import RecipeError
+    from fuxitranyu.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match="ratios must sum to 1 \\(they sum to 0.9\\)"):
+        load_recipe("tiny", ["mix.strategy=manual", "mix.ratios={en: 0.6, fr: 0.3}"])
+    with pytest.raises(RecipeError, match="write 'zh_CN' as its label 'zh'"):
+        load_recipe("tiny", ["mix.strategy=manual", "mix.ratios={zh_CN: 1.0}"])
+    with pytest.raises(FuxiError, match="languages th are in mix.languages but the data has no tokens"):
+        plan_mix({"en": 10}, MixRecipe(languages=["en", "th"]), 10)
+
+
+# ----------------------------------------------------------------------------------------------------- build, read
+
+
+def write_store(folder, language, documents, dtype=np.uint16):
+    folder.mkdir(parents=True, exist_ok=True)
+    np.concatenate(documents).astype(dtype).tofile(folder / f"{language}.bin")
+    np.concatenate([[0], np.cumsum([len(d) for d in documents])]).astype(np.int64).tofile(folder / f"{language}.idx")
+
+
+def make_stores(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = {
+        "en": [rng.integers(10, 1000, rng.integers(5, 60)) for _ in range(40)],
+        "fr": [rng.integers(1000, 2000, rng.integers(5, 60)) for _ in range(25)],
+        "lo": [rng.integers(2000, 3000, rng.integers(5, 20)) for _ in range(3)],
+    }
+    for language, documents in docs.items():
+        write_store(tmp_path / "tokens", language, documents)
+    available = {lang: sum(len(d) + 1 for d in documents) for lang, documents in docs.items()}
+    return docs, available
+
+
+def build(tmp_path, name="mix", budget=3000, context=15, per_shard=7, seed=3):
+    docs, available = make_stores(tmp_path)
+    plan = plan_mix(available, MixRecipe(strategy="unimax", max_epochs=3), budget)
+    index = pack(plan, tmp_path / "tokens", tmp_path / name, context, EOS, 3000, per_shard, seed)
+    return docs, plan, index
+
+
+def test_sample_documents_whole_epochs_then_part():
+    rng = np.random.default_rng(0)
+    lengths = np.array([4, 9, 2, 5])  # sizes with EOS: 5, 10, 3, 6 = 24 per epoch
+    picked = sample_documents(lengths, 24 * 2 + 7, rng)
+    counts = Counter(picked.tolist())
+    assert all(counts[i] >= 2 for i in range(4)) and len(picked) >= 9
+    assert 24 * 2 + 7 <= sum(lengths[picked] + 1) < 24 * 2 + 7 + 10
+    assert sorted(picked[:4].tolist()) == [0, 1, 2, 3] and sorted(picked[4:8].tolist()) == [0, 1, 2, 3]
+
+
+def test_build_is_deterministic(tmp_path):
+    _, _, first = build(tmp_path, "a")
+    _, _, second = build(tmp_path, "b")
+    assert [s["sha256"] for s in first["shards"]] == [s["sha256"] for s in second["shards"]]
+    assert len(first["shards"]) > 2  # several shards, so shard boundaries are exercised
+    _, _, other_seed = build(tmp_path, "c", seed=4)
+    assert [s["sha256"] for s in other_seed["shards"]] != [s["sha256"] for s in first["shards"]]
+
+
+def test_every_sampled_token_lands_in_the_shards(tmp_path):
+    docs, plan, index = build(tmp_path)
+    reader = ShardReader(tmp_path / "mix")
+    stream = np.concatenate([reader._sequence(i) for i in range(reader.total)]).astype(np.int64)
+    assert index["tail_tokens_dropped"] < index["sequence_length"]
+    assert len(stream) + index["tail_tokens_dropped"] == sum(index["sampled_tokens"].values())
+    # Split the stream at EOS: every piece is a whole document, in a count that matches the planned epochs.
+    pieces = np.split(stream, np.flatnonzero(stream == EOS) + 1)[:-1]
+    known = {tuple(d.tolist()): lang for lang, documents in docs.items() for d in documents}
+    seen = Counter(known[tuple(p[:-1].tolist())] for p in pieces)
+    assert set(seen) == {"en", "fr", "lo"}
+    for row in plan.languages:  # sampled within one document of the plan
+        assert abs(index["sampled_tokens"][row.language] - row.tokens) <= 61
+    # Language labels of every token agree with the documents they came from.
+    labels = np.concatenate([reader._languages(i) for i in range(reader.total)])
+    start = 0
+    for piece in pieces:
+        language = reader.languages.index(known[tuple(piece[:-1].tolist())])
+        assert (labels[start:start + len(piece)] == language).all()
+        start += len(piece)
+
+
+def test_two_ranks_read_disjoint_data_that_covers_the_whole(tmp_path):
+    build(tmp_path)
+    readers = [ShardReader(tmp_path / "mix", rank, 2) for rank in range(2)]
+    total = readers[0].total
+    seen = [[], []]
+    for _ in range(total // 4):
+        for rank, reader in enumerate(readers):
+            seen[rank].extend(reader.next_batch(4).indices.tolist())
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == list(range(total // 4 * 4))
+
+
+def test_resume_mid_epoch_gives_the_same_batches(tmp_path):
+    build(tmp_path)
+    reference = ShardReader(tmp_path / "mix")
+    expected = [reference.next_batch(3) for _ in range(6)]
+    reader = ShardReader(tmp_path / "mix")
+    for _ in range(2):
+        reader.next_batch(3)
+    state = json.loads(json.dumps(reader.state_dict()))
+    resumed = ShardReader(tmp_path / "mix")
+    resumed.load_state_dict(state)
+    for batch in expected[2:]:
+        got = resumed.next_batch(3)
+        assert np.array_equal(got.tokens, batch.tokens) and np.array_equal(got.languages, batch.languages)
+
+
+def test_batch_size_change_neither_skips_nor_repeats(tmp_path):
+    build(tmp_path)
+    reader = ShardReader(tmp_path / "mix", 0, 1)
+    indices = []
+    for size in (2, 2, 4, 4, 6):  # the paper doubles its batch mid-run
+        indices.extend(reader.next_batch(size).indices.tolist())
+    assert indices == list(range(18))
+    with pytest.raises(FuxiError, match="does not split over 2 ranks"):
+        ShardReader(tmp_path / "mix", 0, 2).next_batch(3)
+
+
+def test_uint32_when_the_vocabulary_needs_it(tmp_path):
+    write_store(tmp_path / "tokens", "en", [np.array([1, 2, 3])], np.uint32)
+    plan = plan_mix({"en": 4}, MixRecipe(strategy="proportional"), 4)
+    index = pack(plan, tmp_path / "tokens", tmp_path / "mix", 1, EOS, 70_000, 10, 0)
+    assert index["dtype"] == "uint32"
+    shard = np.load(tmp_path / "mix" / index["shards"][0]["file"])
+    assert shard.dtype == np.uint32 and shard.shape == (2, 2)
+    assert index["shards"][0]["sha256"] == hashlib.sha256(shard.tobytes()).hexdigest()
