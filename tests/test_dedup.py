@@ -263,6 +263,7 @@ def test_per_language_counts_are_exact():
     documents += [doc(en[0], "en"), doc(en[1], "en"), doc(zh[2], "zh"), doc("", "ar"), doc("", "ar")]
     stats = deduplicate(documents).stats
     en_chars, zh_chars = sum(map(len, en)), sum(map(len, zh))
+    assert stats["total"]["in_chars"] == en_chars + zh_chars + len(en[0]) + len(en[1]) + len(zh[2])
     copies = len(en[0]) + len(en[1])
     assert stats["languages"]["en"] == {
         "in_docs": 8, "in_chars": en_chars + copies, "kept_docs": 6, "kept_chars": en_chars,

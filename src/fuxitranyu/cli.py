@@ -251,13 +251,20 @@ def tokenizer_fertility(
     from fuxitranyu.recipe import load_recipe
     from fuxitranyu.tokenizer import fertility
 
+    for path in table or []:
+        if path.suffix not in fertility.TABLE_SUFFIXES:
+            raise FuxiError(f"unknown table format: use {', '.join(fertility.TABLE_SUFFIXES)}", path=path)
     resolved = load_recipe(recipe, set_ or []) if not (tokenizers and parallel) else None
     loaded = ([fertility.load_tokenizer(spec) for spec in tokenizers] if tokenizers else
               [fertility.load_tokenizer(resolved.run_dir / "tokenizer", name=resolved.name)])
     units = fertility.read_parallel(parallel or [resolved.run_dir / "data" / "parallel"])
     if units.skipped_languages:
         err.print(f"skipped unsupported languages: {' '.join(sorted(units.skipped_languages))}")
-    measurements = fertility.measure(loaded, units, [label(code) for code in language or []])
+    wanted = [label(code) for code in language or []]
+    measurements = fertility.measure(loaded, units, wanted)
+    absent = sorted(set(wanted) - {m.language for m in measurements})
+    if absent:
+        err.print(f"not in the parallel set: {' '.join(absent)}")
     typer.echo(fertility.markdown(measurements), nl=False)
     for path in table or []:
         fertility.write_table(measurements, path)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_v
 from fuxitranyu.config_base import Count, Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.mix.config import MixRecipe
-from fuxitranyu.errors import RecipeError
+from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
 
@@ -263,9 +263,9 @@ def _describe(error: dict, label: str, overrides: list[str]) -> str:
 
     culprit = next((o for o in overrides if related(o)), None)
     origin = f" (from --set {culprit})" if culprit else ""
-    if error["type"] == "extra_forbidden":
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         section = _section_model(location[:-1])
-        known = list(section.model_fields) if section else []
+        known = list(getattr(section, "model_fields", None) or getattr(section, "__dataclass_fields__", {}))
         close = difflib.get_close_matches(location[-1], known, n=1)
         hint = f"; did you mean {'.'.join(location[:-1] + close)}?" if close else ""
         return f"{label}: unknown key '{key}'{origin}{hint} (known here: {', '.join(known)})"
@@ -286,6 +286,8 @@ def _section_model(path: list[str]) -> type[BaseModel] | None:
         annotation = field.annotation
         inner = getattr(annotation, "__args__", None)
         candidate = inner[0] if inner else annotation
+        if isinstance(candidate, type) and hasattr(candidate, "__dataclass_fields__"):
+            return candidate  # a plain dataclass (e.g. MinHashConfig) is a leaf section
         if not (isinstance(candidate, type) and issubclass(candidate, BaseModel)):
             return None
         model = candidate
@@ -311,6 +313,8 @@ def load_recipe(source: str | Path = "tiny", overrides: list[str] | tuple[str, .
     except ValidationError as err:
         lines = [_describe(e, label, list(overrides)) for e in err.errors()]
         raise RecipeError("\n".join(lines)) from None
+    except FuxiError as err:  # raised by a plain-dataclass section's own checks
+        raise RecipeError(f"{label}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from fuxitranyu.config_base import Section
+from fuxitranyu.data.dedup import MicroDedupConfig, MinHashConfig
 from fuxitranyu.data.text import NO_SPACE_LANGUAGES
 from fuxitranyu.languages import LABELS, UnknownLanguageError, label
 
@@ -214,6 +215,17 @@ class PerplexityRecipe(Section):
     """Reference documents per language used to train and calibrate its model (the first ones in file order)."""
 
 
+class DedupRecipe(Section):
+    enabled: bool = True
+    """MinHash near-duplicate removal over all sources (paper 3.2)."""
+    minhash: MinHashConfig = MinHashConfig()
+    """Shingles, bands × rows, seed, shards, within or across languages (fields documented in
+    `fuxitranyu.data.dedup.MinHashConfig`)."""
+    micro: MicroDedupConfig | None = None
+    """The paper's multi-turn micro-deduplication instead of one complete pass (fields in
+    `fuxitranyu.data.dedup.MicroDedupConfig`); null: complete dedup."""
+
+
 class DataRecipe(Section):
     sources: list[SourceSpec] = [SourceSpec(type="system")]
     """Where documents come from; all sources are processed together."""
@@ -222,6 +234,7 @@ class DataRecipe(Section):
     language_id: LanguageIdRecipe = LanguageIdRecipe()
     filters: FiltersRecipe = FiltersRecipe()
     perplexity: PerplexityRecipe = PerplexityRecipe()
+    dedup: DedupRecipe = DedupRecipe()
     keep_dropped: bool = True
     """Write dropped documents to `dropped/<step>/` with their reason, so nothing is silently lost."""
     tasks: int = Field(2, ge=1)

@@ -19,6 +19,8 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from fuxitranyu.data import accounting, mediawiki, perplexity, system, udhr
 from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.data.dedup import (MinHashBuckets, MinHashClusters, MinHashFilter, MinHashMicroDedup,
+                                   MinHashSignatures)
 from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
 from fuxitranyu.data.readers import SourceReader
 from fuxitranyu.errors import FuxiError
@@ -86,6 +88,29 @@ def filter_pipeline(recipe: DataRecipe, out_dir: Path, target: Path) -> list:
     return steps
 
 
+def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs: Path) -> dict[str, Any]:
+    """MinHash dedup in four datatrove phases: signatures (sharded to disk) -> buckets -> clusters (or the paper's
+    micro-dedup) -> a filter pass that writes the kept documents."""
+    config, folder = recipe.dedup.minhash, str(out / "work" / "minhash")
+
+    def reader():
+        return JsonlReader(str(source), glob_pattern="*/*.jsonl.gz")
+
+    executor([reader(), MinHashSignatures(folder, config)], recipe, logs / "dedup-signatures").run()
+    buckets = recipe.model_copy(update={"tasks": min(recipe.tasks, config.num_shards)})
+    executor([MinHashBuckets(folder, config)], buckets, logs / "dedup-buckets").run()
+    single = recipe.model_copy(update={"tasks": 1, "workers": 1})
+    if recipe.dedup.micro is None:
+        executor([MinHashClusters(folder, config)], single, logs / "dedup-clusters").run()
+    else:
+        executor([MinHashMicroDedup(folder, config, recipe.dedup.micro)], single, logs / "dedup-clusters").run()
+    steps = [reader(), MinHashFilter(folder, config, dropped_writer(recipe, out, "dedup")),
+             JsonlWriter(str(target), output_filename=BY_LANGUAGE)]
+    executor(steps, recipe, logs / "dedup-filter").run()
+    result = json.loads((out / "work" / "minhash" / "stats.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in result.items() if key not in ("languages", "total")}
+
+
 def count_output(folder: Path) -> dict[str, dict[str, int]]:
     """Documents and characters per language in a folder of `<lang>/<rank>.jsonl.gz` files."""
     totals: dict[str, dict[str, int]] = {}
@@ -116,9 +141,11 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
         executor(steps, recipe, logs / "perplexity").run()
         current = scored
         phases.append("perplexity")
-    # The dedup phase joins here: it reads `current`, writes `clean` (until then `current` is final).
     clean = out / "clean"
-    if current.exists():
+    if recipe.dedup.enabled:
+        report["dedup"] = deduplicate(recipe, out, current, clean, logs)
+        phases.append("dedup-filter")
+    elif current.exists():
         shutil.rmtree(clean, ignore_errors=True)
         current.rename(clean)
     shutil.rmtree(out / "work", ignore_errors=True)

@@ -33,6 +33,7 @@ WORD_DEFINITION = (
     "whitespace-separated runs with punctuation stripped; in zh ja th lo km my (no spaces between words) each "
     "character with its combining marks"
 )
+TABLE_SUFFIXES = (".csv", ".json", ".md")
 _BATCH = 1024
 
 
@@ -304,6 +305,8 @@ def markdown(measurements: Sequence[Measurement]) -> str:
 def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
     """CSV (one row per tokenizer and language), JSON (rows + summary) or Markdown, by the file's suffix."""
     path = Path(path)
+    if path.suffix not in TABLE_SUFFIXES:
+        raise FuxiError(f"unknown table format: use {', '.join(TABLE_SUFFIXES)}", path=path)
     if path.suffix == ".csv":
         buffer = io.StringIO()
         rows = [m.row() for m in measurements]
@@ -314,10 +317,8 @@ def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
     elif path.suffix == ".json":
         atomic_write_json(path, {"word": WORD_DEFINITION, "measurements": [m.row() for m in measurements],
                                  "summary": summarize(measurements)})
-    elif path.suffix == ".md":
-        atomic_write_text(path, markdown(measurements))
     else:
-        raise FuxiError("unknown table format: use .csv, .json or .md", path=path)
+        atomic_write_text(path, markdown(measurements))
 
 
 def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "Tokenizer fertility") -> None:
