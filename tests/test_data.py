@@ -283,7 +283,7 @@ def test_stage_counts_are_exact_and_output_is_deterministic(tmp_path):
     # fr-2 differs from fr-1 by one word: a near-duplicate that MinHash removes.
     assert stats_["final"] == {"en": {"docs": 1, "chars": len(ENGLISH)}, "fr": {"docs": 1, "chars": len(FRENCH)},
                                "th": {"docs": 1, "chars": len(THAI)}, "zh": {"docs": 1, "chars": len(CHINESE)}}
-    dedup = stats_["steps"]["🧹 MinHash filter"]["languages"]
+    dedup = stats_["steps"]["dedup"]["languages"]
     assert dedup["fr"]["dropped"] == {"duplicate": {"docs": 1, "chars": len(FRENCH) + 1}}
     assert dedup["en"]["dropped"] == {} and stats_["dedup"]["clusters"] == 1
     langid = stats_["steps"]["language id"]["languages"]

@@ -48,30 +48,42 @@ def tabulate(counters: dict[str, int]) -> dict[str, Any]:
 
 
 def summary_table(steps: dict[str, dict[str, Any]], final: dict[str, dict[str, int]]) -> Table:
-    """Documents per language after each step, and the reasons for what was dropped."""
-    table = Table(title="data: documents per language after each step (chars of the final output)")
+    """Documents per language after each step, and the final characters."""
+    table = Table(title="data: documents per language after each step")
     table.add_column("language")
-    names = list(steps)
-    for name in names:
+    for name in steps:
         table.add_column(name, justify="right")
     table.add_column("final chars", justify="right")
-    table.add_column("dropped by reason")
-    all_languages = sorted({lang for step in steps.values() for lang in step["languages"]} | set(final))
-    for lang in all_languages:
+    for lang in sorted({lang for step in steps.values() for lang in step["languages"]} | set(final)):
         cells = []
-        reasons: dict[str, int] = defaultdict(int)
-        for name in names:
-            row = steps[name]["languages"].get(lang, {})
-            cells.append(str(row.get("read_docs", row.get("kept_docs", 0))))
+        for step in steps.values():
+            row = step["languages"].get(lang, {})
+            cells.append(f"{row.get('read_docs', row.get('kept_docs', 0)):,}")
+        table.add_row(lang, *cells, f"{final.get(lang, {}).get('chars', 0):,}")
+    return table
+
+
+def reasons_table(steps: dict[str, dict[str, Any]]) -> Table:
+    """Every reason a step dropped documents, with the languages that lost most."""
+    table = Table(title="data: dropped documents by reason")
+    for column in ("step", "reason", "docs", "chars", "most affected"):
+        table.add_column(column, justify="right" if column in ("docs", "chars") else "left")
+    for name, step in steps.items():
+        by_reason: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for lang, row in step["languages"].items():
             for reason, count in row.get("dropped", {}).items():
-                reasons[reason] += count.get("docs", 0)
-        reason_text = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
-        table.add_row(lang, *cells, f"{final.get(lang, {}).get('chars', 0):,}", reason_text)
+                by_reason[reason]["docs"] += count.get("docs", 0)
+                by_reason[reason]["chars"] += count.get("chars", 0)
+                by_reason[reason][f"lang:{lang}"] += count.get("docs", 0)
+        for reason, counts in sorted(by_reason.items()):
+            worst = sorted(((n, k[5:]) for k, n in counts.items() if k.startswith("lang:")), reverse=True)[:4]
+            table.add_row(name, reason, f"{counts['docs']:,}", f"{counts['chars']:,}",
+                          " ".join(f"{lang} {n}" for n, lang in worst))
+        for reason, count in sorted(step["skipped"].items()):
+            table.add_row(name, f"{reason} (skipped record)", f"{count:,}", "", "")
     return table
 
 
 def print_summary(console: Console, steps: dict[str, dict[str, Any]], final: dict[str, dict[str, int]]) -> None:
     console.print(summary_table(steps, final))
-    for name, step in steps.items():
-        if step["skipped"]:
-            console.print(f"{name}: skipped records {step['skipped']}")
+    console.print(reasons_table(steps))

@@ -562,7 +562,7 @@ def _resolve_chains(removed: np.ndarray) -> np.ndarray:
 class MinHashFilter(_DedupStep):
     """Step 4 (same input and tasks as step 1): drops the duplicates and counts kept and dropped per language."""
 
-    name = "🧹 MinHash filter"
+    name = "dedup"
 
     def __init__(
         self,

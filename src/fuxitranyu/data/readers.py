@@ -249,13 +249,14 @@ class SourceReader(CountingStep):
 
     def system_items(self, rank: int, world_size: int) -> Iterator[Document]:
         spec = self.spec
+        listing = system.SourceCounts()  # skips found while listing the work: every rank lists, rank 0 reports
         counts = system.SourceCounts()
-        units = system.gettext_units(spec.locale_dir, spec.held_out_domains, counts) if spec.locale_dir else []
+        units = system.gettext_units(spec.locale_dir, spec.held_out_domains, listing) if spec.locale_dir else []
         if self.languages is not None:
             units = [u for u in units if system.language(u.locale).code in self.languages]
         exclude = system.held_out_sources(spec.locale_dir, spec.held_out_domains) if spec.held_out_domains else set()
         roots = spec.resolved_code_roots()
-        files = system.code_files(roots, spec.max_code_files_per_language, counts)
+        files = system.code_files(roots, spec.max_code_files_per_language, listing)
         if self.languages is not None:
             files = [(p, lab) for p, lab in files if lab in self.languages]
         work = [("gettext", u) for u in units] + [("code", f) for f in files]
@@ -269,9 +270,12 @@ class SourceReader(CountingStep):
             for raw in raws:
                 yield Document(text=raw.text, id=raw.id,
                                metadata={"language": raw.language, "source": f"{spec.source_name}/{raw.source}"})
+        if rank == 0:
+            for reason, n in listing.skipped.items():
+                self.count_skip(reason, None, n)
         for reason, n in counts.skipped.items():
             self.count_skip(reason, None, n)
-        for line in counts.skipped_files:
+        for line in counts.skipped_files + (listing.skipped_files if rank == 0 else []):
             logger.warning(f"system source skipped {line}")
 
     def huggingface_items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord]:
