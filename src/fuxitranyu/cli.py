@@ -39,6 +39,7 @@ def run(
     only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Run stages even when their output is up to date.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan, then exit.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted stage where it stopped.")] = True,
 ):
     """Run the recipe's stages in order, skipping those whose output already matches."""
     from fuxitranyu.pipeline import plan, run_pipeline
@@ -50,7 +51,22 @@ def run(
         for item in plan(resolved, only, force):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
         return
-    run_pipeline(resolved, only, force, console=err)
+    run_pipeline(resolved, only, force, console=err, resume=resume)
+
+
+@app.command()
+def pretrain(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint.")] = False,
+    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+):
+    """Pretrain the model on the mix: the `pretrain` stage alone. Under `torchrun --nproc_per_node N -m fuxitranyu
+    pretrain RECIPE` it runs data-parallel (FSDP2 or DDP)."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["pretrain"], force=force, console=err, resume=resume)
 
 
 @app.command()

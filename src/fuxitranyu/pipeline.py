@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -38,6 +39,8 @@ class StageContext:
     inputs: dict[str, Path]
     """Final directories of the stages this one reads, by stage name."""
     console: Console
+    resume: bool = True
+    """Continue an interrupted run of this stage from what it left in `out_dir` (checkpoints, finished tasks)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Stage:
     name: str
     sections: tuple[str, ...]
     """Recipe sections (or dotted keys, e.g. `pretrain.context_length`) whose values the stage's output depends on."""
-    needs: tuple[str, ...]
+    needs: tuple[str, ...] | Callable[[Recipe], tuple[str, ...]]
+    """Stages whose outputs this one reads (a function of the recipe when that depends on it)."""
     run: Callable[[StageContext], dict[str, Any]]
     """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
 
@@ -60,6 +64,12 @@ def _tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
     from fuxitranyu.tokenizer.stage import run_tokenizer_stage
 
     return run_tokenizer_stage(ctx)
+
+
+def _pretrain_stage(ctx: StageContext) -> dict[str, Any]:
+    from fuxitranyu.pretrain.stage import run_pretrain_stage
+
+    return run_pretrain_stage(ctx)
 
 
 def _mix_stage(ctx: StageContext) -> dict[str, Any]:
@@ -77,10 +87,13 @@ def _model_stage(ctx: StageContext) -> dict[str, Any]:
 # In pipeline order. Later stages (data, tokenizer, mix, pretrain, ...) join this list as they are built.
 STAGES: tuple[Stage, ...] = (
     Stage("data", sections=("data",), needs=(), run=_data_stage),
-    Stage("tokenizer", sections=("tokenizer",), needs=(), run=_tokenizer_stage),
-    Stage("model", sections=("model",), needs=(), run=_model_stage),
+    # The tokenizer reads the data stage's output unless the recipe names its own inputs.
+    Stage("tokenizer", sections=("tokenizer",), needs=lambda r: () if r.tokenizer.inputs else ("data",),
+          run=_tokenizer_stage),
+    Stage("model", sections=("model",), needs=("tokenizer",), run=_model_stage),
     Stage("mix", sections=("mix", "pretrain.context_length", "pretrain.total_tokens"), needs=("data", "tokenizer"),
           run=_mix_stage),
+    Stage("pretrain", sections=("pretrain",), needs=("model", "mix"), run=_pretrain_stage),
 )
 
 
@@ -145,15 +158,20 @@ class PlannedStage:
     """`run` or `skip`."""
 
 
+def stage_needs(stage: Stage, recipe: Recipe) -> tuple[str, ...]:
+    return stage.needs(recipe) if callable(stage.needs) else stage.needs
+
+
 def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> list[PlannedStage]:
     """What `run` would do: each selected stage with its fingerprint and whether its output is already current."""
     fingerprints: dict[str, str] = {}
     planned = []
     selected = {stage.name for stage in select_stages(only)}
+    needed_by_selected = {need for s in STAGES if s.name in selected for need in stage_needs(s, recipe)}
     for stage in STAGES:
         directory = recipe.run_dir / stage.name
         inputs = {}
-        for need in stage.needs:
+        for need in stage_needs(stage, recipe):
             if need not in fingerprints:
                 raise FuxiError(f"stage {stage.name} needs {need}, which does not come before it")
             inputs[need] = fingerprints[need]
@@ -161,9 +179,9 @@ def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> 
         if stage.name not in selected:
             manifest = read_manifest(directory)
             if manifest is None:
-                if any(stage.name in s.needs for s in STAGES if s.name in selected):
-                    raise FuxiError(f"stage {stage.name} has not run yet, and a selected stage needs it",
-                                    path=directory)
+                if stage.name in needed_by_selected:
+                    raise FuxiError(f"stage {stage.name} has not run yet, and a selected stage needs it "
+                                    f"(run `fuxitranyu run` first)", path=directory)
             else:
                 fingerprints[stage.name] = manifest["fingerprint"]
             continue
@@ -175,9 +193,14 @@ def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> 
 
 
 def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = False,
-                 console: Console | None = None) -> list[dict[str, Any]]:
-    """Run (or skip) the recipe's stages in order; returns their manifests."""
+                 console: Console | None = None, resume: bool = True) -> list[dict[str, Any]]:
+    """Run (or skip) the recipe's stages in order; returns their manifests.
+
+    Under torchrun every rank calls this; every rank runs the stage in the same working directory, and rank 0
+    alone writes the manifest and gives the directory its final name.
+    """
     console = console or Console(stderr=True)
+    rank = int(os.environ.get("RANK", "0"))
     manifests = []
     for item in plan(recipe, only, force):
         if item.action == "skip":
@@ -186,13 +209,17 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
             continue
         console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
         started = time.perf_counter()
-        inputs = {need: recipe.run_dir / need for need in item.stage.needs}
+        inputs = {need: recipe.run_dir / need for need in stage_needs(item.stage, recipe)}
         scratch = recipe.run_dir / f".{item.stage.name}.partial-{item.fingerprint[:16]}"
+        if rank != 0:
+            scratch.mkdir(parents=True, exist_ok=True)
+            item.stage.run(StageContext(recipe, scratch, inputs, console, resume))
+            continue
         for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
             if stale != scratch:
                 shutil.rmtree(stale, ignore_errors=True)
         with atomic_directory(item.directory, scratch) as tmp:
-            stats = item.stage.run(StageContext(recipe, tmp, inputs, console))
+            stats = item.stage.run(StageContext(recipe, tmp, inputs, console, resume))
             manifest = {
                 "stage": item.stage.name,
                 "fingerprint": item.fingerprint,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_v
 from fuxitranyu.config_base import Count, Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
@@ -102,80 +103,6 @@ class TokenizerRecipe(Section):
             return list(dict.fromkeys(label(name) for name in value))
         except UnknownLanguageError as err:
             raise ValueError(err.message) from None
-
-
-class LRChange(Section):
-    at_tokens: Count
-    """Tokens seen when the new maximum learning rate takes over."""
-    max_lr: float = Field(gt=0)
-    """New peak of the cosine schedule from then on."""
-
-
-class BatchStep(Section):
-    from_tokens: Count
-    """Tokens seen when this global batch size takes over."""
-    batch_tokens: Count = Field(gt=0)
-    """Global batch in tokens (a multiple of context_length; reached by gradient accumulation)."""
-
-
-class PretrainRecipe(Section):
-    context_length: int = Field(256, gt=0)
-    """Tokens per packed training sequence (paper 3.5: 4096)."""
-    total_tokens: Count = Field(2_000_000, gt=0)
-    """Training length in tokens (paper: 606B)."""
-    max_lr: float = Field(3e-4, gt=0)
-    """Peak learning rate after warmup (paper 3.5: 3e-4)."""
-    lr_changes: list[LRChange] = []
-    """Later changes of the peak learning rate (paper 3.5: 1e-4 after divergence near 241B tokens)."""
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    """The cosine schedule decays to this fraction of the peak (paper 3.5: 10%)."""
-    warmup_tokens: Count = 0
-    """Linear warmup length in tokens."""
-    adam_betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW β1, β2 (paper 3.5)."""
-    adam_eps: float = Field(1e-8, gt=0)
-    """AdamW ε (paper 3.5)."""
-    weight_decay: float = Field(0.1, ge=0)
-    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
-    grad_clip: float = Field(1.0, ge=0)
-    """Clip the global gradient norm to this value; 0 turns clipping off."""
-    batch: list[BatchStep] = [BatchStep(from_tokens=0, batch_tokens=8192)]
-    """Global batch size schedule in tokens (paper Table 4: 2M → 4M)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """`auto`: bf16 autocast on GPUs, fp32 on CPUs without a bf16 unit. `fp16` uses loss scaling (paper 3.5)."""
-    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
-    """Attention kernel (paper: FlashAttention-2)."""
-    distributed: Literal["auto", "ddp", "fsdp"] = "auto"
-    """Data parallelism under torchrun: `fsdp` is FSDP2 `fully_shard`; `auto` picks fsdp when world size > 1."""
-    reshard_after_forward: bool = False
-    """FSDP: False keeps weights gathered between forward and backward (ZeRO-2, as the paper); True is ZeRO-3."""
-
-    @field_validator("adam_betas")
-    @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
-        return betas
-
-    @model_validator(mode="after")
-    def _schedules_ordered(self) -> PretrainRecipe:
-        starts = [step.from_tokens for step in self.batch]
-        if not starts or starts[0] != 0 or starts != sorted(set(starts)):
-            raise ValueError("batch: steps must start at from_tokens 0 and increase strictly")
-        for step in self.batch:
-            if step.batch_tokens % self.context_length:
-                raise ValueError(
-                    f"batch: batch_tokens {step.batch_tokens} is not a multiple of context_length "
-                    f"{self.context_length}"
-                )
-        changes = [change.at_tokens for change in self.lr_changes]
-        if changes != sorted(set(changes)):
-            raise ValueError("lr_changes: at_tokens must increase strictly")
-        if changes and changes[-1] >= self.total_tokens:
-            raise ValueError(f"lr_changes: at_tokens {changes[-1]} is not before total_tokens {self.total_tokens}")
-        if self.warmup_tokens >= self.total_tokens:
-            raise ValueError(f"warmup_tokens {self.warmup_tokens} must be below total_tokens {self.total_tokens}")
-        return self
 
 
 class Recipe(Section):

@@ -26,8 +26,20 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def tokenizer_vocabulary(tokenizer_dir) -> int:
+    """Entries of the trained tokenizer, specials and padding included: the model's vocabulary size."""
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(tokenizer_dir))
+
+
 def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
     config = ctx.recipe.model.to_config()
+    if "tokenizer" in ctx.inputs:
+        vocabulary = tokenizer_vocabulary(ctx.inputs["tokenizer"])
+        if vocabulary != config.vocab_size:
+            ctx.console.print(f"  vocabulary {config.vocab_size:,} -> {vocabulary:,}, the trained tokenizer's")
+            config.vocab_size = vocabulary
     summary = summarize(config)
     if summary.weights_gib(4) > 4:
         # A preset this large is initialised by the distributed trainer on its devices, not materialised here.

@@ -1,0 +1,130 @@
+"""The `pretrain` section of a recipe (paper section 3.5 and Table 4)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fuxitranyu.config_base import Count, Section
+
+
+class CheckpointStep(Section):
+    from_tokens: Count
+    """Tokens seen when this checkpoint interval takes over."""
+    every_tokens: Count = Field(gt=0)
+    """Save a checkpoint every this many tokens."""
+
+
+class DivergenceGuard(Section):
+    """What to do when the loss is NaN/Inf or spikes: the paper's run diverged near 241B tokens and went on from an
+    earlier checkpoint with a lower maximum learning rate."""
+
+    action: Literal["skip", "rollback"] = "rollback"
+    """`skip` the step (no update), or `rollback` to the last good checkpoint and lower the learning rate."""
+    spike_factor: float = Field(3.0, gt=1)
+    """A loss above this multiple of its running mean counts as a spike."""
+    ema_decay: float = Field(0.95, gt=0, lt=1)
+    """Decay of the running mean of the loss."""
+    min_steps: int = Field(10, ge=0)
+    """No spike detection before this many steps (the early loss falls fast)."""
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    """rollback: the peak learning rate is multiplied by this after each rollback."""
+    max_retries: int = Field(3, ge=0)
+    """Give up (with an error) after this many skips or rollbacks in a row without a good step between them."""
+
+
+class LRChange(Section):
+    at_tokens: Count
+    """Tokens seen when the new maximum learning rate takes over."""
+    max_lr: float = Field(gt=0)
+    """New peak of the cosine schedule from then on."""
+
+
+class BatchStep(Section):
+    from_tokens: Count
+    """Tokens seen when this global batch size takes over."""
+    batch_tokens: Count = Field(gt=0)
+    """Global batch in tokens (a multiple of context_length; reached by gradient accumulation)."""
+
+
+class PretrainRecipe(Section):
+    context_length: int = Field(256, gt=0)
+    """Tokens per packed training sequence (paper 3.5: 4096)."""
+    total_tokens: Count = Field(2_000_000, gt=0)
+    """Training length in tokens (paper: 606B)."""
+    max_lr: float = Field(3e-4, gt=0)
+    """Peak learning rate after warmup (paper 3.5: 3e-4)."""
+    lr_changes: list[LRChange] = []
+    """Later changes of the peak learning rate (paper 3.5: 1e-4 after divergence near 241B tokens)."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """The cosine schedule decays to this fraction of the peak (paper 3.5: 10%)."""
+    warmup_tokens: Count = 0
+    """Linear warmup length in tokens."""
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW β1, β2 (paper 3.5)."""
+    adam_eps: float = Field(1e-8, gt=0)
+    """AdamW ε (paper 3.5)."""
+    weight_decay: float = Field(0.1, ge=0)
+    """Decoupled weight decay on matrices (not on norms, biases or embeddings)."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Clip the global gradient norm to this value; 0 turns clipping off."""
+    batch: list[BatchStep] = [BatchStep(from_tokens=0, batch_tokens=8192)]
+    """Global batch size schedule in tokens (paper Table 4: 2M → 4M)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """`auto`: bf16 autocast on GPUs, fp32 on CPUs without a bf16 unit. `fp16` uses loss scaling (paper 3.5)."""
+    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    """Attention kernel (paper: FlashAttention-2)."""
+    distributed: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Data parallelism under torchrun: `fsdp` is FSDP2 `fully_shard`; `auto` picks fsdp when world size > 1."""
+    reshard_after_forward: bool = False
+    """FSDP: False keeps weights gathered between forward and backward (ZeRO-2, as the paper); True is ZeRO-3."""
+    micro_batch_size: int = Field(8, gt=0)
+    """Sequences per device per forward/backward; the global batch is reached by gradient accumulation."""
+    compile: bool = False
+    """Compile each decoder layer with torch.compile (pays off after ~100 steps on CPU, more on GPU)."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass to save memory."""
+    loss_chunk_tokens: int = Field(4096, gt=0)
+    """Tokens whose logits are materialised at once by the chunked cross-entropy (a 250k vocabulary would
+    otherwise need a (batch × context × vocab) fp32 tensor)."""
+    checkpoints: list[CheckpointStep] = [CheckpointStep(from_tokens=0, every_tokens=1_000_000)]
+    """Checkpoint schedule: every `every_tokens` from `from_tokens` on (dense early, sparser later, as the paper's
+    58 released checkpoints)."""
+    divergence: DivergenceGuard = DivergenceGuard()
+    peak_flops: float | None = Field(None, gt=0)
+    """FLOP/s of one device for MFU; default: measured with a matmul in the training dtype at start-up."""
+    log_every_steps: int = Field(1, gt=0)
+    """Write metrics every this many optimizer steps."""
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
+        return betas
+
+    @model_validator(mode="after")
+    def _schedules_ordered(self) -> PretrainRecipe:
+        starts = [step.from_tokens for step in self.batch]
+        if not starts or starts[0] != 0 or starts != sorted(set(starts)):
+            raise ValueError("batch: steps must start at from_tokens 0 and increase strictly")
+        for step in self.batch:
+            if step.batch_tokens % self.context_length:
+                raise ValueError(
+                    f"batch: batch_tokens {step.batch_tokens} is not a multiple of context_length "
+                    f"{self.context_length}"
+                )
+        changes = [change.at_tokens for change in self.lr_changes]
+        if changes != sorted(set(changes)):
+            raise ValueError("lr_changes: at_tokens must increase strictly")
+        if changes and changes[-1] >= self.total_tokens:
+            raise ValueError(f"lr_changes: at_tokens {changes[-1]} is not before total_tokens {self.total_tokens}")
+        every = [step.from_tokens for step in self.checkpoints]
+        if every != sorted(set(every)):
+            raise ValueError("checkpoints: from_tokens must increase strictly")
+        if self.warmup_tokens >= self.total_tokens:
+            raise ValueError(f"warmup_tokens {self.warmup_tokens} must be below total_tokens {self.total_tokens}")
+        return self
+
+

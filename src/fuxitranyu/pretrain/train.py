@@ -1,0 +1,401 @@
+"""The pretraining loop: one loop from 2 CPU cores to a GPU cluster (paper section 3.5).
+
+    torchrun --nproc_per_node N -m fuxitranyu pretrain RECIPE      # or `fuxitranyu pretrain RECIPE` for one process
+
+Each optimizer step: the global batch (in tokens, per the recipe's ramp) is read from the mix shards, split over
+ranks and micro-batches; forward/backward per micro-batch with gradient sync only on the last; the divergence guard
+looks at the loss; then gradient clipping, AdamW at the scheduled learning rate, metrics, and a checkpoint when one is
+due. Data parallelism is PyTorch's own: DDP, or FSDP2 `fully_shard` (ZeRO-2 by default, as the paper; ZeRO-3 with
+`reshard_after_forward`). gloo on CPU, NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.mix.reader import ShardReader
+from fuxitranyu.model.summary import summarize
+from fuxitranyu.pretrain import schedule
+from fuxitranyu.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens: int = 0
+    """Tokens of the batches consumed so far (trained on or skipped by the divergence guard)."""
+    lr_scale: float = 1.0
+    """Multiplies the schedule; the divergence guard lowers it after each rollback."""
+    loss_ema: float | None = None
+    bad_in_a_row: int = 0
+    skipped_steps: int = 0
+    rollbacks: int = 0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    world_size: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    scale_loss: bool
+    """fp16 needs a GradScaler; bf16 and fp32 do not."""
+
+
+def setup_runtime(recipe: PretrainRecipe, console: Console) -> Runtime:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    precision = recipe.precision
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            # CPUs without a bf16 matrix unit run bf16 autocast ~35x slower than fp32 (shared/notes/training-stack.md).
+            precision = "fp32"
+    elif precision in ("bf16", "fp16") and device.type == "cpu" and rank == 0:
+        console.print(f"[yellow]warning:[/] {precision} on a CPU is usually much slower than fp32")
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return Runtime(rank, world_size, device, dtype, precision == "fp16")
+
+
+def load_model(model_dir: Path, recipe: PretrainRecipe, seed: int):
+    from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
+
+    if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
+        model = FuxiTranyuForCausalLM.from_pretrained(model_dir, attn_implementation=recipe.attention,
+                                                      dtype=torch.float32)
+    else:
+        torch.manual_seed(seed)
+        config = FuxiTranyuConfig.from_pretrained(model_dir)
+        config._attn_implementation = recipe.attention
+        model = FuxiTranyuForCausalLM(config)
+    return model
+
+
+def wrap(model, recipe: PretrainRecipe, runtime: Runtime) -> tuple[torch.nn.Module, bool]:
+    """(the module to call, whether its parameters are sharded). Layers are compiled / checkpointed first."""
+    if recipe.activation_checkpointing:
+        model.activation_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if recipe.compile:
+        for layer in model.model.layers:
+            layer.compile()
+    model.to(runtime.device)
+    wrapper = CausalLMLoss(model, recipe.loss_chunk_tokens)
+    if runtime.world_size == 1:
+        return wrapper, False
+    strategy = recipe.distributed if recipe.distributed != "auto" else "fsdp"
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        return DistributedDataParallel(wrapper, device_ids=ids), False
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
+    policy = MixedPrecisionPolicy(param_dtype=runtime.autocast_dtype, reduce_dtype=torch.float32) \
+        if runtime.autocast_dtype is not None else MixedPrecisionPolicy()
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
+    fully_shard(wrapper, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
+    return wrapper, True
+
+
+def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe, device: torch.device) -> torch.optim.AdamW:
+    """AdamW (paper: β = (0.9, 0.95), ε = 1e-8) with weight decay on matrices only: norms, biases and the (input and
+    output) embeddings are not decayed."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        embedding = "embed_tokens" in name or "lm_head" in name
+        (decay if parameter.ndim >= 2 and not embedding else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=recipe.max_lr, betas=recipe.adam_betas, eps=recipe.adam_eps)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # fused needs plain tensors on a supported device
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype | None) -> float:
+    """Matmul FLOP/s on this device in the training dtype: the denominator of MFU when the recipe gives none."""
+    size = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
+    b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
+    a @ b
+    best = math.inf
+    for _ in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def _all_reduce(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    if runtime.world_size > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+class Trainer:
+    def __init__(self, recipe, model_dir: Path, mix_dir: Path, out_dir: Path, console: Console | None = None):
+        self.recipe: PretrainRecipe = recipe.pretrain
+        self.seed = recipe.seed
+        self.out_dir = out_dir
+        self.console = console or Console(stderr=True)
+        self.runtime = setup_runtime(self.recipe, self.console)
+        torch.manual_seed(self.seed)
+        self.model = load_model(model_dir, self.recipe, self.seed)
+        self.summary = summarize(self.model.config, self.recipe.context_length)
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime)
+        self.optimizer = make_optimizer(self.wrapper, self.recipe, self.runtime.device)
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.scale_loss)
+        self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size)
+        if self.reader.index["context_length"] != self.recipe.context_length:
+            raise FuxiError(f"the mix was packed for context {self.reader.index['context_length']}, the recipe "
+                            f"trains at {self.recipe.context_length}", path=mix_dir)
+        if self.reader.index["vocab_size"] > self.model.config.vocab_size:
+            raise FuxiError(f"the mix uses token ids up to {self.reader.index['vocab_size'] - 1} but the model's "
+                            f"vocabulary has {self.model.config.vocab_size} entries", path=mix_dir)
+        self.state = TrainState()
+        self.checkpoints = out_dir / "checkpoints"
+        self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device, self.runtime.autocast_dtype)
+        self.tensorboard = self.open_tensorboard()
+
+    def open_tensorboard(self):
+        """A TensorBoard writer on rank 0 when the `tensorboard` package is installed (metrics.jsonl always)."""
+        if self.runtime.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def resume(self) -> bool:
+        """Continue from the newest complete checkpoint, if any; returns whether one was found."""
+        path = latest_checkpoint(self.checkpoints)
+        if path is None:
+            return False
+        rest = load_checkpoint(path, self.wrapper, self.model, self.optimizer, self.sharded)
+        self.reader.load_state_dict(rest["reader"])
+        self.state = TrainState(**rest["train"])
+        if self.runtime.rank == 0:
+            self._forget_metrics_after(self.state.step)
+        self.log_event({"event": "resumed", "checkpoint": path.name})
+        return True
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the metrics of steps after the checkpoint: the resumed run logs them again."""
+        path = self.out_dir / "metrics.jsonl"
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [line for line in lines if json.loads(line).get("step", 0) <= step or "event" in line]
+            path.write_text("".join(kept), encoding="utf-8")
+
+    def train(self) -> dict[str, Any]:
+        recipe = self.recipe
+        started, tokens_at_start = time.perf_counter(), self.state.tokens
+        last_saved = -1
+        progress = self.progress_bar()
+        while self.state.tokens < recipe.total_tokens:
+            state = self.state  # a rollback replaces it
+            tokens_before = state.tokens
+            global_tokens = schedule.batch_tokens(state.tokens, recipe)
+            lr = schedule.learning_rate(state.tokens, recipe, state.lr_scale)
+            step_started = time.perf_counter()
+            loss, by_language, grad_norm, stepped = self.step(global_tokens, lr)
+            state.tokens += global_tokens
+            state.step += 1
+            if not stepped:
+                if self.recover(loss, grad_norm):
+                    continue
+            elapsed = time.perf_counter() - step_started
+            tokens_per_s = global_tokens / elapsed
+            if state.step % recipe.log_every_steps == 0:
+                self.log_metrics({
+                    "step": state.step, "tokens": state.tokens, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "batch_tokens": global_tokens, "tokens_per_s": round(tokens_per_s, 1),
+                    "mfu": round(tokens_per_s * self.summary.training_flops_per_token
+                                 / (self.peak_flops * self.runtime.world_size), 4),
+                    "loss_by_language": by_language,
+                })
+            if progress is not None:
+                progress.update(progress.task_ids[0], completed=state.tokens,
+                                description=f"loss {loss:.3f} · {tokens_per_s:,.0f} tok/s")
+            if schedule.checkpoint_due(tokens_before, state.tokens, recipe):
+                self.save()
+                last_saved = state.step
+        if progress is not None:
+            progress.stop()
+        state = self.state
+        if last_saved != state.step:
+            self.save()
+        seconds = time.perf_counter() - started
+        return {"steps": state.step, "tokens": state.tokens, "skipped_steps": state.skipped_steps,
+                "rollbacks": state.rollbacks, "seconds": round(seconds, 2),
+                "tokens_per_s": round((state.tokens - tokens_at_start) / max(seconds, 1e-9), 1)}
+
+    def step(self, global_tokens: int, lr: float) -> tuple[float, dict[str, float], float, bool]:
+        """One optimizer step over `global_tokens`; returns (loss, loss per language, grad norm, stepped). The
+        update is not applied (stepped=False) when the divergence guard objects."""
+        recipe, runtime = self.recipe, self.runtime
+        sequences = global_tokens // recipe.context_length
+        per_rank = sequences // runtime.world_size
+        micro = min(recipe.micro_batch_size, per_rank)
+        if sequences % runtime.world_size or per_rank % micro:
+            raise FuxiError(f"a batch of {sequences} sequences does not split into {runtime.world_size} ranks × "
+                            f"micro-batches of {micro}; adjust pretrain.batch or pretrain.micro_batch_size")
+        batch = self.reader.next_batch(sequences)
+        tokens = torch.from_numpy(batch.tokens).to(runtime.device)
+        languages = torch.from_numpy(batch.languages[:, 1:].astype("int64")).to(runtime.device)
+        # Each rank's gradient is averaged over ranks by DDP/FSDP; scaling by world/total makes the sum over
+        # micro-batches and ranks the mean over the global batch.
+        scale = runtime.world_size / (sequences * recipe.context_length)
+        num_languages = len(self.reader.languages)
+        sums = torch.zeros(num_languages, dtype=torch.float64, device=runtime.device)
+        counts = torch.zeros_like(sums)
+        for index, begin in enumerate(range(0, per_rank, micro)):
+            last = begin + micro >= per_rank
+            chunk = tokens[begin:begin + micro]
+            with self.no_sync(last), torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype,
+                                                     enabled=runtime.autocast_dtype is not None):
+                losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
+                loss = losses.sum() * scale
+            self.scaler.scale(loss).backward()
+            chunk_sums, chunk_counts = per_language_sums(losses, languages[begin:begin + micro], num_languages)
+            sums += chunk_sums
+            counts += chunk_counts
+        totals = _all_reduce(torch.stack([sums, counts]), runtime)
+        mean_loss = float(totals[0].sum() / totals[1].sum())
+        by_language = {self.reader.languages[i]: round(float(totals[0, i] / totals[1, i]), 4)
+                       for i in range(num_languages) if totals[1, i] > 0}
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.scaler.unscale_(self.optimizer)
+        max_norm = recipe.grad_clip if recipe.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.wrapper.parameters(), max_norm))
+        if self.diverged(mean_loss, grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return mean_loss, by_language, grad_norm, False
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.bad_in_a_row = 0
+        decay = self.recipe.divergence.ema_decay
+        self.state.loss_ema = mean_loss if self.state.loss_ema is None else \
+            decay * self.state.loss_ema + (1 - decay) * mean_loss
+        return mean_loss, by_language, grad_norm, True
+
+    def no_sync(self, last_micro_batch: bool):
+        """Gradient synchronisation only after the last micro-batch of a step."""
+        if last_micro_batch or self.runtime.world_size == 1:
+            return contextlib.nullcontext()
+        if self.sharded:
+            self.wrapper.set_requires_gradient_sync(False)
+            return _ReenableSync(self.wrapper)
+        return self.wrapper.no_sync()
+
+    # -- divergence ----------------------------------------------------------------------------------------------
+
+    def diverged(self, loss: float, grad_norm: float) -> bool:
+        guard = self.recipe.divergence
+        if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not self.runtime.scale_loss):
+            return True
+        ema = self.state.loss_ema
+        return ema is not None and self.state.step >= guard.min_steps and loss > guard.spike_factor * ema
+
+    def recover(self, loss: float, grad_norm: float) -> bool:
+        """Handle a diverged step; returns True when the loop must continue from a restored state."""
+        guard, state = self.recipe.divergence, self.state
+        state.bad_in_a_row += 1
+        if state.bad_in_a_row > guard.max_retries:
+            raise FuxiError(f"training diverged {state.bad_in_a_row} times in a row (last loss {loss}); giving up. "
+                            f"Lower pretrain.max_lr or inspect {self.out_dir / 'metrics.jsonl'}")
+        checkpoint = latest_checkpoint(self.checkpoints) if guard.action == "rollback" else None
+        if checkpoint is None:
+            state.skipped_steps += 1
+            self.log_event({"event": "skipped_step", "step": state.step, "loss": loss, "grad_norm": grad_norm})
+            return False
+        bad_in_a_row, skipped, rollbacks = state.bad_in_a_row, state.skipped_steps, state.rollbacks
+        rest = load_checkpoint(checkpoint, self.wrapper, self.model, self.optimizer, self.sharded)
+        self.reader.load_state_dict(rest["reader"])
+        self.state = TrainState(**rest["train"])
+        self.state.lr_scale *= guard.lr_factor
+        self.state.bad_in_a_row, self.state.skipped_steps, self.state.rollbacks = bad_in_a_row, skipped, rollbacks + 1
+        self.log_event({"event": "rollback", "step": state.step, "loss": loss, "to": checkpoint.name,
+                        "lr_scale": self.state.lr_scale})
+        return True
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        training_state = {"reader": self.reader.state_dict(), "train": asdict(self.state)}
+        save_checkpoint(self.checkpoints, self.state.step, self.state.tokens, self.wrapper, self.model,
+                        self.optimizer, training_state, self.sharded, self.runtime.rank)
+
+    def progress_bar(self):
+        """A bar with tokens/s and ETA on rank 0 when stderr is a terminal; None otherwise (logs stay quiet)."""
+        if self.runtime.rank != 0 or not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/"
+                            "{task.total:,} tokens"), TimeRemainingColumn(), console=self.console)
+        progress.add_task("pretraining", total=self.recipe.total_tokens, completed=self.state.tokens)
+        progress.start()
+        return progress
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        if self.runtime.rank != 0:
+            return
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
+                self.tensorboard.add_scalar(f"train/{key}", metrics[key], metrics["tokens"])
+            for language, value in metrics["loss_by_language"].items():
+                self.tensorboard.add_scalar(f"loss_by_language/{language}", value, metrics["tokens"])
+
+    def log_event(self, event: dict[str, Any]) -> None:
+        if self.runtime.rank == 0:
+            self.console.print(f"[bold yellow]{event}[/]")
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+
+
+class _ReenableSync(contextlib.AbstractContextManager):
+    def __init__(self, module):
+        self.module = module
+
+    def __exit__(self, *exc):
+        self.module.set_requires_gradient_sync(True)
+        return False
