@@ -1,0 +1,274 @@
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.mix.build import pack
+from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.mix.plan import plan_mix
+from fuxitranyu.pretrain import schedule
+from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.recipe import load_recipe
+
+CONTEXT = 16
+VOCAB = 64
+
+
+# --------------------------------------------------------------------------------------------------------- schedule
+
+
+def test_learning_rate_schedule_by_hand():
+    recipe = PretrainRecipe(context_length=4, total_tokens=1000, max_lr=1.0, min_lr_ratio=0.1, warmup_tokens=100,
+                            lr_changes=[{"at_tokens": 550, "max_lr": 0.5}], batch=[{"from_tokens": 0,
+                                                                                    "batch_tokens": 4}])
+    lr = lambda tokens, scale=1.0: schedule.learning_rate(tokens, recipe, scale)  # noqa: E731
+    assert lr(0) == pytest.approx(1 / 100) and lr(49) == pytest.approx(0.5)
+    assert lr(100) == pytest.approx(1.0)  # end of warmup: the peak
+    assert lr(325) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert lr(549) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 449 / 900)))
+    assert lr(550) == pytest.approx(0.5 * (0.1 + 0.9 * 0.5))  # the new peak, cosine phase kept (halfway)
+    assert lr(1000) == pytest.approx(0.05) and lr(5000) == pytest.approx(0.05)  # floor: 10% of the new peak
+    assert lr(550, 0.5) == pytest.approx(0.25 * (0.1 + 0.9 * 0.5))
+
+
+def test_batch_ramp_and_checkpoint_times():
+    recipe = PretrainRecipe(context_length=4, total_tokens=1000,
+                            batch=[{"from_tokens": 0, "batch_tokens": 8}, {"from_tokens": 240, "batch_tokens": 16}],
+                            checkpoints=[{"from_tokens": 0, "every_tokens": 50}, {"from_tokens": 300,
+                                                                                  "every_tokens": 200}])
+    assert [schedule.batch_tokens(t, recipe) for t in (0, 239, 240, 999)] == [8, 8, 16, 16]
+    due = [t for t in range(0, 1000, 8) if schedule.checkpoint_due(t, t + 8, recipe)]
+    assert due == [48, 96, 144, 192, 248, 296, 496, 696, 896, 992]  # every 50 to 300, then every 200, and the end
+
+
+def test_pretrain_recipe_errors():
+    from fuxitranyu.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="batch_tokens 100 is not a multiple of context_length 256"):
+        load_recipe("tiny", ["pretrain.batch=[{from_tokens: 0, batch_tokens: 100}]"])
+    with pytest.raises(RecipeError, match="lr_changes: at_tokens 5000000 is not before total_tokens"):
+        load_recipe("tiny", ["pretrain.lr_changes=[{at_tokens: 5M, max_lr: 1e-4}]"])
+
+
+# ------------------------------------------------------------------------------------------------------ a tiny run
+
+
+def toy_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny model and a learnable mix: counting sequences (each token is the previous one plus a stride)."""
+    from fuxitranyu.model import preset_config
+    from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
+
+    model_dir, mix_dir = tmp_path / "model", tmp_path / "mix"
+    if not model_dir.exists():
+        config = preset_config("tiny", vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=2, max_position_embeddings=64)
+        torch.manual_seed(0)
+        FuxiTranyuForCausalLM(config).save_pretrained(model_dir)
+        rng = np.random.default_rng(0)
+        tokens = tmp_path / "tokens"
+        tokens.mkdir()
+        for language, stride in (("en", 1), ("fr", 3)):
+            docs = [(rng.integers(1, VOCAB) + stride * np.arange(rng.integers(8, 40))) % (VOCAB - 1) + 1
+                    for _ in range(300)]
+            np.concatenate(docs).astype(np.uint16).tofile(tokens / f"{language}.bin")
+            np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64).tofile(
+                tokens / f"{language}.idx")
+        available = {lang: int((np.diff(np.fromfile(tokens / f"{lang}.idx", dtype=np.int64)) + 1).sum())
+                     for lang in ("en", "fr")}
+        plan = plan_mix(available, MixRecipe(strategy="proportional"), sum(available.values()))
+        pack(plan, tokens, mix_dir, CONTEXT, 0, VOCAB, 64, 0)
+    return model_dir, mix_dir
+
+
+def toy_recipe(tmp_path, *overrides):
+    base = [f"output_dir={tmp_path}", f"pretrain.context_length={CONTEXT}", "pretrain.total_tokens=2560",
+            "pretrain.batch=[{from_tokens: 0, batch_tokens: 64}, {from_tokens: 1280, batch_tokens: 128}]",
+            "pretrain.micro_batch_size=2", "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128",
+            "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11"]
+    return load_recipe("tiny", base + list(overrides))
+
+
+def train(tmp_path, out_name="out", *overrides, resume=False, patch=None):
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    out = tmp_path / out_name
+    out.mkdir(exist_ok=True)
+    trainer = Trainer(toy_recipe(tmp_path, *overrides), model_dir, mix_dir, out)
+    if patch:
+        patch(trainer)
+    if resume:
+        assert trainer.resume()
+    return trainer, trainer.train()
+
+
+def losses(out: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r and "event" not in r]
+
+
+def test_loss_decreases_and_metrics_are_complete(tmp_path):
+    _, stats = train(tmp_path, "out", "pretrain.total_tokens=6400")
+    curve = [loss for _, loss in losses(tmp_path / "out")]
+    assert stats["tokens"] >= 6400 and len(curve) == stats["steps"]
+    assert np.mean(curve[-5:]) < np.mean(curve[:3]) - 1.0, curve
+    row = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(row["loss_by_language"]) == {"en", "fr"}
+    assert row["loss_by_language"]["en"] < row["loss_by_language"]["fr"] + 2  # both learned, both reported
+    assert {"lr", "grad_norm", "tokens_per_s", "mfu", "batch_tokens"} <= set(row)
+    assert row["batch_tokens"] == 128  # after the ramp
+
+
+def test_checkpoint_loads_with_auto_classes(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    trainer, _ = train(tmp_path)
+    manifest = json.loads((tmp_path / "out" / "checkpoints" / "manifest.json").read_text())
+    assert [entry["tokens"] for entry in manifest] == [640, 1280, 1920, 2560]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "checkpoints" / manifest[-1]["path"])
+    assert type(model).__name__ == "FuxiTranyuForCausalLM"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, trainer.model.state_dict()[name]), name
+
+
+def test_kill_and_resume_gives_the_same_loss_curve(tmp_path):
+    train(tmp_path, "reference")
+
+    def die_at_step_27(trainer):
+        original = trainer.step
+
+        def step(*args):
+            if trainer.state.step == 27:
+                raise KeyboardInterrupt("killed")
+            return original(*args)
+
+        trainer.step = step
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "resumed", patch=die_at_step_27)
+    assert losses(tmp_path / "resumed")[-1][0] == 27
+    train(tmp_path, "resumed", resume=True)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "reference")
+
+
+def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
+    from fuxitranyu.pretrain import checkpoint
+
+    real_save = torch.save
+    calls = []
+
+    def dying_save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            Path(path).write_bytes(b"half a file")
+            raise KeyboardInterrupt("killed while saving")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out")
+    folder = tmp_path / "out" / "checkpoints"
+    assert [e["path"] for e in checkpoint.read_manifest(folder)] == ["step-000010"]
+    assert (folder / ".step-000020.tmp").exists()  # the half-written one is not listed
+    assert checkpoint.latest_checkpoint(folder).name == "step-000010"
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    train(tmp_path, "reference")
+    train(tmp_path, "out", resume=True)
+    assert losses(tmp_path / "out") == losses(tmp_path / "reference")
+
+
+def plant_nan(at_calls: set[int]):
+    def patch(trainer):
+        original = trainer.wrapper.forward
+        counter = {"calls": 0}
+
+        def forward(*args):
+            counter["calls"] += 1
+            result = original(*args)
+            return result * float("nan") if counter["calls"] in at_calls else result
+
+        trainer.wrapper.forward = forward
+
+    return patch
+
+
+def test_planted_nan_rolls_back_with_a_lower_lr_and_recovers(tmp_path):
+    # 2 micro-batches per step early on: forward call 25 is in step 13, after the checkpoint at step 10.
+    trainer, stats = train(tmp_path, "out", patch=plant_nan({25}))
+    events = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+              if '"event"' in line]
+    assert [e["event"] for e in events] == ["rollback"] and events[0]["to"] == "step-000010"
+    assert stats["rollbacks"] == 1 and trainer.state.lr_scale == 0.5
+    assert stats["tokens"] >= 2560 and all(math.isfinite(loss) for _, loss in losses(tmp_path / "out"))
+
+
+def test_planted_nan_is_skipped_and_repeated_divergence_gives_up(tmp_path):
+    _, stats = train(tmp_path, "skip", "pretrain.divergence.action=skip", patch=plant_nan({3}))
+    assert stats["skipped_steps"] == 1 and stats["rollbacks"] == 0
+    with pytest.raises(FuxiError, match="diverged 3 times in a row"):
+        train(tmp_path, "dead", "pretrain.divergence.action=skip", "pretrain.divergence.max_retries=2",
+              patch=plant_nan(set(range(1, 1000))))
+
+
+# ------------------------------------------------------------------------------------------------- torch.distributed
+
+DISTRIBUTED_SCRIPT = """
+import sys
+from pathlib import Path
+import torch.distributed as dist
+from fuxitranyu.pretrain.train import Trainer
+from fuxitranyu.recipe import load_recipe
+
+tmp, name, strategy = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+recipe = load_recipe("tiny", [f"output_dir={tmp}", "pretrain.context_length=16", "pretrain.total_tokens=1280",
+                              "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]", "pretrain.micro_batch_size=2",
+                              "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128", f"pretrain.distributed={strategy}",
+                              "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11"])
+out = tmp / name
+out.mkdir(exist_ok=True)
+trainer = Trainer(recipe, tmp / "model", tmp / "mix", out)
+trainer.train()
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_give_the_losses_of_one(tmp_path, strategy):
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    single = tmp_path / "single"
+    single.mkdir()
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path}", f"pretrain.context_length={CONTEXT}",
+                                  "pretrain.total_tokens=1280", "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]",
+                                  "pretrain.micro_batch_size=2", "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128",
+                                  "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]",
+                                  "pretrain.peak_flops=1e11"])
+    Trainer(recipe, model_dir, mix_dir, single).train()
+    script = tmp_path / "train_distributed.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", str(29500 + (os.getpid() % 1000)), str(script), str(tmp_path),
+                             strategy, strategy], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = losses(single), losses(tmp_path / strategy)
+    assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 11))
+    np.testing.assert_allclose([l for _, l in two], [l for _, l in one], rtol=1e-4)
+    assert one[-1][1] < one[0][1]
+    # The checkpoint written under FSDP/DDP holds the same weights as the single-process one.
+    from safetensors.torch import load_file
+
+    a = load_file(single / "checkpoints" / "step-000010" / "model.safetensors")
+    b = load_file(tmp_path / strategy / "checkpoints" / "step-000010" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
