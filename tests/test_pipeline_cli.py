@@ -13,11 +13,28 @@ def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "fuxitranyu", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def test_run_writes_manifest_and_skips_when_current(tmp_path):
-    recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
-    first = pipeline.run_pipeline(recipe, only=["model"])
+@pytest.fixture
+def corpus(tmp_path_factory):
+    """A tiny JSONL corpus for the tokenizer stage, so the model stage has a tokenizer to size its vocabulary."""
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    lines = [{"text": f"Document number {i}: the quick brown fox jumps over the lazy dog.", "language": "en"}
+             for i in range(50)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def tiny(output_dir, corpus, *overrides):
+    return load_recipe("tiny", [f"output_dir={output_dir}", f"tokenizer.inputs=[{corpus}]", *overrides])
+
+
+MODEL = ["tokenizer", "model"]
+
+
+def test_run_writes_manifest_and_skips_when_current(tmp_path, corpus):
+    recipe = tiny(tmp_path, corpus)
+    first = pipeline.run_pipeline(recipe, only=MODEL)
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
-    assert manifest == first[0]
+    assert manifest == first[1] and manifest["inputs"] == {"tokenizer": first[0]["fingerprint"]}
     assert manifest["stats"]["parameters"] == 2_889_344
     assert manifest["config"]["model"]["preset"] == "tiny" and manifest["versions"]["torch"].startswith("2.13")
     mtime = (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns
@@ -25,22 +42,22 @@ def test_run_writes_manifest_and_skips_when_current(tmp_path):
     pipeline.run_pipeline(recipe, only=["model"])
     assert (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
 
-    changed = load_recipe("tiny", [f"output_dir={tmp_path}", "model.overrides.num_hidden_layers=2"])
+    changed = tiny(tmp_path, corpus, "model.overrides.num_hidden_layers=2")
     assert [p.action for p in pipeline.plan(changed, only=["model"])] == ["run"]
     assert [p.action for p in pipeline.plan(recipe, only=["model"], force=True)] == ["run"]
 
 
-def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, corpus):
     hashes = {}
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        recipe = load_recipe("tiny", [f"output_dir={tmp_path / name}", f"seed={seed}"])
-        hashes[name] = pipeline.run_pipeline(recipe, only=["model"])[0]["stats"]["weights"]["model.safetensors"]
+        recipe = tiny(tmp_path / name, corpus, f"seed={seed}")
+        hashes[name] = pipeline.run_pipeline(recipe, only=MODEL)[1]["stats"]["weights"]["model.safetensors"]
     assert hashes["a"] == hashes["b"] != hashes["c"]
 
 
-def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
-    recipe = load_recipe("tiny", [f"output_dir={tmp_path}"])
-    pipeline.run_pipeline(recipe, only=["model"])
+def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch, corpus):
+    recipe = tiny(tmp_path, corpus)
+    pipeline.run_pipeline(recipe, only=MODEL)
     before = (tmp_path / "model" / "manifest.json").read_text()
 
     def explode(ctx):
@@ -52,7 +69,7 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_pipeline(recipe, only=["model"], force=True)
     assert (tmp_path / "model" / "manifest.json").read_text() == before
-    partial = [p for p in tmp_path.iterdir() if p.name != "model"]
+    partial = [p for p in tmp_path.iterdir() if p.name not in MODEL]
     assert len(partial) == 1 and partial[0].name.startswith(".model.partial-")  # kept for a resume, hidden
 
     calls = []
@@ -64,7 +81,7 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "STAGES", (pipeline.Stage("model", sections=("model",), needs=(), run=resume),))
     pipeline.run_pipeline(recipe, only=["model"], force=True)
     assert calls == [["model.safetensors"]]  # the re-run found the interrupted run's files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == MODEL[::-1]
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path):
@@ -92,10 +109,12 @@ def test_cli_model_info_and_dry_run(capsys, tmp_path):
     in_process("model", "info", "fuxitranyu-8b", "--world-size", "32")
     printed = capsys.readouterr().out
     assert "8,095,313,920 (8.10B)" in printed and "2,054,160,384" in printed
-    in_process("run", "tiny", "--set", f"output_dir={tmp_path}", "--dry-run", "--only", "model")
+    in_process("run", "tiny", "--set", f"output_dir={tmp_path}", "--dry-run")
     printed = capsys.readouterr().out
-    assert "name: tiny" in printed and f"# model: run -> {tmp_path / 'model'}" in printed
-    assert not (tmp_path / "model").exists()
+    assert "name: tiny" in printed
+    for stage in ("data", "tokenizer", "model", "mix", "pretrain"):
+        assert f"# {stage}: run -> {tmp_path / stage}" in printed
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["recipe"], ["recipe", "show"], ["recipe", "docs"], ["model"],
@@ -105,8 +124,10 @@ def test_every_command_has_help(command, capsys):
     assert "Usage: fuxitranyu" in capsys.readouterr().out
 
 
-def test_cli_run_then_export_round_trip(tmp_path):
-    assert run_cli("run", "tiny", "--set", f"output_dir={tmp_path}", "--only", "model").returncode == 0
+def test_cli_run_then_export_round_trip(tmp_path, corpus):
+    result = run_cli("run", "tiny", "--set", f"output_dir={tmp_path}", "--set", f"tokenizer.inputs=[{corpus}]",
+                     "--only", "tokenizer", "--only", "model")
+    assert result.returncode == 0, result.stderr[-2000:]
     result = run_cli("export", str(tmp_path / "model"), str(tmp_path / "arcee"), "--to", "arcee")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "arcee" / "config.json").read_text())["architectures"] == ["ArceeForCausalLM"]
