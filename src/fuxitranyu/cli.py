@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="fuxitranyu", standalone_mode=True)
     except FuxiError as error:
-        err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
