@@ -26,7 +26,15 @@ from pathlib import Path
 from fuxitranyu.data import system, udhr
 from fuxitranyu.io import atomic_directory, atomic_write_text
 from fuxitranyu.recipe import TokenizerRecipe
-from fuxitranyu.tokenizer import load_tokenizer, measure, plot, read_parallel, summarize, train_tokenizer, write_table
+from fuxitranyu.tokenizer import (
+    load_tokenizer,
+    measure,
+    plot,
+    read_parallel,
+    summarize,
+    train_tokenizer,
+    write_table,
+)
 from fuxitranyu.tokenizer.fertility import markdown
 
 HELD_OUT = ("tar", "diffutils", "sed", "grep")

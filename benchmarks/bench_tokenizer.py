@@ -26,8 +26,14 @@ from importlib import metadata
 from pathlib import Path
 
 from bench_fertility import write_gettext_corpus
+
 from fuxitranyu.recipe import TokenizerRecipe
-from fuxitranyu.tokenizer import VocabularyLayout, plan_sample, train_bpe, train_tokenizer
+from fuxitranyu.tokenizer import (
+    VocabularyLayout,
+    plan_sample,
+    train_bpe,
+    train_tokenizer,
+)
 
 
 def _peak_rss_mb() -> float:

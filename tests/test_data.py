@@ -3,13 +3,23 @@ import json
 from pathlib import Path
 
 import pytest
+from data_helpers import write_jsonl, write_mo
 from datatrove.data import Document
 
-from data_helpers import write_jsonl, write_mo
 from fuxitranyu.data import system
 from fuxitranyu.data import text as stats
-from fuxitranyu.data.config import DataRecipe, FiltersRecipe, LanguageIdRecipe, SourceSpec, Thresholds
-from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
+from fuxitranyu.data.config import (
+    DataRecipe,
+    FiltersRecipe,
+    LanguageIdRecipe,
+    SourceSpec,
+    Thresholds,
+)
+from fuxitranyu.data.filters import (
+    HeuristicFilter,
+    LanguageIdentifier,
+    StatisticalFilter,
+)
 from fuxitranyu.data.readers import SourceReader
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.recipe import load_recipe
@@ -334,7 +344,7 @@ def test_data_recipe_errors_name_the_key():
         load_recipe("tiny", ['data.sources=[{"type": "jsonl"}]'])
     with pytest.raises(RecipeError, match="unknown language code 'xx'"):
         load_recipe("tiny", ["data.languages=[fr, xx]"])
-    with pytest.raises(RecipeError, match="must be written as its label 'zh'"):
+    with pytest.raises(RecipeError, match="write 'zh_CN' as its label 'zh'"):
         load_recipe("tiny", ["data.filters.per_language={zh_CN: {min_chars: 3}}"])
     assert DataRecipe().filters.thresholds("zh").max_duplicate_word_ngram_fraction[20] == 0.10
 

@@ -1,7 +1,15 @@
 import pytest
 
 from fuxitranyu.errors import FuxiError, UnknownLanguageError
-from fuxitranyu.languages import CODES, LABELS, label, NATURAL_LANGUAGES, PROGRAMMING_LANGUAGES, language, programming_language
+from fuxitranyu.languages import (
+    CODES,
+    LABELS,
+    NATURAL_LANGUAGES,
+    PROGRAMMING_LANGUAGES,
+    label,
+    language,
+    programming_language,
+)
 
 
 def test_tables_2_and_3_complete():

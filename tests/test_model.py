@@ -8,7 +8,11 @@ from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
 
 from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.model.export import convert_config, export_checkpoint
-from fuxitranyu.model.summary import closed_form_parameter_count, meta_parameter_count, summarize
+from fuxitranyu.model.summary import (
+    closed_form_parameter_count,
+    meta_parameter_count,
+    summarize,
+)
 
 SIZES = {
     "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2),

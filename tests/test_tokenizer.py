@@ -8,8 +8,19 @@ from fuxitranyu.cli import main
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.languages import CODES
 from fuxitranyu.recipe import TokenizerRecipe, load_recipe
-from fuxitranyu.tokenizer import (CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, load_tokenizer, measure, plan_sample,
-                                  read_parallel, sample_sizes, train_bpe, train_tokenizer, write_table)
+from fuxitranyu.tokenizer import (
+    CHAT_TOKENS,
+    ENDOFTEXT,
+    VocabularyLayout,
+    load_tokenizer,
+    measure,
+    plan_sample,
+    read_parallel,
+    sample_sizes,
+    train_bpe,
+    train_tokenizer,
+    write_table,
+)
 from fuxitranyu.tokenizer.fertility import ParallelSet, markdown, plot, summarize
 from fuxitranyu.tokenizer.train import pre_tokenizer, save_pretrained
 

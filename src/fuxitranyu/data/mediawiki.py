@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fuxitranyu.data.system import RawDocument, chunk_lines
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.languages import UnknownLanguageError, language
+from fuxitranyu.languages import supported_code
 
 _TEMPLATE_CHOICE = re.compile(r"\{\{\s*(?:PLURAL|GENDER|GRAMMAR):[^|{}]*\|([^|{}]*)[^{}]*\}\}", re.IGNORECASE)
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
@@ -55,17 +55,10 @@ def fetch_mediawiki(dest: Path) -> Path:
         i18n = Path(tmp) / "x" / "usr" / "share" / "mediawiki" / "languages" / "i18n"
         dest.mkdir(parents=True, exist_ok=True)
         for path in sorted(i18n.glob("*.json")):
-            if path.stem == "en" or _supported(path.stem):
+            if path.stem == "en" or supported_code(path.stem):
                 shutil.copy2(path, dest / path.name)
     (dest / "SOURCE.txt").write_text("Debian package mediawiki: usr/share/mediawiki/languages/i18n/<code>.json\n")
     return dest
-
-
-def _supported(code: str) -> str | None:
-    try:
-        return language(code).code
-    except UnknownLanguageError:
-        return None
 
 
 def message_files(folder: Path) -> list[tuple[Path, str]]:
@@ -73,7 +66,7 @@ def message_files(folder: Path) -> list[tuple[Path, str]]:
     if not folder.is_dir():
         raise FuxiError("no MediaWiki messages here; download them with `fuxitranyu fetch mediawiki --to DIR`",
                         path=folder)
-    return [(p, lang) for p in sorted(folder.glob("*.json")) if (lang := _supported(p.stem))]
+    return [(p, lang) for p in sorted(folder.glob("*.json")) if (lang := supported_code(p.stem))]
 
 
 def read_messages(path: Path) -> dict[str, str]:

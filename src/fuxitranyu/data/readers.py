@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from loguru import logger
 from datatrove.data import Document, DocumentsPipeline
+from loguru import logger
 
 from fuxitranyu.data import mediawiki, system, udhr
 from fuxitranyu.data.config import SourceSpec

@@ -19,9 +19,18 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from fuxitranyu.data import accounting, mediawiki, perplexity, system, udhr
 from fuxitranyu.data.config import DataRecipe
-from fuxitranyu.data.dedup import (MinHashBuckets, MinHashClusters, MinHashFilter, MinHashMicroDedup,
-                                   MinHashSignatures)
-from fuxitranyu.data.filters import HeuristicFilter, LanguageIdentifier, StatisticalFilter
+from fuxitranyu.data.dedup import (
+    MinHashBuckets,
+    MinHashClusters,
+    MinHashFilter,
+    MinHashMicroDedup,
+    MinHashSignatures,
+)
+from fuxitranyu.data.filters import (
+    HeuristicFilter,
+    LanguageIdentifier,
+    StatisticalFilter,
+)
 from fuxitranyu.data.readers import SourceReader
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text

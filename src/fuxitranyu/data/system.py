@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.languages import is_supported, language, programming_language
-from fuxitranyu.languages import UnknownLanguageError
+from fuxitranyu.languages import (
+    UnknownLanguageError,
+    is_supported,
+    language,
+    programming_language,
+)
 
 # printf (`%s`, `%1$d`, `%-10.3lf`), Python (`%(name)s`, `{0}`, `{name}`), markup (`<b>`), GTK mnemonics (`_File`,
 # `(_F)` after CJK labels) and Qt/KDE ones (`&File`): formatting, not language.

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.languages import UnknownLanguageError, label
-from fuxitranyu.config_base import Count, Section
+from fuxitranyu.config_base import Count, Section, canonical_label
 
 
 class MixRecipe(Section):
@@ -34,12 +33,7 @@ class MixRecipe(Section):
     @classmethod
     def _ratio_labels(cls, ratios: dict[str, float]) -> dict[str, float]:
         for name, share in ratios.items():
-            try:
-                canonical = label(name)
-            except UnknownLanguageError as err:
-                raise ValueError(err.message) from None
-            if canonical != name:
-                raise ValueError(f"ratios: write {name!r} as its label {canonical!r}")
+            canonical_label(name, "ratios")
             if share < 0:
                 raise ValueError(f"ratios: {name} has a negative share {share}")
         return ratios

@@ -3,7 +3,11 @@
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from fuxitranyu.model.configuration import FuxiTranyuConfig
-from fuxitranyu.model.modeling import FuxiTranyuForCausalLM, FuxiTranyuModel, FuxiTranyuPreTrainedModel
+from fuxitranyu.model.modeling import (
+    FuxiTranyuForCausalLM,
+    FuxiTranyuModel,
+    FuxiTranyuPreTrainedModel,
+)
 from fuxitranyu.model.presets import preset_config, preset_names
 
 AutoConfig.register(FuxiTranyuConfig.model_type, FuxiTranyuConfig, exist_ok=True)

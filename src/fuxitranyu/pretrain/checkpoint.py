@@ -55,8 +55,11 @@ def full_state_dicts(wrapper: torch.nn.Module, model: torch.nn.Module, optimizer
                      ) -> tuple[dict, dict]:
     """Unsharded model and optimizer state dicts (on CPU), gathered from every rank when the model is sharded."""
     if sharded:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return (get_model_state_dict(model, options=options),
@@ -66,8 +69,11 @@ def full_state_dicts(wrapper: torch.nn.Module, model: torch.nn.Module, optimizer
 
 def load_full_state_dicts(wrapper, model, optimizer, model_state: dict, optimizer_state: dict, sharded: bool) -> None:
     if sharded:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         options = StateDictOptions(full_state_dict=True)
         set_model_state_dict(model, model_state, options=options)

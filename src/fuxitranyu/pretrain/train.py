@@ -29,7 +29,11 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.reader import ShardReader
 from fuxitranyu.model.summary import summarize
 from fuxitranyu.pretrain import schedule
-from fuxitranyu.pretrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from fuxitranyu.pretrain.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
 

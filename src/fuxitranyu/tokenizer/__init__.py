@@ -2,9 +2,22 @@
 tokenizer directory, and fertility per language compared across tokenizers (Fig. 2)."""
 
 from fuxitranyu.tokenizer.corpus import plan_sample, sample_sizes
-from fuxitranyu.tokenizer.fertility import load_tokenizer, measure, plot, read_parallel, summarize, write_table
+from fuxitranyu.tokenizer.fertility import (
+    load_tokenizer,
+    measure,
+    plot,
+    read_parallel,
+    summarize,
+    write_table,
+)
 from fuxitranyu.tokenizer.stage import train_tokenizer
-from fuxitranyu.tokenizer.train import CHAT_TEMPLATE, CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, train_bpe
+from fuxitranyu.tokenizer.train import (
+    CHAT_TEMPLATE,
+    CHAT_TOKENS,
+    ENDOFTEXT,
+    VocabularyLayout,
+    train_bpe,
+)
 
 __all__ = [
     "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_tokenizer", "measure", "plan_sample",

@@ -324,7 +324,9 @@ def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
 def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "Tokenizer fertility") -> None:
     """Grouped bars per language, one bar per tokenizer, as the paper's Fig. 2 (PNG, SVG or PDF by suffix)."""
     try:
-        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
+        from matplotlib.figure import (
+            Figure,  # no pyplot: no global backend or figure state is touched
+        )
     except ImportError:
         raise FuxiError("plotting needs matplotlib (pip install matplotlib)") from None
     path = Path(path)

@@ -18,9 +18,22 @@ from rich.console import Console
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.tokenizer.corpus import plan_sample
-from fuxitranyu.tokenizer.fertility import (NamedTokenizer, load_tokenizer, markdown, measure, read_parallel,
-                                            summarize, write_table)
-from fuxitranyu.tokenizer.train import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, save_pretrained, train_bpe
+from fuxitranyu.tokenizer.fertility import (
+    NamedTokenizer,
+    load_tokenizer,
+    markdown,
+    measure,
+    read_parallel,
+    summarize,
+    write_table,
+)
+from fuxitranyu.tokenizer.train import (
+    CHAT_TOKENS,
+    ENDOFTEXT,
+    VocabularyLayout,
+    save_pretrained,
+    train_bpe,
+)
 
 if TYPE_CHECKING:
     from fuxitranyu.pipeline import StageContext
