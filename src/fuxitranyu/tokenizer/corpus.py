@@ -12,8 +12,6 @@ each). A file inside a folder named by a language label (`fr/`, `code-python/`) 
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import sys
@@ -22,20 +20,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from rich.progress import track
 
+from fuxitranyu.data.readers import open_lines
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.languages import UnknownLanguageError, label
 
-try:
-    import zstandard
-except ImportError:  # only .zst inputs need it
-    zstandard = None
-
-_CORRUPT = (EOFError, OSError, zlib.error) + ((zstandard.ZstdError,) if zstandard is not None else ())
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 TEXT_SUFFIX = ".txt"
 
@@ -76,16 +68,6 @@ def corpus_files(inputs: Sequence[str | Path]) -> list[CorpusFile]:
     return found
 
 
-def _open_binary(path: Path) -> BinaryIO:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.name.endswith(".zst"):
-        if zstandard is None:
-            raise FuxiError("reading .zst files needs the zstandard package (pip install zstandard)", path=path)
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb")
-
-
 def _record_language(record: dict) -> str | None:
     value = record.get("language")
     if value is None and isinstance(record.get("metadata"), dict):
@@ -94,30 +76,25 @@ def _record_language(record: dict) -> str | None:
 
 
 def _jsonl_documents(file: CorpusFile) -> Iterator[tuple[str, str]]:
-    number = 0
-    try:
-        with _open_binary(file.path) as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                    raise FuxiError(f"not a JSON line ({err})", path=file.path, record=number) from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise FuxiError('expected a JSON object with a string field "text"', path=file.path,
-                                    record=number)
-                declared = _record_language(record)
-                language = label_or_none(declared) if declared is not None else file.folder_language
-                if language is None:
-                    raise FuxiError(
-                        f"unknown language {declared!r}" if declared is not None else
-                        'no language: expected a "language" or "metadata.language" field, or the file in a '
-                        "folder named by its language (fr/, code-python/)", path=file.path, record=number)
-                if record["text"].strip():
-                    yield language, record["text"]
-    except _CORRUPT as err:
-        raise FuxiError(f"truncated or corrupt file after line {number} ({err})", path=file.path) from err
+    # open_lines raises a FuxiError naming the file and line for a truncated or corrupt .gz/.zst
+    for number, line in enumerate(open_lines(file.path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise FuxiError(f"not a JSON line ({err})", path=file.path, record=number) from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise FuxiError('expected a JSON object with a string field "text"', path=file.path, record=number)
+        declared = _record_language(record)
+        language = label_or_none(declared) if declared is not None else file.folder_language
+        if language is None:
+            raise FuxiError(
+                f"unknown language {declared!r}" if declared is not None else
+                'no language: expected a "language" or "metadata.language" field, or the file in a '
+                "folder named by its language (fr/, code-python/)", path=file.path, record=number)
+        if record["text"].strip():
+            yield language, record["text"]
 
 
 def documents(file: CorpusFile) -> Iterator[tuple[str, str]]:
