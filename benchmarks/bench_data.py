@@ -48,8 +48,8 @@ def run_chain(corpus: Path, work: Path) -> tuple[float, list[dict]]:
     from fuxitranyu.data.stage import filter_pipeline
 
     recipe = DataRecipe(sources=[SourceSpec(type="jsonl", paths=[str(corpus)])], keep_dropped=False)
-    steps = filter_pipeline(recipe, work, work / "filtered")
-    steps.insert(-1, _signature_step(work))
+    # The signature step ends the chain: it writes band keys, not documents (the filter pass reads them later).
+    steps = filter_pipeline(recipe, work, work / "filtered")[:-1] + [_signature_step(work)]
     started = time.perf_counter()
     LocalPipelineExecutor(steps, tasks=1, workers=1, logging_dir=str(work / "logs")).run()
     seconds = time.perf_counter() - started
@@ -83,7 +83,8 @@ def main():
     for step in stats:
         timing = step.get("time_stats", {})
         total = timing.get("total", 0.0) if isinstance(timing, dict) else 0.0
-        seen = sum(v["total"] for k, v in step["stats"].items() if k.startswith(("in/", "read/")) and k.endswith("/docs"))
+        seen = sum(v["total"] if isinstance(v, dict) else v for k, v in step["stats"].items()
+                   if k.startswith(("in/", "read/")) and k.endswith("/docs"))
         rate = f"{seen / total:,.0f}" if total and seen else "-"
         print(f"| {step['name'].split(': ', 1)[-1]} | {total:.2f} | {rate} |")
     if args.with_dedup:
