@@ -80,7 +80,7 @@ def ours(config, sequences, context, steps, warmup, work: Path) -> list[float]:
     recipe = load_recipe("tiny", [
         f"output_dir={work}", f"pretrain.context_length={context}", f"pretrain.total_tokens={batch * (steps + warmup)}",
         f"pretrain.batch=[{{from_tokens: 0, batch_tokens: {batch}}}]", f"pretrain.micro_batch_size={sequences}",
-        "pretrain.compile=true", f"pretrain.checkpoints=[{{from_tokens: 0, every_tokens: {10**12}}}]",
+        "pretrain.compile=true", "pretrain.warmup_tokens=0", f"pretrain.checkpoints=[{{from_tokens: 0, every_tokens: {10**12}}}]",
         "pretrain.peak_flops=1e12"])
     (work / "out").mkdir()
     trainer = Trainer(recipe, work / "model", work / "mix", work / "out")

@@ -272,3 +272,31 @@ def test_two_processes_give_the_losses_of_one(tmp_path, strategy):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
+
+
+def test_torchrun_runs_the_pretrain_command(tmp_path):
+    """`torchrun -m fuxitranyu pretrain`: every rank runs the stage; rank 0 alone writes the manifest and renames."""
+    model_dir, mix_dir = toy_run(tmp_path / "inputs")
+    run = tmp_path / "run"
+    for stage, source in (("model", model_dir), ("mix", mix_dir)):
+        import shutil
+
+        shutil.copytree(source, run / stage)
+        (run / stage / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": stage * 8}))
+    overrides = [f"output_dir={run}", f"pretrain.context_length={CONTEXT}", "pretrain.total_tokens=640",
+                 "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]", "pretrain.micro_batch_size=2",
+                 "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 320}]", "pretrain.peak_flops=1e11",
+                 "pretrain.distributed=fsdp", "pretrain.warmup_tokens=0"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(30500 + (os.getpid() % 1000)), "-m", "fuxitranyu", "pretrain", "tiny"]
+    command += [f"--set={o}" for o in overrides]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((run / "pretrain" / "manifest.json").read_text())
+    assert manifest["stats"]["world_size"] == 2 and manifest["stats"]["steps"] == 5
+    assert manifest["inputs"] == {"model": "model" * 8, "mix": "mix" * 8}
+    assert sorted(p.name for p in run.iterdir()) == ["mix", "model", "pretrain"]  # no partial directory left
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(run / "pretrain" / "model").config.vocab_size == VOCAB

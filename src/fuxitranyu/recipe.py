@@ -192,8 +192,8 @@ def _describe(error: dict, label: str, overrides: list[str]) -> str:
         set_key = override.split("=", 1)[0].strip()
         return set_key == key or set_key.startswith(key + ".") or key.startswith(set_key + ".")
 
-    culprit = next((o for o in overrides if related(o)), None)
-    origin = f" (from --set {culprit})" if culprit else ""
+    culprits = [o for o in overrides if related(o)]
+    origin = f" (from {', '.join(f'--set {o}' for o in culprits)})" if culprits else ""
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         section = _section_model(location[:-1])
         known = list(getattr(section, "model_fields", None) or getattr(section, "__dataclass_fields__", {}))

@@ -6,6 +6,7 @@ training state), `metrics.jsonl`, and `model/`, the final weights as a Hugging F
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
     from fuxitranyu.pretrain.train import Trainer
 
-    if not ctx.resume:
+    if not ctx.resume and int(os.environ.get("RANK", "0")) == 0:
         for stale in ("checkpoints", "metrics.jsonl", "tensorboard", "model"):
             path = ctx.out_dir / stale
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
