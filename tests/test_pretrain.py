@@ -300,3 +300,13 @@ def test_torchrun_runs_the_pretrain_command(tmp_path):
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(run / "pretrain" / "model").config.vocab_size == VOCAB
+
+
+def test_activation_checkpointing_gives_the_same_losses(tmp_path):
+    short = "pretrain.total_tokens=384"
+    train(tmp_path, "plain", short)
+    trainer, _ = train(tmp_path, "checkpointed", short, "pretrain.activation_checkpointing=true")
+    assert trainer.model.training and trainer.model.is_activation_checkpointing
+    plain, checkpointed = losses(tmp_path / "plain"), losses(tmp_path / "checkpointed")
+    assert len(plain) == 6
+    np.testing.assert_allclose([loss for _, loss in checkpointed], [loss for _, loss in plain], rtol=1e-5)

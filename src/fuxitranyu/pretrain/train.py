@@ -100,8 +100,9 @@ def load_model(model_dir: Path, recipe: PretrainRecipe, seed: int):
 
 def wrap(model, recipe: PretrainRecipe, runtime: Runtime) -> tuple[torch.nn.Module, bool]:
     """(the module to call, whether its parameters are sharded). Layers are compiled / checkpointed first."""
+    model.train()  # from_pretrained returns eval mode, where transformers skips activation checkpointing
     if recipe.activation_checkpointing:
-        model.activation_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if recipe.compile:
         for layer in model.model.layers:
             layer.compile()
