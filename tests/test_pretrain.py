@@ -283,6 +283,8 @@ def test_torchrun_runs_the_pretrain_command(tmp_path):
 
         shutil.copytree(source, run / stage)
         (run / stage / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": stage * 8}))
+    # As the model stage writes an 8B preset: the config alone; each rank initialises its shards after sharding.
+    (run / "model" / "model.safetensors").unlink()
     overrides = [f"output_dir={run}", f"pretrain.context_length={CONTEXT}", "pretrain.total_tokens=640",
                  "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]", "pretrain.micro_batch_size=2",
                  "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 320}]", "pretrain.peak_flops=1e11",
@@ -310,3 +312,21 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path):
     plain, checkpointed = losses(tmp_path / "plain"), losses(tmp_path / "checkpointed")
     assert len(plain) == 6
     np.testing.assert_allclose([loss for _, loss in checkpointed], [loss for _, loss in plain], rtol=1e-5)
+
+
+def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
+    from fuxitranyu.pretrain.train import load_model, materialize
+
+    model_dir, _ = toy_run(tmp_path)
+    (model_dir / "model.safetensors").unlink()
+    recipe = toy_recipe(tmp_path)
+    model = load_model(model_dir, recipe.pretrain, recipe.seed)
+    assert all(p.is_meta for p in model.parameters())
+    materialize(model, torch.device("cpu"), 0)
+    weight = model.model.layers[0].mlp.up_proj.weight
+    assert abs(weight.std().item() - 0.02) < 0.003 and model.model.layers[0].mlp.up_proj.bias.abs().max() == 0
+    assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))
+    torch.testing.assert_close(model.model.rotary_emb.inv_freq[:2], torch.tensor([1.0, 10000 ** (-2 / 16)]))
+    _, stats = train(tmp_path, "out", "pretrain.total_tokens=640")
+    first = losses(tmp_path / "out")[0][1]
+    assert abs(first - math.log(VOCAB)) < 0.2 and stats["steps"] == 10

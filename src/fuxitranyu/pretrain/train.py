@@ -91,26 +91,41 @@ def load_model(model_dir: Path, recipe: PretrainRecipe, seed: int):
         model = FuxiTranyuForCausalLM.from_pretrained(model_dir, attn_implementation=recipe.attention,
                                                       dtype=torch.float32)
     else:
-        torch.manual_seed(seed)
+        # Config only (the model stage does not materialise presets of more than 4 GiB): build on the meta device;
+        # the weights are allocated and initialised after sharding, each rank holding only its shard.
         config = FuxiTranyuConfig.from_pretrained(model_dir)
         config._attn_implementation = recipe.attention
-        model = FuxiTranyuForCausalLM(config)
+        with torch.device("meta"):
+            model = FuxiTranyuForCausalLM(config)
     return model
 
 
-def wrap(model, recipe: PretrainRecipe, runtime: Runtime) -> tuple[torch.nn.Module, bool]:
+def materialize(model, device: torch.device, seed: int) -> None:
+    """Allocate a meta-device model's (possibly sharded) weights on `device` and initialise them the transformers
+    way (normal(0, initializer_range), zero biases, unit norms, RoPE tables)."""
+    model.to_empty(device=device)
+    torch.manual_seed(seed)
+    for module in model.modules():
+        model._init_weights(module)
+
+
+def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int) -> tuple[torch.nn.Module, bool]:
     """(the module to call, whether its parameters are sharded). Layers are compiled / checkpointed first."""
+    on_meta = any(p.is_meta for p in model.parameters())
     model.train()  # from_pretrained returns eval mode, where transformers skips activation checkpointing
     if recipe.activation_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if recipe.compile:
         for layer in model.model.layers:
             layer.compile()
-    model.to(runtime.device)
+    strategy = recipe.distributed if recipe.distributed != "auto" else "fsdp"
+    if on_meta and (runtime.world_size == 1 or strategy == "ddp"):
+        materialize(model, runtime.device, seed)
+    if not any(p.is_meta for p in model.parameters()):
+        model.to(runtime.device)
     wrapper = CausalLMLoss(model, recipe.loss_chunk_tokens)
     if runtime.world_size == 1:
         return wrapper, False
-    strategy = recipe.distributed if recipe.distributed != "auto" else "fsdp"
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -125,6 +140,8 @@ def wrap(model, recipe: PretrainRecipe, runtime: Runtime) -> tuple[torch.nn.Modu
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
     fully_shard(wrapper, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
+    if on_meta:
+        materialize(model, runtime.device, seed + runtime.rank)  # a seed per rank: shards must not repeat each other
     return wrapper, True
 
 
@@ -177,7 +194,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         self.model = load_model(model_dir, self.recipe, self.seed)
         self.summary = summarize(self.model.config, self.recipe.context_length)
-        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime)
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed)
         self.optimizer = make_optimizer(self.wrapper, self.recipe, self.runtime.device)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.scale_loss)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size)
