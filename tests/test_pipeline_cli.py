@@ -118,7 +118,10 @@ def test_cli_model_info_and_dry_run(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["recipe"], ["recipe", "show"], ["recipe", "docs"], ["model"],
-                                     ["model", "info"], ["model", "presets"], ["export"]])
+                                     ["model", "info"], ["model", "presets"], ["export"], ["data"], ["fetch"],
+                                     ["build-kenlm"], ["tokenizer"], ["tokenizer", "train"],
+                                     ["tokenizer", "fertility"], ["mix"], ["mix", "plan"], ["mix", "build"],
+                                     ["pretrain"]])
 def test_every_command_has_help(command, capsys):
     in_process(*command, "--help")
     assert "Usage: fuxitranyu" in capsys.readouterr().out
