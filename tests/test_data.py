@@ -247,8 +247,13 @@ def test_text_statistics_hand_checked():
     assert stats.words("ไม่มี") == ["ไ", "ม่", "มี"]  # combining marks stay with their base character
     assert stats.duplicate_line_fractions("a\nb\na\na") == (0.5, 0.5)
     tokens = "a b a b c".split()
-    assert stats.top_ngram_char_fraction(tokens, 2) == pytest.approx(4 / 5)
-    assert stats.duplicate_ngram_char_fraction(tokens, 2) == pytest.approx(4 / 5)
+    ngrams = stats.WordNgrams(tokens)
+    assert ngrams.top_fraction(2) == pytest.approx(4 / 5)  # "a b" twice: 4 of 5 characters
+    assert ngrams.duplicate_fraction(2) == pytest.approx(4 / 5)
+    assert ngrams.top_fraction(3) == 0.0 and ngrams.duplicate_fraction(6) == 0.0
+    # ties: "x y" and "y z" both occur twice; the one seen first counts (3 + 3 chars of 4 words "xx y y zz ...")
+    assert stats.WordNgrams("xx y xx y zz q zz q".split()).top_fraction(2) == pytest.approx(6 / 12)
+    assert stats.char_repetition_ratio("abcabcabc", 3) == pytest.approx(3 / 7)  # top ⌊√3⌋=1 trigram: 3 of 7
     assert stats.url_char_fraction("x https://a.b y") == pytest.approx(11 / 15)
 
 

@@ -157,11 +157,12 @@ class StatisticalFilter(DocumentFilter):
             return "duplicate_line_chars"
         if is_code:
             return None
+        ngrams = stats.WordNgrams(tokens)
         for n, limit in (limits.max_top_word_ngram_fraction or {}).items():
-            if stats.top_ngram_char_fraction(tokens, n) > limit:
+            if ngrams.top_fraction(n) > limit:
                 return "top_word_ngram"
         for n, limit in (limits.max_duplicate_word_ngram_fraction or {}).items():
-            if stats.duplicate_ngram_char_fraction(tokens, n) > limit:
+            if ngrams.duplicate_fraction(n) > limit:
                 return "duplicate_word_ngrams"
         for n, limit in (limits.max_char_repetition or {}).items():
             if stats.char_repetition_ratio(text, n) > limit:
