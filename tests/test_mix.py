@@ -185,3 +185,10 @@ def test_uint32_when_the_vocabulary_needs_it(tmp_path):
     shard = np.load(tmp_path / "mix" / index["shards"][0]["file"])
     assert shard.dtype == np.uint32 and shard.shape == (2, 2)
     assert index["shards"][0]["sha256"] == hashlib.sha256(shard.tobytes()).hexdigest()
+
+
+def test_corrupt_index_is_a_clear_error(tmp_path):
+    build(tmp_path)
+    (tmp_path / "mix" / "index.json").write_text('{"context_length": 15, "sha')
+    with pytest.raises(FuxiError, match="index.json: index.json is not valid JSON"):
+        ShardReader(tmp_path / "mix")

@@ -206,7 +206,10 @@ def _resolve_model_config(target: str):
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FuxiError("not a model directory: config.json is missing", path=path)
-        return FuxiTranyuConfig.from_pretrained(path)
+        try:
+            return FuxiTranyuConfig.from_pretrained(path)
+        except (OSError, ValueError, TypeError) as err:
+            raise FuxiError(f"config.json is not a FuxiTranyu config ({err})", path=path) from err
     if target in preset_names():
         return preset_config(target)
     if path.is_file() or target in embedded_recipes():

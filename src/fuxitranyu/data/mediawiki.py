@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from fuxitranyu.data.system import RawDocument, chunk_lines
+from fuxitranyu.data.system import RawDocument, chunk_lines, collapse_whitespace
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.languages import supported_code
 
@@ -26,7 +26,6 @@ _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
 _LINK = re.compile(r"\[\[(?:[^|\]]*\|)?([^\]]*)\]\]")
 _EXTERNAL_LINK = re.compile(r"\[(?:https?:)?//\S+\s*([^\]]*)\]")
 _MARKUP = re.compile(r"</?[A-Za-z][^<>]*>|'''|''|\$\d+|__[A-Z]+__")
-_SPACES = re.compile(r"[ \t]+")
 
 
 def clean_wikitext(text: str) -> str:
@@ -37,9 +36,7 @@ def clean_wikitext(text: str) -> str:
     text = _TEMPLATE.sub("", text)
     text = _LINK.sub(r"\1", text)
     text = _EXTERNAL_LINK.sub(r"\1", text)
-    text = html.unescape(_MARKUP.sub("", text))
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    return collapse_whitespace(html.unescape(_MARKUP.sub("", text)))
 
 
 def fetch_mediawiki(dest: Path) -> Path:

@@ -7,8 +7,6 @@ builds from the `kenlm` source distribution on PyPI (`fuxitranyu build-kenlm`, o
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import os
 import shutil
@@ -157,15 +155,14 @@ def reference_texts(recipe: PerplexityRecipe, filtered: Path) -> dict[str, list[
     """Per language, up to `max_reference_documents` texts: from `recipe.reference` (JSONL with a `language`
     field), or else from the documents that passed the other filters."""
     from fuxitranyu.data.config import SourceSpec
-    from fuxitranyu.data.readers import SourceReader
+    from fuxitranyu.data.readers import SourceReader, clean_documents
 
     texts: dict[str, list[str]] = {}
     if recipe.reference:
         documents = SourceReader(SourceSpec(type="jsonl", paths=recipe.reference)).run(None)
         pairs = ((d.metadata["language"], d.text) for d in documents)
     else:
-        pairs = ((path.parent.name, json.loads(line)["text"])
-                 for path in sorted(filtered.glob("*/*.jsonl.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
+        pairs = clean_documents(filtered)
     for language, text in pairs:
         if language is None or language.startswith("code-"):
             continue

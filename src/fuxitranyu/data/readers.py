@@ -97,6 +97,18 @@ def open_lines(path: Path) -> Iterator[bytes]:
                         path=path, record=line_number + 1) from err
 
 
+def clean_documents(folder: Path, language: str | None = None) -> Iterator[tuple[str, str]]:
+    """(language, text) of the documents in a `<folder>/<lang>/*.jsonl.gz` tree as the data stage writes it
+    (`clean/`, or its intermediate folders), in folder, file and line order; one language when given."""
+    pattern = f"{language}/*.jsonl.gz" if language else "*/*.jsonl.gz"
+    for path in sorted(folder.glob(pattern)):
+        for line_number, line in enumerate(open_lines(path), start=1):
+            try:
+                yield path.parent.name, orjson.loads(line)["text"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+                raise FuxiError(f"not a document line ({err})", path=path, record=line_number) from err
+
+
 def declared_language(value, path, record) -> str | None:
     if value is None or value == "":
         return None
@@ -113,6 +125,16 @@ def make_document(text, doc_id, language, spec: SourceSpec, path, record) -> Doc
     if not text.strip():
         raise BadRecord("empty_document", "empty document", path=path, record=record)
     return Document(text=text, id=str(doc_id), metadata={"language": language, "source": spec.source_name})
+
+
+def record_document(record: dict, spec: SourceSpec, where, row: int, default_id: str) -> Document | BadRecord:
+    """A document from one record's text / id / language fields, or the reason it cannot be one."""
+    try:
+        language = spec.language or declared_language(record.get(spec.language_field or ""), where, row)
+        doc_id = record.get(spec.id_field or "") or default_id
+        return make_document(record.get(spec.text_field), doc_id, language, spec, where, row)
+    except BadRecord as bad:
+        return bad
 
 
 def jsonl_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
@@ -141,12 +163,7 @@ def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord
             yield BadRecord("malformed_json", f"expected a JSON object, got {type(record).__name__}", path=path,
                             record=line_number)
             continue
-        try:
-            language = spec.language or declared_language(record.get(spec.language_field or ""), path, line_number)
-            doc_id = record.get(spec.id_field or "") or f"{path.name}:{line_number}"
-            yield make_document(record.get(spec.text_field), doc_id, language, spec, path, line_number)
-        except BadRecord as bad:
-            yield bad
+        yield record_document(record, spec, path, line_number, f"{path.name}:{line_number}")
 
 
 def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
@@ -167,12 +184,7 @@ def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRe
     for batch in table.iter_batches(columns=[c for c in columns if c not in missing]):
         for record in batch.to_pylist():
             row += 1
-            try:
-                language = spec.language or declared_language(record.get(spec.language_field or ""), path, row)
-                doc_id = record.get(spec.id_field or "") or f"{path.name}:{row}"
-                yield make_document(record.get(spec.text_field), doc_id, language, spec, path, row)
-            except BadRecord as bad:
-                yield bad
+            yield record_document(record, spec, path, row, f"{path.name}:{row}")
 
 
 def text_documents(spec: SourceSpec, path: Path, root: Path | None) -> Iterator[Document | BadRecord]:
@@ -292,9 +304,4 @@ class SourceReader(CountingStep):
             dataset = dataset[spec.split]
         dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
         for row, record in enumerate(dataset, start=1):
-            try:
-                language = spec.language or declared_language(record.get(spec.language_field or ""), spec.dataset, row)
-                doc_id = record.get(spec.id_field or "") or f"{spec.dataset}:{rank}:{row}"
-                yield make_document(record.get(spec.text_field), doc_id, language, spec, spec.dataset, row)
-            except BadRecord as bad:
-                yield bad
+            yield record_document(record, spec, spec.dataset, row, f"{spec.dataset}:{rank}:{row}")

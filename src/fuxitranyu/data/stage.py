@@ -8,7 +8,6 @@ datatrove skips the tasks it already completed, and a re-run finishes with the s
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -31,7 +30,7 @@ from fuxitranyu.data.filters import (
     LanguageIdentifier,
     StatisticalFilter,
 )
-from fuxitranyu.data.readers import SourceReader
+from fuxitranyu.data.readers import SourceReader, clean_documents
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 
@@ -123,12 +122,10 @@ def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs:
 def count_output(folder: Path) -> dict[str, dict[str, int]]:
     """Documents and characters per language in a folder of `<lang>/<rank>.jsonl.gz` files."""
     totals: dict[str, dict[str, int]] = {}
-    for path in sorted(folder.glob("*/*.jsonl.gz")):
-        row = totals.setdefault(path.parent.name, {"docs": 0, "chars": 0})
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                row["docs"] += 1
-                row["chars"] += len(json.loads(line)["text"])
+    for language, text in clean_documents(folder):
+        row = totals.setdefault(language, {"docs": 0, "chars": 0})
+        row["docs"] += 1
+        row["chars"] += len(text)
     return totals
 
 

@@ -44,7 +44,11 @@ def clean_message(text: str) -> str:
     text = "%".join(_PRINTF.sub("", part) for part in text.split("%%"))  # `%%` is a literal percent sign
     text = _BRACES.sub("", text)
     text = _MNEMONIC_CJK.sub("", text)
-    text = _MNEMONIC.sub("", text)
+    return collapse_whitespace(_MNEMONIC.sub("", text))
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of spaces and tabs become one space; lines are stripped; empty lines go."""
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 

@@ -12,16 +12,13 @@ Layout of a mix directory (read by `fuxitranyu.mix.reader`):
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
 from fuxitranyu.mix.plan import MixPlan
 
@@ -30,17 +27,6 @@ INDEX = "index.json"
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def clean_documents(folder: Path) -> Iterator[str]:
-    """Texts of one language's `clean/<lang>/*.jsonl.gz` files, in file and line order."""
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line_number, line in enumerate(f, start=1):
-                try:
-                    yield json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise FuxiError(f"not a document line ({err})", path=path, record=line_number) from err
 
 
 @dataclass
@@ -84,8 +70,10 @@ def tokenize_language(texts: Iterator[str], tokenizer, dtype: np.dtype, folder: 
                 flush()
         if batch:
             flush()
+    # The .idx file marks a finished language for the cache, so it is written last and renamed into place.
     (folder / f"{language}.bin.tmp").replace(folder / f"{language}.bin")
-    np.asarray(offsets, dtype=np.int64).tofile(folder / f"{language}.idx")
+    np.asarray(offsets, dtype=np.int64).tofile(folder / f"{language}.idx.tmp")
+    (folder / f"{language}.idx.tmp").replace(folder / f"{language}.idx")
     return len(offsets) - 1, offsets[-1]
 
 

@@ -35,7 +35,10 @@ class ShardReader:
         if not index_path.is_file():
             raise FuxiError("not a mix directory: index.json is missing (run `fuxitranyu mix build`)",
                             path=self.mix_dir)
-        self.index = json.loads(index_path.read_text(encoding="utf-8"))
+        try:
+            self.index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise FuxiError(f"index.json is not valid JSON ({err}); rebuild the mix", path=index_path) from err
         if not 0 <= rank < world_size:
             raise FuxiError(f"rank {rank} is not in [0, {world_size})")
         self.rank, self.world_size = rank, world_size

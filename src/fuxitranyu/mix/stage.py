@@ -14,7 +14,8 @@ from rich.table import Table
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
-from fuxitranyu.mix.build import clean_documents, pack, token_dtype, tokenize_language
+from fuxitranyu.data.readers import clean_documents
+from fuxitranyu.mix.build import pack, token_dtype, tokenize_language
 from fuxitranyu.mix.plan import MixPlan, plan_mix
 
 if TYPE_CHECKING:
@@ -34,10 +35,10 @@ def load_tokenizer(tokenizer_dir: Path):
     return tokenizer.backend_tokenizer, tokenizer.eos_token_id, len(tokenizer)
 
 
-def count_tokens(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, cache: Path,
-                 console: Console) -> dict[str, int]:
-    """Tokens per language in the clean data, each document counted with its end-of-text token."""
-    backend, _, vocab_size = load_tokenizer(tokenizer_dir)
+def count_tokens(recipe: Recipe, data_dir: Path, tokenizer, cache: Path, console: Console) -> dict[str, int]:
+    """Tokens per language in the clean data, each document counted with its end-of-text token; `tokenizer` is
+    what `load_tokenizer` returns."""
+    backend, _, vocab_size = tokenizer
     dtype = token_dtype(vocab_size)
     clean = data_dir / "clean"
     languages = sorted(p.name for p in clean.iterdir() if p.is_dir()) if clean.is_dir() else []
@@ -50,7 +51,8 @@ def count_tokens(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, cache: Pat
             documents = done.stat().st_size // 8 - 1
             tokens = (cache / f"{language}.bin").stat().st_size // dtype.itemsize
         else:
-            documents, tokens = tokenize_language(clean_documents(clean / language), backend, dtype, cache,
+            texts = (text for _, text in clean_documents(clean, language))
+            documents, tokens = tokenize_language(texts, backend, dtype, cache,
                                                   language, recipe.mix.batch_documents)
         counts[language] = tokens + documents
     console.print(f"counted {sum(counts.values()):,} tokens in {len(counts)} languages")
@@ -84,8 +86,9 @@ def plan_table(plan: MixPlan, actual: dict[str, int] | None = None) -> Table:
     return table
 
 
-def make_plan(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, console: Console) -> MixPlan:
-    available = count_tokens(recipe, data_dir, tokenizer_dir, token_cache(recipe, data_dir, tokenizer_dir), console)
+def make_plan(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, console: Console, tokenizer=None) -> MixPlan:
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
+    available = count_tokens(recipe, data_dir, tokenizer, token_cache(recipe, data_dir, tokenizer_dir), console)
     plan = plan_mix(available, recipe.mix, recipe.mix.total_tokens or recipe.pretrain.total_tokens)
     console.print(plan_table(plan))
     for warning in plan.warnings:
@@ -96,8 +99,9 @@ def make_plan(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, console: Cons
 def run_mix_stage(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
     data_dir, tokenizer_dir = ctx.inputs["data"], ctx.inputs["tokenizer"]
-    plan = make_plan(recipe, data_dir, tokenizer_dir, ctx.console)
-    _, eos_id, vocab_size = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    plan = make_plan(recipe, data_dir, tokenizer_dir, ctx.console, tokenizer)
+    _, eos_id, vocab_size = tokenizer
     index = pack(plan, token_cache(recipe, data_dir, tokenizer_dir), ctx.out_dir, recipe.pretrain.context_length,
                  eos_id, vocab_size, recipe.mix.sequences_per_shard, recipe.seed)
     ctx.console.print(plan_table(plan, index["sampled_tokens"]))

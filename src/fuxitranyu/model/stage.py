@@ -6,24 +6,16 @@ compute is spent (`fuxitranyu model info runs/<name>/model`).
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fuxitranyu.io import file_sha256
 from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
 from fuxitranyu.model.summary import summarize
 
 if TYPE_CHECKING:
     from fuxitranyu.pipeline import StageContext
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tokenizer_vocabulary(tokenizer_dir) -> int:

@@ -10,7 +10,6 @@ Under FSDP every rank takes part in gathering the full state; rank 0 writes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -22,18 +21,10 @@ import torch
 import torch.distributed as dist
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_write_json
+from fuxitranyu.io import atomic_write_json, file_sha256
 
 MANIFEST = "manifest.json"
 STATE = "training_state.pt"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -98,7 +89,7 @@ def save_checkpoint(folder: Path, step: int, tokens: int, wrapper, model, optimi
         tmp.rename(final)
         entries = [e for e in read_manifest(folder) if e["step"] != step]
         entries.append({"step": step, "tokens": tokens, "path": final.name,
-                        "sha256": _file_sha256(final / "model.safetensors")})
+                        "sha256": file_sha256(final / "model.safetensors")})
         atomic_write_json(folder / MANIFEST, entries)
     if dist.is_initialized():
         dist.barrier()
