@@ -69,7 +69,30 @@ def test_biases_and_untied_embeddings_present(tiny_config):
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
 
 
-def test_greedy_generate_with_cache_matches_full_forward(tiny_config):
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("sampling", [False, True], ids=["greedy", "sampled"])
+def test_generate_equals_arcee(attn, use_cache, sampling):
+    """`generate` follows transformers' own Arcee (which tracks every API change of the library) on a left-padded
+    batch of two: a renamed cache argument, a lost position or a wrong mask would change the tokens."""
+    # Large random weights, so that each next token depends on the context (at 0.02 the model repeats one token).
+    ours, arcee = random_pair({**SIZES["gqa"], "initializer_range": 0.3}, attn)
+    prompts = torch.tensor([[0, 0, 0, 5, 17, 42], [9, 8, 7, 6, 5, 4]])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    options = dict(attention_mask=mask, max_new_tokens=12, use_cache=use_cache, pad_token_id=0, eos_token_id=None,
+                   do_sample=sampling)
+    if sampling:
+        options.update(top_k=0, top_p=1.0, temperature=1.0)
+    outputs = []
+    for model in (ours, arcee):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            outputs.append(model.generate(prompts, **options).tolist())
+    assert outputs[0] == outputs[1]
+    assert len({tuple(row[6:]) for row in outputs[0]}) == 2 and len(set(outputs[0][1][6:])) > 1  # not degenerate
+
+
+def test_cached_decoding_equals_full_forward(tiny_config):
     torch.manual_seed(0)
     model = FuxiTranyuForCausalLM(tiny_config).eval()
     prompt = torch.tensor([[5, 17, 42, 7, 99]])
@@ -81,7 +104,33 @@ def test_greedy_generate_with_cache_matches_full_forward(tiny_config):
             next_id = model(ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
             ids = torch.cat([ids, next_id], dim=1)
     assert generated.tolist() == ids.tolist()
-    assert len(set(ids[0, 5:].tolist())) > 1  # the random model does not emit one token forever
+
+
+def test_no_deprecation_warning_from_our_forward(tiny_config):
+    import warnings
+
+    model = FuxiTranyuForCausalLM(tiny_config).eval()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False, pad_token_id=0)
+        model(torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]]))
+    deprecations = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not deprecations, [str(w.message) for w in deprecations]
+
+
+def test_old_cache_keyword_still_works_and_unknown_keywords_fail(tiny_config):
+    model = FuxiTranyuForCausalLM(tiny_config).eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        full = model(ids).logits[:, -1]
+        first = model(ids[:, :3], use_cache=True)
+        with pytest.warns(FutureWarning):
+            step = model(ids[:, 3:], past_key_values=first.cache, use_cache=True).logits[:, -1]
+        torch.testing.assert_close(step, full, rtol=1e-5, atol=1e-5)
+        with pytest.raises(TypeError, match="past_key_value"):
+            model(ids, past_key_value=first.cache)  # a typo must not be ignored
+        with pytest.raises(TypeError, match="cache_kwargs"):
+            model.model(ids, cache_kwargs={})
 
 
 def test_save_load_round_trip_in_a_fresh_process(tmp_path, tiny_config):

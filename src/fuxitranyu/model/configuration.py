@@ -26,7 +26,6 @@ class FuxiTranyuConfig(PreTrainedConfig):
     model_type = "fuxitranyu"
     # Always empty: there is no remote code to point at. TRL reads `config.auto_map` to pick an Auto class.
     auto_map: ClassVar[dict] = {}
-    keys_to_ignore_at_inference = ["past_key_values"]
     base_model_tp_plan = {
         "layers.*.self_attn.q_proj": "colwise",
         "layers.*.self_attn.k_proj": "colwise",
