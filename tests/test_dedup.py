@@ -17,10 +17,10 @@ from fuxitranyu.data.dedup import (
     MinHashConfig,
     MinHashFilter,
     MinHashSignatures,
-    clusters,
     deduplicate,
     document_shingles,
 )
+from fuxitranyu.data.dedup.pairs import clusters
 from fuxitranyu.data.shingles import normalize, shingle_hashes, tokens
 from fuxitranyu.errors import FuxiError
 
@@ -336,11 +336,20 @@ def test_datatrove_steps_under_local_executor_match_the_python_api(tmp_path):
     }
 
 
-def test_user_errors_are_fuxi_errors(tmp_path):
-    with pytest.raises(FuxiError, match="MinHashConfig.bands"):
+def test_user_errors_are_clear(tmp_path):
+    from pydantic import ValidationError
+
+    from fuxitranyu.errors import RecipeError
+    from fuxitranyu.recipe import load_recipe
+
+    with pytest.raises(ValidationError, match="bands"):
         MinHashConfig(bands=0)
-    with pytest.raises(FuxiError, match="MicroDedupConfig.min_removal"):
+    with pytest.raises(ValidationError, match="min_removal"):
         MicroDedupConfig(min_removal=2)
+    with pytest.raises(RecipeError, match="data.dedup.minhash.bands.*--set data.dedup.minhash.bands=0"):
+        load_recipe("tiny", ["data.dedup.minhash.bands=0"])
+    with pytest.raises(RecipeError, match="unknown key 'data.dedup.micro.chunk'.*did you mean .*chunk_size"):
+        load_recipe("tiny", ["data.dedup.micro={chunk: 5}"])
     with pytest.raises(FuxiError, match="bad-doc"):
         deduplicate([doc("x", "en", 0), Document(text=None, id="bad-doc")])
     with pytest.raises(FuxiError, match="code-cobol") as info:

@@ -141,40 +141,69 @@ def test_every_sampled_token_lands_in_the_shards(tmp_path):
 
 def test_two_ranks_read_disjoint_data_that_covers_the_whole(tmp_path):
     build(tmp_path)
-    readers = [ShardReader(tmp_path / "mix", rank, 2) for rank in range(2)]
+    readers = [ShardReader(tmp_path / "mix", rank, 2, seed=5) for rank in range(2)]
     total = readers[0].total
     seen = [[], []]
     for _ in range(total // 4):
         for rank, reader in enumerate(readers):
             seen[rank].extend(reader.next_batch(4).indices.tolist())
     assert not set(seen[0]) & set(seen[1])
-    assert sorted(seen[0] + seen[1]) == list(range(total // 4 * 4))
+    assert len(seen[0] + seen[1]) == total // 4 * 4 and len(set(seen[0] + seen[1])) == total // 4 * 4
 
 
 def test_resume_mid_epoch_gives_the_same_batches(tmp_path):
     build(tmp_path)
-    reference = ShardReader(tmp_path / "mix")
+    reference = ShardReader(tmp_path / "mix", seed=1)
     expected = [reference.next_batch(3) for _ in range(6)]
-    reader = ShardReader(tmp_path / "mix")
+    reader = ShardReader(tmp_path / "mix", seed=1)
     for _ in range(2):
         reader.next_batch(3)
     state = json.loads(json.dumps(reader.state_dict()))
-    resumed = ShardReader(tmp_path / "mix")
+    resumed = ShardReader(tmp_path / "mix", seed=1)
     resumed.load_state_dict(state)
     for batch in expected[2:]:
         got = resumed.next_batch(3)
         assert np.array_equal(got.tokens, batch.tokens) and np.array_equal(got.languages, batch.languages)
+    with pytest.raises(FuxiError, match="drawn with seed 1, this run uses 2"):
+        ShardReader(tmp_path / "mix", seed=2).load_state_dict(state)
 
 
-def test_batch_size_change_neither_skips_nor_repeats(tmp_path):
+def test_every_epoch_is_a_permutation_and_batch_size_changes_neither_skip_nor_repeat(tmp_path):
     build(tmp_path)
-    reader = ShardReader(tmp_path / "mix", 0, 1)
-    indices = []
-    for size in (2, 2, 4, 4, 6):  # the paper doubles its batch mid-run
-        indices.extend(reader.next_batch(size).indices.tolist())
-    assert indices == list(range(18))
+    reader = ShardReader(tmp_path / "mix", 0, 1, seed=9)
+    total, indices, sizes = reader.total, [], [2, 2, 4, 4, 6]
+    while len(indices) < 2 * total + 5:  # across two epoch boundaries, with the paper's kind of batch ramp
+        indices.extend(reader.next_batch(sizes[min(len(indices) // 20, 4)]).indices.tolist())
+    first, second = indices[:total], indices[total:2 * total]
+    assert sorted(first) == sorted(second) == list(range(total))
+    assert first != second and first != list(range(total))  # shuffled, and differently each epoch
+    assert reader.epoch == len(indices) // total
     with pytest.raises(FuxiError, match="does not split over 2 ranks"):
         ShardReader(tmp_path / "mix", 0, 2).next_batch(3)
+
+
+def test_batches_hold_as_many_languages_as_random_draws(tmp_path):
+    """Long documents fill several consecutive sequences; walking the shards in order would give batches of one or
+    two languages. The reader's batches must hold about as many languages as sequences drawn at random."""
+    rng = np.random.default_rng(0)
+    languages = [f"l{i}" for i in range(12)]
+    for i, language in enumerate(languages):  # documents of ~10 sequences each
+        write_store(tmp_path / "tokens", language, [rng.integers(100 * i + 1, 100 * i + 99, 150) for _ in range(6)])
+    available = {language: 6 * 151 for language in languages}
+    plan = plan_mix(available, MixRecipe(strategy="proportional"), sum(available.values()))
+    pack(plan, tmp_path / "tokens", tmp_path / "mix", 15, EOS, 3000, 64, 0)
+    reader = ShardReader(tmp_path / "mix", seed=0)
+
+    def languages_in(rows):
+        return len({int(x) for row in rows for x in np.unique(row)})
+
+    batch = 8
+    ours = [languages_in(reader.next_batch(batch).languages) for _ in range(reader.total // batch)]
+    in_order = [languages_in([reader._languages(i) for i in range(b, b + batch)])
+                for b in range(0, reader.total - batch, batch)]
+    random = [languages_in([reader._languages(i) for i in rng.choice(reader.total, batch, replace=False)])
+              for _ in range(200)]
+    assert np.mean(ours) > 0.9 * np.mean(random) and np.mean(in_order) < 0.5 * np.mean(random)
 
 
 def test_uint32_when_the_vocabulary_needs_it(tmp_path):

@@ -25,7 +25,7 @@ VOCAB = 64
 
 
 def test_learning_rate_schedule_by_hand():
-    recipe = PretrainRecipe(context_length=4, total_tokens=1000, max_lr=1.0, min_lr_ratio=0.1, warmup_tokens=100,
+    recipe = PretrainRecipe(total_tokens=1000, max_lr=1.0, min_lr_ratio=0.1, warmup_tokens=100,
                             lr_changes=[{"at_tokens": 550, "max_lr": 0.5}], batch=[{"from_tokens": 0,
                                                                                     "batch_tokens": 4}])
     lr = lambda tokens, scale=1.0: schedule.learning_rate(tokens, recipe, scale)  # noqa: E731
@@ -39,7 +39,7 @@ def test_learning_rate_schedule_by_hand():
 
 
 def test_batch_ramp_and_checkpoint_times():
-    recipe = PretrainRecipe(context_length=4, total_tokens=1000,
+    recipe = PretrainRecipe(total_tokens=1000,
                             batch=[{"from_tokens": 0, "batch_tokens": 8}, {"from_tokens": 240, "batch_tokens": 16}],
                             checkpoints=[{"from_tokens": 0, "every_tokens": 50}, {"from_tokens": 300,
                                                                                   "every_tokens": 200}])
@@ -51,7 +51,7 @@ def test_batch_ramp_and_checkpoint_times():
 def test_pretrain_recipe_errors():
     from fuxitranyu.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="batch_tokens 100 is not a multiple of context_length 256"):
+    with pytest.raises(RecipeError, match="batch_tokens 100 is not a multiple of mix.context_length 256"):
         load_recipe("tiny", ["pretrain.batch=[{from_tokens: 0, batch_tokens: 100}]"])
     with pytest.raises(RecipeError, match="lr_changes: at_tokens 5000000 is not before total_tokens"):
         load_recipe("tiny", ["pretrain.lr_changes=[{at_tokens: 5M, max_lr: 1e-4}]"])
@@ -88,10 +88,11 @@ def toy_run(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def toy_recipe(tmp_path, *overrides):
-    base = [f"output_dir={tmp_path}", f"pretrain.context_length={CONTEXT}", "pretrain.total_tokens=2560",
+    base = [f"output_dir={tmp_path}", f"mix.context_length={CONTEXT}", "pretrain.total_tokens=2560",
             "pretrain.batch=[{from_tokens: 0, batch_tokens: 64}, {from_tokens: 1280, batch_tokens: 128}]",
             "pretrain.micro_batch_size=2", "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128",
-            "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11"]
+            "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11",
+            "pretrain.precision=fp32"]
     return load_recipe("tiny", base + list(overrides))
 
 
@@ -129,10 +130,12 @@ def test_loss_decreases_and_metrics_are_complete(tmp_path):
 def test_checkpoint_loads_with_auto_classes(tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from fuxitranyu.pretrain.checkpoint import describe, list_checkpoints
+
     trainer, _ = train(tmp_path)
-    manifest = json.loads((tmp_path / "out" / "checkpoints" / "manifest.json").read_text())
-    assert [entry["tokens"] for entry in manifest] == [640, 1280, 1920, 2560]
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "checkpoints" / manifest[-1]["path"])
+    saved = [describe(path) for path in list_checkpoints(tmp_path / "out" / "checkpoints")]
+    assert [c.tokens for c in saved] == [640, 1280, 1920, 2560]
+    model = AutoModelForCausalLM.from_pretrained(saved[-1].path)
     assert type(model).__name__ == "FuxiTranyuForCausalLM"
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, trainer.model.state_dict()[name]), name
@@ -175,9 +178,8 @@ def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path, "out")
     folder = tmp_path / "out" / "checkpoints"
-    assert [e["path"] for e in checkpoint.read_manifest(folder)] == ["step-000010"]
+    assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["step-000010"]
     assert (folder / ".step-000020.tmp").exists()  # the half-written one is not listed
-    assert checkpoint.latest_checkpoint(folder).name == "step-000010"
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     train(tmp_path, "reference")
     train(tmp_path, "out", resume=True)
@@ -227,10 +229,11 @@ from fuxitranyu.pretrain.train import Trainer
 from fuxitranyu.recipe import load_recipe
 
 tmp, name, strategy = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-recipe = load_recipe("tiny", [f"output_dir={tmp}", "pretrain.context_length=16", "pretrain.total_tokens=1280",
+recipe = load_recipe("tiny", [f"output_dir={tmp}", "mix.context_length=16", "pretrain.total_tokens=1280",
                               "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]", "pretrain.micro_batch_size=2",
                               "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128", f"pretrain.distributed={strategy}",
-                              "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11"])
+                              "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]", "pretrain.peak_flops=1e11",
+                              "pretrain.precision=fp32"])
 out = tmp / name
 out.mkdir(exist_ok=True)
 trainer = Trainer(recipe, tmp / "model", tmp / "mix", out)
@@ -247,11 +250,11 @@ def test_two_processes_give_the_losses_of_one(tmp_path, strategy):
     model_dir, mix_dir = toy_run(tmp_path)
     single = tmp_path / "single"
     single.mkdir()
-    recipe = load_recipe("tiny", [f"output_dir={tmp_path}", f"pretrain.context_length={CONTEXT}",
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path}", f"mix.context_length={CONTEXT}",
                                   "pretrain.total_tokens=1280", "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]",
                                   "pretrain.micro_batch_size=2", "pretrain.max_lr=3e-3", "pretrain.warmup_tokens=128",
                                   "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 640}]",
-                                  "pretrain.peak_flops=1e11"])
+                                  "pretrain.peak_flops=1e11", "pretrain.precision=fp32"])
     Trainer(recipe, model_dir, mix_dir, single).train()
     script = tmp_path / "train_distributed.py"
     script.write_text(DISTRIBUTED_SCRIPT)
@@ -278,17 +281,17 @@ def test_torchrun_runs_the_pretrain_command(tmp_path):
     """`torchrun -m fuxitranyu pretrain`: every rank runs the stage; rank 0 alone writes the manifest and renames."""
     model_dir, mix_dir = toy_run(tmp_path / "inputs")
     run = tmp_path / "run"
-    for stage, source in (("model", model_dir), ("mix", mix_dir)):
-        import shutil
+    import shutil
 
-        shutil.copytree(source, run / stage)
+    for stage, source in (("model", model_dir), ("mix", mix_dir), ("tokenizer", None)):
+        shutil.copytree(source, run / stage) if source else (run / stage).mkdir(parents=True)
         (run / stage / "manifest.json").write_text(json.dumps({"stage": stage, "fingerprint": stage * 8}))
     # As the model stage writes an 8B preset: the config alone; each rank initialises its shards after sharding.
     (run / "model" / "model.safetensors").unlink()
-    overrides = [f"output_dir={run}", f"pretrain.context_length={CONTEXT}", "pretrain.total_tokens=640",
+    overrides = [f"output_dir={run}", f"mix.context_length={CONTEXT}", "pretrain.total_tokens=640",
                  "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]", "pretrain.micro_batch_size=2",
                  "pretrain.checkpoints=[{from_tokens: 0, every_tokens: 320}]", "pretrain.peak_flops=1e11",
-                 "pretrain.distributed=fsdp", "pretrain.warmup_tokens=0"]
+                 "pretrain.distributed=fsdp", "pretrain.warmup_tokens=0", "pretrain.precision=fp32"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(30500 + (os.getpid() % 1000)), "-m", "fuxitranyu", "pretrain", "tiny"]
     command += [f"--set={o}" for o in overrides]
@@ -297,8 +300,9 @@ def test_torchrun_runs_the_pretrain_command(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((run / "pretrain" / "manifest.json").read_text())
     assert manifest["stats"]["world_size"] == 2 and manifest["stats"]["steps"] == 5
-    assert manifest["inputs"] == {"model": "model" * 8, "mix": "mix" * 8}
-    assert sorted(p.name for p in run.iterdir()) == ["mix", "model", "pretrain"]  # no partial directory left
+    assert manifest["inputs"] == {"model": "model" * 8, "mix": "mix" * 8, "tokenizer": "tokenizer" * 8}
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".lock")) == \
+        ["mix", "model", "pretrain", "tokenizer"]  # no partial directory left
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(run / "pretrain" / "model").config.vocab_size == VOCAB
@@ -320,7 +324,7 @@ def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
     model_dir, _ = toy_run(tmp_path)
     (model_dir / "model.safetensors").unlink()
     recipe = toy_recipe(tmp_path)
-    model = load_model(model_dir, recipe.pretrain, recipe.seed)
+    model = load_model(model_dir, recipe.pretrain)
     assert all(p.is_meta for p in model.parameters())
     materialize(model, torch.device("cpu"), 0)
     weight = model.model.layers[0].mlp.up_proj.weight

@@ -25,7 +25,7 @@ def test_8b_recipe_carries_the_papers_numbers():
     assert r.tokenizer.vocab_size == 250_680 and r.tokenizer.pad_to_multiple_of == 128
     assert r.tokenizer.max_documents_per_language == 1_000_000 and r.tokenizer.split_digits is False
     p = r.pretrain
-    assert p.context_length == 4096 and p.total_tokens == 606 * 10**9
+    assert r.mix.context_length == 4096 and p.total_tokens == 606 * 10**9
     assert p.max_lr == 3e-4 and [(c.at_tokens, c.max_lr) for c in p.lr_changes] == [(241 * 10**9, 1e-4)]
     assert p.min_lr_ratio == 0.1 and p.adam_betas == (0.9, 0.95) and p.adam_eps == 1e-8
     assert [s.batch_tokens for s in p.batch] == [2 * 2**20, 4 * 2**20]
@@ -48,7 +48,7 @@ def test_overrides_apply_with_yaml_types():
     (["model.overrides.num_attention_heads=5"], "hidden_size (128) must be a multiple of num_attention_heads (5)"),
     (["tokenizer.vocab_size=12.5"], "key 'tokenizer.vocab_size' (from --set tokenizer.vocab_size=12.5): expected a whole number"),
     (["pretrain.total_tokens=lots"], "expected a count such as 4096, 2Mi, 606B or 1.5e9, got 'lots'"),
-    (["pretrain.batch.0.batch_tokens=1000"], "batch_tokens 1000 is not a multiple of context_length 256"),
+    (["pretrain.batch.0.batch_tokens=1000"], "batch_tokens 1000 is not a multiple of mix.context_length 256"),
     (["pretrain.batch.3.batch_tokens=1024"], "pretrain.batch has no item 3"),
     (["pretrain.adam_betas=[0.9, 1.5]"], "each beta must be in [0, 1), got [0.9, 1.5]"),
     (["pretrain"], "must look like section.key=value"),
@@ -63,12 +63,12 @@ def test_bad_overrides_name_the_key(overrides, expected):
 
 def test_bad_recipe_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\npretrain:\n  context_length: -5\n  warmup_tokens: 10M\nmodell: {}\n")
+    bad.write_text("name: bad\nmix:\n  context_length: -5\npretrain:\n  warmup_tokens: 10M\nmodell: {}\n")
     with pytest.raises(RecipeError) as info:
         load_recipe(bad)
     message = str(info.value)
     assert f"{bad}: unknown key 'modell'; did you mean model?" in message
-    assert f"{bad}: key 'pretrain.context_length': Input should be greater than 0" in message
+    assert f"{bad}: key 'mix.context_length': Input should be greater than 0" in message
     not_yaml = tmp_path / "broken.yaml"
     not_yaml.write_text("name: [unclosed\n")
     with pytest.raises(RecipeError, match="broken.yaml: not valid YAML"):

@@ -12,7 +12,7 @@ from fuxitranyu.tokenizer import (
     CHAT_TOKENS,
     ENDOFTEXT,
     VocabularyLayout,
-    load_tokenizer,
+    load_named_tokenizer,
     measure,
     plan_sample,
     read_parallel,
@@ -21,7 +21,7 @@ from fuxitranyu.tokenizer import (
     train_tokenizer,
     write_table,
 )
-from fuxitranyu.tokenizer.fertility import ParallelSet, markdown, plot, summarize
+from fuxitranyu.tokenizer.fertility import ParallelSet, markdown, plot, summarize_fertility
 from fuxitranyu.tokenizer.train import pre_tokenizer, save_pretrained
 
 # One sentence in every language of Table 2, in its own script (Vietnamese, Turkish, Romanian... with diacritics;
@@ -307,7 +307,7 @@ def test_fertility_on_a_hand_checked_example(tmp_path):
     parallel = ParallelSet()
     parallel.add("1", {"en": "Hello, world!", "ru": "Привет, мир!", "zh": "你好，世界。"})
     parallel.add("2", {"en": "A cat -- here.", "ja_JP": "猫です", "xx": "skipped"})
-    measurements = {m.language: m for m in measure([load_tokenizer(byte_tokenizer(tmp_path))], parallel)}
+    measurements = {m.language: m for m in measure([load_named_tokenizer(byte_tokenizer(tmp_path))], parallel)}
     # en: 2 + 3 words ("--" is punctuation, not a word); 13 + 14 bytes, one token per byte
     assert (measurements["en"].words, measurements["en"].tokens, measurements["en"].units) == (5, 27, 2)
     assert measurements["en"].fertility == 5.4 and measurements["en"].bytes_per_token == 1.0
@@ -317,7 +317,7 @@ def test_fertility_on_a_hand_checked_example(tmp_path):
     assert (measurements["zh"].word, measurements["zh"].words, measurements["zh"].tokens) == ("character", 4, 18)
     assert (measurements["ja"].words, measurements["ja"].tokens) == (3, 9)
     assert parallel.skipped_languages == {"xx"} and list(measurements) == ["en", "ja", "ru", "zh"]
-    summary = summarize(list(measurements.values()))["bytes"]
+    summary = summarize_fertility(list(measurements.values()))["bytes"]
     assert summary["best"] == {"language": "en", "fertility": 5.4}  # zh and ja are per character, not compared
     assert summary["worst"] == {"language": "ru", "fertility": 10.5} and summary["worst_to_best"] == 1.9444
 
@@ -348,7 +348,7 @@ def test_parallel_formats(tmp_path):
 def test_tables_and_plot(trained, tmp_path):
     parallel = ParallelSet()
     parallel.add("1", {lang: SENTENCES[lang] for lang in ("en", "hi", "th")})
-    tokenizers = [load_tokenizer(f"ours={trained[0]}"), load_tokenizer(byte_tokenizer(tmp_path))]
+    tokenizers = [load_named_tokenizer(f"ours={trained[0]}"), load_named_tokenizer(byte_tokenizer(tmp_path))]
     measurements = measure(tokenizers, parallel)
     for suffix in ("csv", "json", "md"):
         write_table(measurements, tmp_path / f"t.{suffix}")
@@ -394,4 +394,4 @@ def test_pipeline_stage_reads_the_data_stage(clean_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| ta | 1 |" in printed and "| en |" not in printed and (tmp_path / "f.csv").is_file()
     assert in_process("tokenizer", "train", "tiny", f"--set=output_dir={tmp_path / 'nodata'}") == 2
-    assert "stage data has not run yet" in capsys.readouterr().err
+    assert "stage tokenizer reads data, which has not run yet" in capsys.readouterr().err

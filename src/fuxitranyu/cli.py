@@ -37,6 +37,7 @@ def run(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable).")] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="Re-run this stage and every stage after it.")] = None,
     force: Annotated[bool, typer.Option(help="Run stages even when their output is up to date.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan, then exit.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted stage where it stopped.")] = True,
@@ -48,17 +49,17 @@ def run(
     resolved = load_recipe(recipe, set_ or [])
     if dry_run:
         typer.echo(recipe_to_yaml(resolved), nl=False)
-        for item in plan(resolved, only, force):
+        for item in plan(resolved, only, force, start):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
         return
-    run_pipeline(resolved, only, force, console=err, resume=resume)
+    run_pipeline(resolved, only, force, console=err, resume=resume, start=start)
 
 
 @app.command()
 def pretrain(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest intact checkpoint of an interrupted run.")] = True,
     force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
 ):
     """Pretrain the model on the mix: the `pretrain` stage alone. Under `torchrun --nproc_per_node N -m fuxitranyu
@@ -100,10 +101,12 @@ app.add_typer(mix_app, name="mix")
 def mix_plan(recipe: RecipeArg = "tiny", set_: SetOpt = None):
     """Show tokens, share and epochs per language for the recipe's strategy and budget; only counts tokens."""
     from fuxitranyu.mix.stage import make_plan
+    from fuxitranyu.pipeline import finished_inputs
     from fuxitranyu.recipe import load_recipe
 
-    resolved = load_recipe(recipe, set_ or [])
-    make_plan(resolved, resolved.run_dir / "data", resolved.run_dir / "tokenizer", out)
+    context = finished_inputs(load_recipe(recipe, set_ or []), "mix")
+    context.console = out
+    make_plan(context)
 
 
 @mix_app.command("build")
@@ -222,12 +225,22 @@ def export(
     model_dir: Annotated[Path, typer.Argument(help="Checkpoint directory to convert.")],
     out_dir: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
     to: Annotated[str, typer.Option(help="Target model type: arcee (stock transformers) or fuxitranyu.")] = "arcee",
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        help="Tokenizer directory to put beside the weights (when the checkpoint has none).")] = None,
+    verify: Annotated[bool, typer.Option(help="Load the export back and compare its logits with the source's.")] = True,
 ):
-    """Rewrite a checkpoint as transformers' stock ArceeForCausalLM (for vLLM, SGLang, llama.cpp) or back."""
+    """Rewrite a checkpoint as transformers' stock ArceeForCausalLM, or back; the export is loaded back and must give
+    the source's logits, or it is refused.
+
+    An Arcee checkpoint is served faithfully by transformers-backed engines: `from_pretrained`, lm-eval's `hf`
+    backend and the bare `lm-eval` CLI, vLLM or SGLang with `--model-impl transformers`. Not by their native Arcee
+    code: vLLM's and SGLang's ArceeMLP require relu2 (SGLang also drops the MLP biases), and llama.cpp's Arcee graph
+    has no o/up/down biases and hard-codes ReLU²."""
     from fuxitranyu.model.export import export_checkpoint
 
-    export_checkpoint(model_dir, out_dir, to)
-    typer.echo(f"wrote {to} checkpoint to {out_dir}", err=True)
+    difference = export_checkpoint(model_dir, out_dir, to, tokenizer, verify)
+    checked = f"; logits equal the source's within {difference:.1e}" if difference is not None else ""
+    typer.echo(f"wrote {to} checkpoint to {out_dir}{checked}", err=True)
 
 
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer; compare tokenizers' fertility per language.",
@@ -274,8 +287,8 @@ def tokenizer_fertility(
         if path.suffix not in fertility.TABLE_SUFFIXES:
             raise FuxiError(f"unknown table format: use {', '.join(fertility.TABLE_SUFFIXES)}", path=path)
     resolved = load_recipe(recipe, set_ or []) if not (tokenizers and parallel) else None
-    loaded = ([fertility.load_tokenizer(spec) for spec in tokenizers] if tokenizers else
-              [fertility.load_tokenizer(resolved.run_dir / "tokenizer", name=resolved.name)])
+    loaded = ([fertility.load_named_tokenizer(spec) for spec in tokenizers] if tokenizers else
+              [fertility.load_named_tokenizer(resolved.run_dir / "tokenizer", name=resolved.name)])
     units = fertility.read_parallel(parallel or [resolved.run_dir / "data" / "parallel"])
     if units.skipped_languages:
         err.print(f"skipped unsupported languages: {' '.join(sorted(units.skipped_languages))}")

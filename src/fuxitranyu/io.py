@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,3 +74,35 @@ def atomic_directory(path: str | Path, scratch: str | Path | None = None) -> Ite
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def run_lock(directory: str | Path, enabled: bool = True) -> Iterator[None]:
+    """Hold `directory/.lock` for the duration: a second run into the same directory fails at once with the first
+    one's pid. The lock is the kernel's (flock), so a run killed with -9 leaves no stale lock behind."""
+    if not enabled:
+        yield
+        return
+    import fcntl
+
+    from fuxitranyu.errors import FuxiError
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".lock"
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise FuxiError(f"another run is using this directory ({owner}); wait for it to finish or use another "
+                            f"output_dir", path=directory) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock

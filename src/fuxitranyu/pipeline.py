@@ -1,21 +1,19 @@
 """`fuxitranyu run`: the stages of a recipe in order, each writing its own directory with a `manifest.json`.
 
-A stage's fingerprint hashes its recipe sections, the seed, the fingerprints of the stages it reads and the
-fuxitranyu version. A stage whose directory holds a manifest with the same fingerprint is skipped; otherwise it runs
-into a temporary directory that replaces the old one only when the stage has finished (so a killed run never leaves
-a directory that looks complete). That temporary directory is named after the fingerprint and kept when a stage
-fails or is killed, so a re-run of the same recipe resumes the work inside it.
+A stage's fingerprint hashes the recipe values it depends on, the seed, the fingerprints of the stages it reads and
+the fuxitranyu version. A stage whose directory holds a manifest with the same fingerprint is skipped; otherwise it runs
+into a working directory named after the fingerprint, which takes the stage's final name only when the stage has
+finished (so a killed run never leaves a directory that looks complete) and is kept when a stage fails or is killed,
+so that a re-run of the same recipe resumes the work inside it. One run at a time holds a run directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,82 +22,24 @@ from typing import Any
 
 from rich.console import Console
 
+from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_directory, atomic_write_json
+from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
+from fuxitranyu.mix.stage import STAGE as MIX
+from fuxitranyu.model.stage import STAGE as MODEL
+from fuxitranyu.pretrain.stage import STAGE as PRETRAIN
 from fuxitranyu.recipe import Recipe
+from fuxitranyu.runtime import world
+from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
+from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-MANIFEST = "manifest.json"
-
-
-@dataclass
-class StageContext:
-    recipe: Recipe
-    out_dir: Path
-    """Temporary directory the stage writes into; it takes the stage's final name when the stage returns."""
-    inputs: dict[str, Path]
-    """Final directories of the stages this one reads, by stage name."""
-    console: Console
-    resume: bool = True
-    """Continue an interrupted run of this stage from what it left in `out_dir` (checkpoints, finished tasks)."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    sections: tuple[str, ...]
-    """Recipe sections (or dotted keys, e.g. `pretrain.context_length`) whose values the stage's output depends on."""
-    needs: tuple[str, ...] | Callable[[Recipe], tuple[str, ...]]
-    """Stages whose outputs this one reads (a function of the recipe when that depends on it)."""
-    run: Callable[[StageContext], dict[str, Any]]
-    """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
-
-
-def _data_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.data.stage import run_data_stage
-
-    return run_data_stage(ctx)
-
-
-def _tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.tokenizer.stage import run_tokenizer_stage
-
-    return run_tokenizer_stage(ctx)
-
-
-def _pretrain_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.pretrain.stage import run_pretrain_stage
-
-    return run_pretrain_stage(ctx)
-
-
-def _mix_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.mix.stage import run_mix_stage
-
-    return run_mix_stage(ctx)
-
-
-def _model_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.model.stage import write_initial_checkpoint
-
-    return write_initial_checkpoint(ctx)
-
-
-# In pipeline order. Later stages (data, tokenizer, mix, pretrain, ...) join this list as they are built.
-STAGES: tuple[Stage, ...] = (
-    Stage("data", sections=("data",), needs=(), run=_data_stage),
-    # The tokenizer reads the data stage's output unless the recipe names its own inputs.
-    Stage("tokenizer", sections=("tokenizer",), needs=lambda r: () if r.tokenizer.inputs else ("data",),
-          run=_tokenizer_stage),
-    Stage("model", sections=("model",), needs=("tokenizer",), run=_model_stage),
-    Stage("mix", sections=("mix", "pretrain.context_length", "pretrain.total_tokens"), needs=("data", "tokenizer"),
-          run=_mix_stage),
-    Stage("pretrain", sections=("pretrain",), needs=("model", "mix"), run=_pretrain_stage),
-)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN)
+"""In pipeline order; a stage only reads stages before it."""
 
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("fuxitranyu", "torch", "transformers", "tokenizers", "numpy"):
+    for package in ("fuxitranyu", "torch", "transformers", "tokenizers", "datatrove", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -107,24 +47,26 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
-    path = stage_dir / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # an unreadable manifest means the stage must run again
+def _lookup(recipe: Recipe, key: str) -> Any:
+    value: Any = recipe
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
-def stage_config(stage: Stage, recipe: Recipe) -> dict[str, Any]:
-    """The recipe values a stage depends on, by section or dotted key."""
-    config = {}
-    for key in stage.sections:
-        value: Any = recipe
-        for part in key.split("."):
-            value = getattr(value, part)
-        config[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+def stage_config(stage: Stage, recipe: Recipe, fingerprinted: bool = False) -> dict[str, Any]:
+    """The recipe values a stage depends on, by section or dotted key; `fingerprinted` leaves out the keys that do
+    not change its output (`Stage.fingerprint_excludes`)."""
+    config = {key: _lookup(recipe, key) for key in stage.sections}
+    if fingerprinted:
+        for excluded in stage.fingerprint_excludes:
+            section, _, rest = excluded.partition(".")
+            node = config.get(section)
+            *parents, last = rest.split(".")
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
     return config
 
 
@@ -132,21 +74,31 @@ def fingerprint(stage: Stage, recipe: Recipe, input_fingerprints: dict[str, str]
     payload = {
         "stage": stage.name,
         "seed": recipe.seed,
-        "sections": stage_config(stage, recipe),
+        "sections": stage_config(stage, recipe, fingerprinted=True),
         "inputs": input_fingerprints,
         "fuxitranyu": library_versions().get("fuxitranyu"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def select_stages(only: list[str] | None) -> list[Stage]:
-    if not only:
-        return list(STAGES)
-    known = {stage.name for stage in STAGES}
-    unknown = [name for name in only if name not in known]
-    if unknown:
-        raise FuxiError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(s.name for s in STAGES)}")
-    return [stage for stage in STAGES if stage.name in only]
+def stage_named(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise FuxiError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
+def select_stages(only: list[str] | None = None, start: str | None = None) -> list[Stage]:
+    """`only` these stages, or every stage from `start` on, or all of them."""
+    if only and start:
+        raise FuxiError("give --only or --from, not both")
+    if only:
+        wanted = {stage_named(name).name for name in only}
+        return [stage for stage in STAGES if stage.name in wanted]
+    if start:
+        first = STAGES.index(stage_named(start))
+        return list(STAGES[first:])
+    return list(STAGES)
 
 
 @dataclass(frozen=True)
@@ -155,83 +107,106 @@ class PlannedStage:
     directory: Path
     fingerprint: str
     action: str
-    """`run` or `skip`."""
+    """`run` or `skip` (its output is current)."""
+    inputs: dict[str, Path]
+    input_fingerprints: dict[str, str]
 
 
-def stage_needs(stage: Stage, recipe: Recipe) -> tuple[str, ...]:
-    return stage.needs(recipe) if callable(stage.needs) else stage.needs
+def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False,
+         start: str | None = None) -> list[PlannedStage]:
+    """What `run` would do: each selected stage with its fingerprint and whether its output is already current.
 
-
-def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False) -> list[PlannedStage]:
-    """What `run` would do: each selected stage with its fingerprint and whether its output is already current."""
+    A stage that is not selected but read by a selected one must already have run; its manifest's fingerprint is
+    taken as it is. `start` (`--from`) re-runs the stages from there on even when they are current."""
+    selected = {stage.name for stage in select_stages(only, start)}
+    forced = force or start is not None
     fingerprints: dict[str, str] = {}
     planned = []
-    selected = {stage.name for stage in select_stages(only)}
-    needed_by_selected = {need for s in STAGES if s.name in selected for need in stage_needs(s, recipe)}
     for stage in STAGES:
         directory = recipe.run_dir / stage.name
-        inputs = {}
-        for need in stage_needs(stage, recipe):
+        needs = stage.needs_for(recipe)
+        for need in needs:
             if need not in fingerprints:
                 raise FuxiError(f"stage {stage.name} needs {need}, which does not come before it")
-            inputs[need] = fingerprints[need]
-        fingerprints[stage.name] = fingerprint(stage, recipe, inputs)
+        input_fingerprints = {need: fingerprints[need] for need in needs}
+        fingerprints[stage.name] = fingerprint(stage, recipe, input_fingerprints)
+        manifest = read_manifest(directory)
         if stage.name not in selected:
-            manifest = read_manifest(directory)
-            if manifest is None:
-                if stage.name in needed_by_selected:
-                    raise FuxiError(f"stage {stage.name} has not run yet, and a selected stage needs it "
-                                    f"(run `fuxitranyu run` first)", path=directory)
-            else:
+            if manifest is not None:
                 fingerprints[stage.name] = manifest["fingerprint"]
             continue
-        manifest = read_manifest(directory)
-        current = manifest is not None and manifest.get("fingerprint") == fingerprints[stage.name]
+        missing = [need for need in needs if need not in selected and read_manifest(recipe.run_dir / need) is None]
+        if missing:
+            raise FuxiError(f"stage {stage.name} reads {', '.join(missing)}, which has not run yet (run `fuxitranyu "
+                            f"run` without --only/--from first)", path=recipe.run_dir / missing[0])
+        current = manifest is not None and manifest["fingerprint"] == fingerprints[stage.name]
         planned.append(PlannedStage(stage, directory, fingerprints[stage.name],
-                                    "skip" if current and not force else "run"))
+                                    "skip" if current and not forced else "run",
+                                    {need: recipe.run_dir / need for need in needs}, input_fingerprints))
     return planned
 
 
-def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = False,
-                 console: Console | None = None, resume: bool = True) -> list[dict[str, Any]]:
+def finished_inputs(recipe: Recipe, stage_name: str) -> StageContext:
+    """A context holding the finished input directories of `stage_name`, for commands that inspect a stage's inputs
+    without running it (`mix plan`, `tokenizer fertility`)."""
+    stage = stage_named(stage_name)
+    inputs, fingerprints = {}, {}
+    for need in stage.needs_for(recipe):
+        manifest = read_manifest(recipe.run_dir / need)
+        if manifest is None:
+            raise FuxiError(f"stage {need} has not run yet (fuxitranyu run {recipe.name} --only {need})",
+                            path=recipe.run_dir / need)
+        inputs[need], fingerprints[need] = recipe.run_dir / need, manifest["fingerprint"]
+    return StageContext(recipe, recipe.run_dir / stage_name, inputs, fingerprints)
+
+
+def _run_one(item: PlannedStage, recipe: Recipe, console: Console, resume: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    scratch = recipe.run_dir / f".{item.stage.name}.partial-{item.fingerprint[:16]}"
+    current = world()
+    if not current.is_main:  # under torchrun: every rank works in the same directory; rank 0 finalises it
+        scratch.mkdir(parents=True, exist_ok=True)
+        item.stage.run(StageContext(recipe, scratch, item.inputs, item.input_fingerprints, console, resume, current))
+        return {}
+    for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
+        if stale != scratch:
+            shutil.rmtree(stale, ignore_errors=True)
+    with atomic_directory(item.directory, scratch) as tmp:
+        context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current)
+        stats = item.stage.run(context)
+        manifest = {
+            "stage": item.stage.name,
+            "fingerprint": item.fingerprint,
+            "config": stage_config(item.stage, recipe),
+            "seed": recipe.seed,
+            "inputs": item.input_fingerprints,
+            "stats": stats,
+            "versions": library_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = False, console: Console | None = None,
+                 resume: bool = True, start: str | None = None) -> list[dict[str, Any]]:
     """Run (or skip) the recipe's stages in order; returns their manifests.
 
     Under torchrun every rank calls this; every rank runs the stage in the same working directory, and rank 0
-    alone writes the manifest and gives the directory its final name.
-    """
+    alone holds the run directory's lock, writes the manifest and gives the directory its final name."""
     console = console or Console(stderr=True)
-    rank = int(os.environ.get("RANK", "0"))
+    steps = plan(recipe, only, force, start)
     manifests = []
-    for item in plan(recipe, only, force):
-        if item.action == "skip":
-            console.print(f"[bold]{item.stage.name}[/]: up to date in {item.directory}, skipped")
-            manifests.append(read_manifest(item.directory))
-            continue
-        console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
-        started = time.perf_counter()
-        inputs = {need: recipe.run_dir / need for need in stage_needs(item.stage, recipe)}
-        scratch = recipe.run_dir / f".{item.stage.name}.partial-{item.fingerprint[:16]}"
-        if rank != 0:
-            scratch.mkdir(parents=True, exist_ok=True)
-            item.stage.run(StageContext(recipe, scratch, inputs, console, resume))
-            continue
-        for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
-            if stale != scratch:
-                shutil.rmtree(stale, ignore_errors=True)
-        with atomic_directory(item.directory, scratch) as tmp:
-            stats = item.stage.run(StageContext(recipe, tmp, inputs, console, resume))
-            manifest = {
-                "stage": item.stage.name,
-                "fingerprint": item.fingerprint,
-                "config": stage_config(item.stage, recipe),
-                "seed": recipe.seed,
-                "inputs": {need: read_manifest(path)["fingerprint"] for need, path in inputs.items()},
-                "stats": stats,
-                "versions": library_versions(),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-            atomic_write_json(tmp / MANIFEST, manifest)
-        console.print(f"[bold]{item.stage.name}[/]: done in {manifest['seconds']:.1f}s")
-        manifests.append(manifest)
+    with run_lock(recipe.run_dir, enabled=world().is_main):
+        for item in steps:
+            if item.action == "skip":
+                console.print(f"[bold]{item.stage.name}[/]: up to date in {item.directory}, skipped")
+                manifests.append(read_manifest(item.directory))
+                continue
+            console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
+            manifest = _run_one(item, recipe, console, resume)
+            if manifest:
+                console.print(f"[bold]{item.stage.name}[/]: done in {manifest['seconds']:.1f}s")
+            manifests.append(manifest)
     return manifests

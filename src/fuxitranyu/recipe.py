@@ -1,6 +1,7 @@
 """Recipes: YAML files validated into typed config objects, with dotted command-line overrides.
 
-Each field is documented once, here, by the docstring under it; `fuxitranyu recipe docs` prints them. A recipe names
+Each section is a pydantic model in its stage package's `config.py`, every field documented once by the docstring
+under it (`fuxitranyu recipe docs` prints them). A recipe names
 the file it came from in every error, and an override names the `--set` that caused it.
 """
 
@@ -8,105 +9,22 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from huggingface_hub.errors import StrictDataclassError
-from pydantic import (
-    BaseModel,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
-from fuxitranyu.config_base import Count, Section
+from fuxitranyu.config_base import Section
 from fuxitranyu.data.config import DataRecipe
-from fuxitranyu.errors import FuxiError, RecipeError
+from fuxitranyu.errors import RecipeError
 from fuxitranyu.mix.config import MixRecipe
-from fuxitranyu.model.configuration import FuxiTranyuConfig
-from fuxitranyu.model.presets import preset_fields, preset_names
+from fuxitranyu.model.config import ModelRecipe
 from fuxitranyu.pretrain.config import PretrainRecipe
-
-
-class ModelRecipe(Section):
-    preset: str = "tiny"
-    """Named size, one of the files in fuxitranyu/model/presets: tiny, small, fuxitranyu-8b."""
-    overrides: dict[str, Any] = {}
-    """FuxiTranyuConfig fields set on top of the preset, e.g. {num_hidden_layers: 2, vocab_size: 16384}."""
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, name: str) -> str:
-        if name not in preset_names():
-            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
-        return name
-
-    @model_validator(mode="after")
-    def _valid_architecture(self) -> ModelRecipe:
-        known = set(FuxiTranyuConfig.__dataclass_fields__)
-        for name in sorted(set(self.overrides) - known):
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ValueError(f"overrides.{name} is not a FuxiTranyuConfig field{hint}")
-        try:
-            self.to_config()
-        except (ValueError, TypeError, StrictDataclassError) as err:
-            raise ValueError(f"invalid model: {err.__cause__ or err}") from err
-        return self
-
-    def to_config(self) -> FuxiTranyuConfig:
-        return FuxiTranyuConfig(**{**preset_fields(self.preset), **self.overrides})
-
-
-class TokenizerRecipe(Section):
-    vocab_size: Count = Field(32_000, gt=0)
-    """Vocabulary learned by BPE, <|endoftext|> (id 0) and the 256 byte tokens included, before the ChatML tokens
-    and the padding (paper 3.3: 250,680). At least 257."""
-    pad_to_multiple_of: int = Field(128, gt=0)
-    """Dummy tokens are appended until the vocabulary is a multiple of this (paper Table 4: 128)."""
-    max_documents_per_language: Count = Field(1_000_000, gt=0)
-    """Training sample: at most this many documents per language (paper 3.3: 1M; all of a smaller language)."""
-    sampling: Literal["balanced", "proportional"] = "balanced"
-    """How the sample is drawn: `balanced` takes min(max_documents_per_language, available) documents of every
-    language (paper 3.3); `proportional` draws the same total, shared by the languages' shares of the corpus."""
-    split_digits: bool = False
-    """Split numbers into single digits. The paper does not (3.3)."""
-    marks_with_letters: bool = False
-    """Pre-tokenize with GPT-2's regex but count combining marks (Indic vowel signs and viramas, Thai, Khmer, Myanmar
-    marks) as letters. GPT-2's own regex (the paper's, False) cuts words of those scripts at every mark, so that
-    tokens per word in ta, bn and hi about double (benchmarks/RESULTS.md)."""
-    chat_tokens: bool = True
-    """Add ChatML `<|im_start|>` / `<|im_end|>` right after the learned vocabulary (released ids 250680, 250681)."""
-    inputs: list[str] = []
-    """Train on these instead of the data stage's `clean/` documents: JSONL files (.jsonl, .jsonl.gz, .jsonl.zst)
-    with `text` and `language` (or `metadata.language`) fields, folders of them, or folders of .txt files (one
-    document each); a file inside a folder named by a language label (`fr/`, `code-python/`) needs no language field."""
-    languages: list[str] = []
-    """Train on these language labels only; each must have documents. Empty: every language of the inputs."""
-
-    @field_validator("vocab_size")
-    @classmethod
-    def _holds_byte_alphabet(cls, value: int) -> int:
-        from fuxitranyu.tokenizer.train import vocab_size_problem
-
-        problem = vocab_size_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, value: list[str]) -> list[str]:
-        from fuxitranyu.languages import UnknownLanguageError, label
-
-        try:
-            return list(dict.fromkeys(label(name) for name in value))
-        except UnknownLanguageError as err:
-            raise ValueError(err.message) from None
+from fuxitranyu.tokenizer.config import TokenizerRecipe
 
 
 class Recipe(Section):
@@ -125,6 +43,20 @@ class Recipe(Section):
     @property
     def run_dir(self) -> Path:
         return self.output_dir if self.output_dir is not None else Path("runs") / self.name
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> Recipe:
+        """Facts that span sections: the packed context fits the model's positions, and every training batch is a
+        whole number of packed sequences."""
+        context, positions = self.mix.context_length, self.model.to_config().max_position_embeddings
+        if context > positions:
+            raise ValueError(f"mix.context_length {context} is longer than the model's max_position_embeddings "
+                             f"{positions}; lower it or set model.overrides.max_position_embeddings")
+        for step in self.pretrain.batch:
+            if step.batch_tokens % context:
+                raise ValueError(f"pretrain.batch: batch_tokens {step.batch_tokens} is not a multiple of "
+                                 f"mix.context_length {context}")
+        return self
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,22 +120,31 @@ def _apply_override(raw: dict, keys: list[str], value: Any, override: str) -> No
 def _describe(error: dict, label: str, overrides: list[str]) -> str:
     location = [str(part) for part in error["loc"]]
     key = ".".join(location)
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+
     def related(override: str) -> bool:
         set_key = override.split("=", 1)[0].strip()
+        if not key:  # a check across sections names its keys in the message
+            return set_key in message or any(set_key.startswith(k) for k in _dotted_keys(message))
         return set_key == key or set_key.startswith(key + ".") or key.startswith(set_key + ".")
 
     culprits = [o for o in overrides if related(o)]
     origin = f" (from {', '.join(f'--set {o}' for o in culprits)})" if culprits else ""
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         section = _section_model(location[:-1])
-        known = list(getattr(section, "model_fields", None) or getattr(section, "__dataclass_fields__", {}))
+        known = list(section.model_fields) if section is not None else []
         close = difflib.get_close_matches(location[-1], known, n=1)
         hint = f"; did you mean {'.'.join(location[:-1] + close)}?" if close else ""
         return f"{label}: unknown key '{key}'{origin}{hint} (known here: {', '.join(known)})"
-    value = error.get("input")
-    message = error["msg"].removeprefix("Value error, ")
+    if not key:
+        return f"{label}: {message}{origin}"
     shown = "" if isinstance(value, dict) or repr(value) in message else f" (got {value!r})"
-    return f"{label}: key '{key or '<top level>'}'{origin}: {message}{shown}"
+    return f"{label}: key '{key}'{origin}: {message}{shown}"
+
+
+def _dotted_keys(message: str) -> list[str]:
+    return re.findall(r"\b[a-z_]+\.[a-z_.]+\b", message)
 
 
 def _section_model(path: list[str]) -> type[BaseModel] | None:
@@ -217,8 +158,6 @@ def _section_model(path: list[str]) -> type[BaseModel] | None:
         annotation = field.annotation
         inner = getattr(annotation, "__args__", None)
         candidate = inner[0] if inner else annotation
-        if isinstance(candidate, type) and hasattr(candidate, "__dataclass_fields__"):
-            return candidate  # a plain dataclass (e.g. MinHashConfig) is a leaf section
         if not (isinstance(candidate, type) and issubclass(candidate, BaseModel)):
             return None
         model = candidate
@@ -244,8 +183,6 @@ def load_recipe(source: str | Path = "tiny", overrides: list[str] | tuple[str, .
     except ValidationError as err:
         lines = [_describe(e, label, list(overrides)) for e in err.errors()]
         raise RecipeError("\n".join(lines)) from None
-    except FuxiError as err:  # raised by a plain-dataclass section's own checks
-        raise RecipeError(f"{label}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

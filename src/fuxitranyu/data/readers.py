@@ -218,11 +218,11 @@ class SourceReader(CountingStep):
             if isinstance(item, BadRecord):
                 if self.spec.on_error == "raise":
                     raise item
-                self.count_skip(item.reason, item)
+                self.count_skip(item.reason)
                 continue
             language = item.metadata["language"]
             if self.languages is not None and language is not None and language not in self.languages:
-                self.count_skip("language_not_selected", None)
+                self.count_skip("language_not_selected")
                 continue
             self.count_read(item)
             yield item
@@ -284,9 +284,9 @@ class SourceReader(CountingStep):
                                metadata={"language": raw.language, "source": f"{spec.source_name}/{raw.source}"})
         if rank == 0:
             for reason, n in listing.skipped.items():
-                self.count_skip(reason, None, n)
+                self.count_skip(reason, n)
         for reason, n in counts.skipped.items():
-            self.count_skip(reason, None, n)
+            self.count_skip(reason, n)
         for line in counts.skipped_files + (listing.skipped_files if rank == 0 else []):
             logger.warning(f"system source skipped {line}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
@@ -33,9 +33,7 @@ from fuxitranyu.data.filters import (
 from fuxitranyu.data.readers import SourceReader, clean_documents
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from fuxitranyu.pipeline import StageContext
+from fuxitranyu.stage import Stage, StageContext
 
 BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
 
@@ -160,3 +158,11 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
     final = count_output(clean)
     accounting.print_summary(ctx.console, steps, final)
     return {"steps": steps, "final": final, "parallel_sets": parallel, **report}
+
+
+STAGE = Stage(
+    "data", sections=("data",), needs=(), run=run_data_stage,
+    description="sources -> language ID -> filters -> dedup -> clean documents per language + parallel sets",
+    # how many processes run the tasks, and on which executor, does not change a byte of the output
+    fingerprint_excludes=("data.workers", "data.executor"),
+)

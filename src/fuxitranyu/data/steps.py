@@ -34,7 +34,7 @@ class CountingStep(PipelineStep):
     def count_read(self, doc: Document) -> None:
         self.count("read", doc)
 
-    def count_skip(self, reason: str, _record, n: int = 1) -> None:
+    def count_skip(self, reason: str, n: int = 1) -> None:
         self.stat_update(f"skipped/{reason}", value=n)
 
 

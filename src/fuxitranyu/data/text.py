@@ -3,7 +3,7 @@
 "Word": for scripts written without spaces (Han, Kana, Thai, Lao, Khmer, Myanmar) each character (with the combining
 marks that follow it) is a word; elsewhere
 a word is a run of non-space characters with punctuation stripped from its ends. A dictionary segmenter (jieba,
-pythainlp, ...) would be closer to linguistic words but is 24-45x slower (../shared/notes/offline-assets.md), and the
+pythainlp, ...) would be closer to linguistic words but is 24-45x slower (measured on gettext text), and the
 filters only need counts that scale with the amount of text.
 """
 

@@ -14,6 +14,9 @@ class MixRecipe(Section):
     """How the token budget is shared between languages. `proportional`: as in the data; `temperature`: shares
     ∝ p^alpha (XLM-R, mT5); `unimax`: equal shares, no language repeated more than `max_epochs` times, the rest
     redistributed (Chung et al. 2023); `manual`: the `ratios` below (the paper's "manually controlled ratios")."""
+    context_length: int = Field(256, gt=0)
+    """Tokens per packed training sequence (paper 3.5: 4096). The mix owns it: pretraining reads it from the mix's
+    index.json."""
     total_tokens: Count | None = None
     """Token budget of the mix (default: pretrain.total_tokens)."""
     alpha: float = Field(0.3, gt=0, le=1)

@@ -1,9 +1,15 @@
 """Deterministic, resumable batches from a mix directory, for any number of data-parallel ranks.
 
-All ranks walk one global order of sequences (the shards' order, which the build already shuffled). A step takes the
-next `batch_sequences` sequences of that order and gives rank r the r-th contiguous part, so ranks see disjoint data
-that together cover everything, the state is one integer (`position`), and the global batch size may change from one
-step to the next (the paper ramps 2M -> 4M tokens) without skipping or repeating a sequence.
+The build packs shuffled documents, but a long document still fills several consecutive sequences, so reading the
+shards in order would give batches of one or two languages. Like Megatron's sample index, the reader walks a seeded
+permutation of all sequences, a fresh one per epoch:
+
+    global position p  ->  epoch p // total, slot p % total  ->  sequence permutation[epoch][slot]
+
+A step takes the next `batch_sequences` positions and gives rank r the r-th contiguous part, so ranks see disjoint
+data that together cover everything, every epoch is a permutation of the mix, the state is one integer
+(`position`, with the seed), and the global batch size may change from one step to the next (the paper ramps
+2M -> 4M tokens) without skipping or repeating a sequence.
 """
 
 from __future__ import annotations
@@ -25,23 +31,27 @@ class Batch:
     languages: np.ndarray
     """(sequences, context_length + 1) int16: index into `ShardReader.languages` of each token."""
     indices: np.ndarray
-    """Global sequence indices of the rows (for checks and logs)."""
+    """Sequence indices (rows of the concatenated shards) of the batch's rows, for checks and logs."""
+
+
+def read_index(mix_dir: str | Path) -> dict:
+    """The mix's index.json: shapes, languages, shards with their hashes."""
+    index_path = Path(mix_dir) / INDEX
+    if not index_path.is_file():
+        raise FuxiError("not a mix directory: index.json is missing (run `fuxitranyu mix build`)", path=mix_dir)
+    try:
+        return json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FuxiError(f"index.json is not valid JSON ({err}); rebuild the mix", path=index_path) from err
 
 
 class ShardReader:
-    def __init__(self, mix_dir: str | Path, rank: int = 0, world_size: int = 1):
+    def __init__(self, mix_dir: str | Path, rank: int = 0, world_size: int = 1, seed: int = 0):
         self.mix_dir = Path(mix_dir)
-        index_path = self.mix_dir / INDEX
-        if not index_path.is_file():
-            raise FuxiError("not a mix directory: index.json is missing (run `fuxitranyu mix build`)",
-                            path=self.mix_dir)
-        try:
-            self.index = json.loads(index_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise FuxiError(f"index.json is not valid JSON ({err}); rebuild the mix", path=index_path) from err
+        self.index = read_index(self.mix_dir)
         if not 0 <= rank < world_size:
             raise FuxiError(f"rank {rank} is not in [0, {world_size})")
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
         self.languages: list[str] = self.index["languages"]
         self.sequence_length: int = self.index["sequence_length"]
         self.shards = [np.load(self.mix_dir / shard["file"], mmap_mode="r") for shard in self.index["shards"]]
@@ -54,17 +64,37 @@ class ShardReader:
             raise FuxiError("the mix holds no complete sequence; raise the budget or lower the context length",
                             path=self.mix_dir)
         self.position = 0
-        """Sequences of the global order consumed so far by all ranks together (wraps into later epochs)."""
+        """Positions of the global order consumed so far by all ranks together (wraps into later epochs)."""
+        self._permutations: dict[int, np.ndarray] = {}
 
     def state_dict(self) -> dict:
-        return {"position": self.position}
+        return {"position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise FuxiError(f"the checkpoint's data order was drawn with seed {state['seed']}, this run uses "
+                            f"{self.seed}; resume with the same seed")
         self.position = int(state["position"])
 
     @property
     def epoch(self) -> int:
         return self.position // self.total
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The order of the sequences in `epoch`: drawn from (seed, epoch), the same on every rank."""
+        if epoch not in self._permutations:
+            self._permutations = {e: p for e, p in self._permutations.items() if e >= epoch - 1}
+            self._permutations[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.total)
+        return self._permutations[epoch]
+
+    def sequence_indices(self, positions: np.ndarray) -> np.ndarray:
+        """The sequences at global `positions` of the walk."""
+        epochs, slots = np.divmod(positions, self.total)
+        indices = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            mine = epochs == epoch
+            indices[mine] = self.permutation(int(epoch))[slots[mine]]
+        return indices
 
     def next_batch(self, batch_sequences: int) -> Batch:
         """This rank's part of the next global batch of `batch_sequences` sequences (a multiple of world_size)."""
@@ -73,7 +103,7 @@ class ShardReader:
                             f"{self.world_size} ranks")
         per_rank = batch_sequences // self.world_size
         first = self.position + self.rank * per_rank
-        indices = np.arange(first, first + per_rank) % self.total
+        indices = self.sequence_indices(np.arange(first, first + per_rank, dtype=np.int64))
         self.position += batch_sequences
         tokens = np.stack([self._sequence(i) for i in indices]).astype(np.int64)
         languages = np.stack([self._languages(i) for i in indices])

@@ -7,40 +7,24 @@ only counts) and `mix build` tokenize once between them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from fuxitranyu.data.readers import clean_documents
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
-from fuxitranyu.data.readers import clean_documents
 from fuxitranyu.mix.build import pack, token_dtype, tokenize_language
 from fuxitranyu.mix.plan import MixPlan, plan_mix
-
-if TYPE_CHECKING:
-    from fuxitranyu.pipeline import StageContext
-    from fuxitranyu.recipe import Recipe
+from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.tokenizer.train import TrainedTokenizer, load_trained_tokenizer
 
 
-def load_tokenizer(tokenizer_dir: Path):
-    """(fast tokenizer backend, end-of-text id, vocabulary size incl. specials and padding)."""
-    from transformers import AutoTokenizer
-
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        raise FuxiError("no tokenizer.json here: run the tokenizer stage first", path=tokenizer_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if tokenizer.eos_token_id is None:
-        raise FuxiError("the tokenizer has no end-of-text token", path=tokenizer_dir)
-    return tokenizer.backend_tokenizer, tokenizer.eos_token_id, len(tokenizer)
-
-
-def count_tokens(recipe: Recipe, data_dir: Path, tokenizer, cache: Path, console: Console) -> dict[str, int]:
-    """Tokens per language in the clean data, each document counted with its end-of-text token; `tokenizer` is
-    what `load_tokenizer` returns."""
-    backend, _, vocab_size = tokenizer
-    dtype = token_dtype(vocab_size)
-    clean = data_dir / "clean"
+def count_tokens(ctx: StageContext, tokenizer: TrainedTokenizer, cache: Path) -> dict[str, int]:
+    """Tokens per language in the data stage's clean documents, each document counted with its end-of-text token.
+    Each language is tokenized once into `cache` and reused by later runs with the same data and tokenizer."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    clean = ctx.inputs["data"] / "clean"
     languages = sorted(p.name for p in clean.iterdir() if p.is_dir()) if clean.is_dir() else []
     if not languages:
         raise FuxiError("the data stage produced no documents", path=clean)
@@ -52,23 +36,17 @@ def count_tokens(recipe: Recipe, data_dir: Path, tokenizer, cache: Path, console
             tokens = (cache / f"{language}.bin").stat().st_size // dtype.itemsize
         else:
             texts = (text for _, text in clean_documents(clean, language))
-            documents, tokens = tokenize_language(texts, backend, dtype, cache,
-                                                  language, recipe.mix.batch_documents)
+            documents, tokens = tokenize_language(texts, tokenizer.backend, dtype, cache, language,
+                                                  ctx.recipe.mix.batch_documents)
         counts[language] = tokens + documents
-    console.print(f"counted {sum(counts.values()):,} tokens in {len(counts)} languages")
+    ctx.console.print(f"counted {sum(counts.values()):,} tokens in {len(counts)} languages")
     return counts
 
 
-def token_cache(recipe: Recipe, data_dir: Path, tokenizer_dir: Path) -> Path:
-    from fuxitranyu.pipeline import read_manifest
-
-    fingerprints = []
-    for stage_dir in (data_dir, tokenizer_dir):
-        manifest = read_manifest(stage_dir)
-        if manifest is None:
-            raise FuxiError("stage has not run (no manifest.json)", path=stage_dir)
-        fingerprints.append(manifest["fingerprint"][:12])
-    return recipe.run_dir / ".cache" / f"tokens-{'-'.join(fingerprints)}"
+def token_cache(ctx: StageContext) -> Path:
+    """Where the tokenized documents of this data + tokenizer pair are cached (named by their fingerprints)."""
+    names = [ctx.input_fingerprints[stage][:12] for stage in ("data", "tokenizer")]
+    return ctx.recipe.run_dir / ".cache" / f"tokens-{'-'.join(names)}"
 
 
 def plan_table(plan: MixPlan, actual: dict[str, int] | None = None) -> Table:
@@ -86,27 +64,31 @@ def plan_table(plan: MixPlan, actual: dict[str, int] | None = None) -> Table:
     return table
 
 
-def make_plan(recipe: Recipe, data_dir: Path, tokenizer_dir: Path, console: Console, tokenizer=None) -> MixPlan:
-    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
-    available = count_tokens(recipe, data_dir, tokenizer, token_cache(recipe, data_dir, tokenizer_dir), console)
+def make_plan(ctx: StageContext, tokenizer: TrainedTokenizer | None = None) -> MixPlan:
+    """Count the tokens per language (tokenizing into the cache once) and plan the mix; prints the plan."""
+    tokenizer = tokenizer or load_trained_tokenizer(ctx.inputs["tokenizer"])
+    available = count_tokens(ctx, tokenizer, token_cache(ctx))
+    recipe = ctx.recipe
     plan = plan_mix(available, recipe.mix, recipe.mix.total_tokens or recipe.pretrain.total_tokens)
-    console.print(plan_table(plan))
+    ctx.console.print(plan_table(plan))
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        ctx.console.print(f"[yellow]warning:[/] {warning}")
     return plan
 
 
 def run_mix_stage(ctx: StageContext) -> dict[str, Any]:
     recipe = ctx.recipe
-    data_dir, tokenizer_dir = ctx.inputs["data"], ctx.inputs["tokenizer"]
-    tokenizer = load_tokenizer(tokenizer_dir)
-    plan = make_plan(recipe, data_dir, tokenizer_dir, ctx.console, tokenizer)
-    _, eos_id, vocab_size = tokenizer
-    index = pack(plan, token_cache(recipe, data_dir, tokenizer_dir), ctx.out_dir, recipe.pretrain.context_length,
-                 eos_id, vocab_size, recipe.mix.sequences_per_shard, recipe.seed)
+    tokenizer = load_trained_tokenizer(ctx.inputs["tokenizer"])
+    plan = make_plan(ctx, tokenizer)
+    index = pack(plan, token_cache(ctx), ctx.out_dir, recipe.mix.context_length, tokenizer.eos_id,
+                 tokenizer.vocab_size, recipe.mix.sequences_per_shard, recipe.seed)
     ctx.console.print(plan_table(plan, index["sampled_tokens"]))
     ctx.console.print(f"{index['total_sequences']:,} sequences of {index['sequence_length']} tokens in "
                       f"{len(index['shards'])} shards; {index['tail_tokens_dropped']} tail tokens dropped")
     atomic_write_json(ctx.out_dir / "plan.json", plan.as_dict())
     return {"plan": plan.as_dict(), "sampled_tokens": index["sampled_tokens"],
             "sequences": index["total_sequences"], "tail_tokens_dropped": index["tail_tokens_dropped"]}
+
+
+STAGE = Stage("mix", sections=("mix", "pretrain.total_tokens"), needs=("data", "tokenizer"), run=run_mix_stage,
+              description="balanced sampling plan -> tokenize -> shuffle -> pack into fixed-length sequences")

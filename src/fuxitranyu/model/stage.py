@@ -6,29 +6,21 @@ compute is spent (`fuxitranyu model info runs/<name>/model`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from fuxitranyu.io import file_sha256
 from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
 from fuxitranyu.model.summary import summarize
-
-if TYPE_CHECKING:
-    from fuxitranyu.pipeline import StageContext
-
-
-def tokenizer_vocabulary(tokenizer_dir) -> int:
-    """Entries of the trained tokenizer, specials and padding included: the model's vocabulary size."""
-    from transformers import AutoTokenizer
-
-    return len(AutoTokenizer.from_pretrained(tokenizer_dir))
+from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.tokenizer.train import load_trained_tokenizer
 
 
 def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
     config = ctx.recipe.model.to_config()
     if "tokenizer" in ctx.inputs:
-        vocabulary = tokenizer_vocabulary(ctx.inputs["tokenizer"])
+        vocabulary = load_trained_tokenizer(ctx.inputs["tokenizer"]).vocab_size
         if vocabulary != config.vocab_size:
             ctx.console.print(f"  vocabulary {config.vocab_size:,} -> {vocabulary:,}, the trained tokenizer's")
             config.vocab_size = vocabulary
@@ -47,3 +39,7 @@ def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
         "non_embedding_parameters": summary.non_embedding_parameters,
         "weights": {"model.safetensors": file_sha256(ctx.out_dir / "model.safetensors")},
     }
+
+
+STAGE = Stage("model", sections=("model",), needs=("tokenizer",), run=write_initial_checkpoint,
+              description="the recipe's architecture with seeded random weights, vocabulary from the tokenizer")

@@ -1,11 +1,14 @@
-"""Checkpoints: a `save_pretrained` model directory plus the exact training state, written atomically.
+"""Checkpoints: a `save_pretrained` model directory plus the exact training state, written atomically, verified when
+read back.
 
-    checkpoints/step-000120/            model (config.json, model.safetensors) + training_state.pt
-    checkpoints/manifest.json           [{step, tokens, path, sha256}] of complete checkpoints, oldest first
+    checkpoints/step-000120/     config.json, model.safetensors (or model-0000k-of-0000n.safetensors + index),
+                                 generation_config.json, training_state.pt, checkpoint.json
+    checkpoints/corrupt/         checkpoints that failed verification, set aside (never deleted)
 
-A checkpoint is written under a temporary name, renamed when complete, and only then listed in the manifest; a kill
-at any moment leaves either the previous manifest or the new one, never a listed checkpoint that is incomplete.
-Under FSDP every rank takes part in gathering the full state; rank 0 writes.
+`checkpoint.json` (step, tokens, sha256 of every file) is written last, inside a temporary directory that is renamed
+into place only when complete: a kill at any moment leaves either no new checkpoint or a complete one. Each checkpoint
+describes itself, so there is no shared list to corrupt. Under FSDP every rank takes part in gathering the full
+state; rank 0 writes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,22 @@ import torch.distributed as dist
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, file_sha256
 
-MANIFEST = "manifest.json"
+DESCRIPTION = "checkpoint.json"
 STATE = "training_state.pt"
+CORRUPT = "corrupt"
+
+
+class CorruptCheckpoint(FuxiError):
+    """A checkpoint whose files are missing, truncated or differ from the hashes it was written with."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    tokens: int
+    files: dict[str, str]
+    """File name -> sha256, as written."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -74,52 +92,104 @@ def load_full_state_dicts(wrapper, model, optimizer, model_state: dict, optimize
     optimizer.load_state_dict(optimizer_state)
 
 
+def weight_files(directory: Path) -> list[Path]:
+    """The safetensors files of a model directory: one file, or the shards its index lists."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CorruptCheckpoint(f"unreadable weight index ({err})", path=index) from None
+        return [directory / name for name in sorted(set(weight_map.values()))]
+    return [directory / "model.safetensors"]
+
+
+def load_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a (possibly sharded) safetensors model directory."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for file in weight_files(directory):
+        try:
+            state.update(load_file(file))
+        except (OSError, SafetensorError) as err:
+            raise CorruptCheckpoint(f"unreadable weights ({err})", path=file) from None
+    return state
+
+
 def save_checkpoint(folder: Path, step: int, tokens: int, wrapper, model, optimizer, training_state: dict,
-                    sharded: bool, rank: int) -> Path | None:
-    """Write `folder/step-<step>` and list it in the manifest; returns its path on rank 0."""
+                    sharded: bool, rank: int, max_shard_size: str = "5GB") -> Path | None:
+    """Write `folder/step-<step>`; returns its path on rank 0."""
     model_state, optimizer_state = full_state_dicts(wrapper, model, optimizer, sharded)
     final = folder / f"step-{step:06d}"
     if rank == 0:
         tmp = folder / f".step-{step:06d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, state_dict=model_state)
+        model.save_pretrained(tmp, state_dict=model_state, max_shard_size=max_shard_size)
         torch.save({"optimizer": optimizer_state, "rng": rng_state(), **training_state}, tmp / STATE)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        atomic_write_json(tmp / DESCRIPTION, {"step": step, "tokens": tokens, "files": files})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        entries = [e for e in read_manifest(folder) if e["step"] != step]
-        entries.append({"step": step, "tokens": tokens, "path": final.name,
-                        "sha256": file_sha256(final / "model.safetensors")})
-        atomic_write_json(folder / MANIFEST, entries)
     if dist.is_initialized():
         dist.barrier()
     return final if rank == 0 else None
 
 
-def read_manifest(folder: Path) -> list[dict]:
-    path = folder / MANIFEST
-    if not path.is_file():
+def describe(path: Path) -> Checkpoint:
+    """A checkpoint directory's own description; `CorruptCheckpoint` when it is missing or unreadable."""
+    try:
+        raw = json.loads((path / DESCRIPTION).read_text(encoding="utf-8"))
+        return Checkpoint(path, int(raw["step"]), int(raw["tokens"]), dict(raw["files"]))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CorruptCheckpoint(f"missing or unreadable {DESCRIPTION} ({err})", path=path) from None
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint directories, oldest first (temporary and set-aside ones excluded)."""
+    if not folder.is_dir():
         return []
-    return json.loads(path.read_text(encoding="utf-8"))
+    return sorted(p for p in folder.glob("step-*") if p.is_dir())
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint listed in the manifest whose files are all there."""
-    for entry in reversed(read_manifest(folder)):
-        path = folder / entry["path"]
-        if (path / STATE).is_file() and (path / "model.safetensors").is_file():
-            return path
-    return None
+def verify(checkpoint: Checkpoint) -> None:
+    """Every file present with the hash it was written with, and finite weights; `CorruptCheckpoint` otherwise.
+    Weights holding NaN or Inf were saved after a divergence: as useless to restore as a damaged file."""
+    for name, digest in checkpoint.files.items():
+        path = checkpoint.path / name
+        if not path.is_file():
+            raise CorruptCheckpoint("file missing", path=path)
+        if file_sha256(path) != digest:
+            raise CorruptCheckpoint("content differs from the hash written with the checkpoint (changed or "
+                                    "truncated on disk)", path=path)
+    broken = [name for name, tensor in load_weights(checkpoint.path).items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise CorruptCheckpoint(f"weights hold NaN or Inf ({', '.join(broken[:3])}"
+                                f"{'...' if len(broken) > 3 else ''})", path=checkpoint.path)
 
 
-def load_checkpoint(path: Path, wrapper, model, optimizer, sharded: bool) -> dict:
-    """Restore model, optimizer and RNG from `path`; returns the rest of the training state."""
-    from safetensors.torch import load_file
+def set_aside(path: Path) -> Path:
+    """Move a corrupt checkpoint to `checkpoints/corrupt/` (kept for inspection, never loaded again)."""
+    target = path.parent / CORRUPT / path.name
+    target.parent.mkdir(exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    path.rename(target)
+    return target
 
-    if not (path / STATE).is_file():
-        raise FuxiError("incomplete checkpoint: training_state.pt is missing", path=path)
-    state = torch.load(path / STATE, map_location="cpu", weights_only=False)
-    model_state = load_file(path / "model.safetensors")
+
+def load_checkpoint(checkpoint: Checkpoint, wrapper, model, optimizer, sharded: bool, verified: bool = False) -> dict:
+    """Verify (unless the caller just did), then restore model, optimizer and RNG; returns the rest of the training
+    state."""
+    if not verified:
+        verify(checkpoint)
+    try:
+        state = torch.load(checkpoint.path / STATE, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError for a damaged file
+        raise CorruptCheckpoint(f"unreadable training state ({type(err).__name__}: {err})",
+                                path=checkpoint.path / STATE) from None
+    model_state = load_weights(checkpoint.path)
     load_full_state_dicts(wrapper, model, optimizer, model_state, state.pop("optimizer"), sharded)
     set_rng_state(state.pop("rng"))
     return state

@@ -45,12 +45,10 @@ class BatchStep(Section):
     from_tokens: Count
     """Tokens seen when this global batch size takes over."""
     batch_tokens: Count = Field(gt=0)
-    """Global batch in tokens (a multiple of context_length; reached by gradient accumulation)."""
+    """Global batch in tokens (a multiple of mix.context_length; reached by gradient accumulation)."""
 
 
 class PretrainRecipe(Section):
-    context_length: int = Field(256, gt=0)
-    """Tokens per packed training sequence (paper 3.5: 4096)."""
     total_tokens: Count = Field(2_000_000, gt=0)
     """Training length in tokens (paper: 606B)."""
     max_lr: float = Field(3e-4, gt=0)
@@ -72,7 +70,9 @@ class PretrainRecipe(Section):
     batch: list[BatchStep] = [BatchStep(from_tokens=0, batch_tokens=8192)]
     """Global batch size schedule in tokens (paper Table 4: 2M → 4M)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """`auto`: bf16 autocast on GPUs, fp32 on CPUs without a bf16 unit. `fp16` uses loss scaling (paper 3.5)."""
+    """`auto` decides from the hardware at start-up: bf16 autocast on GPUs that support it (fp16 with loss scaling on
+    older ones) and on CPUs with a bf16 matrix unit (AMX / AVX512-BF16, as oneDNN reports), fp32 on other CPUs. The
+    choice and its reason go to the manifest. `fp16` uses loss scaling (paper 3.5)."""
     attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
     """Attention kernel (paper: FlashAttention-2)."""
     distributed: Literal["auto", "ddp", "fsdp"] = "auto"
@@ -91,6 +91,9 @@ class PretrainRecipe(Section):
     checkpoints: list[CheckpointStep] = [CheckpointStep(from_tokens=0, every_tokens=1_000_000)]
     """Checkpoint schedule: every `every_tokens` from `from_tokens` on (dense early, sparser later, as the paper's
     58 released checkpoints)."""
+    checkpoint_max_shard_size: str = "5GB"
+    """Checkpoints split their weights into safetensors files of at most this size (`save_pretrained`'s
+    max_shard_size, e.g. "5GB", "500MB")."""
     divergence: DivergenceGuard = DivergenceGuard()
     peak_flops: float | None = Field(None, gt=0)
     """FLOP/s of one device for MFU; default: measured with a matmul in the training dtype at start-up."""
@@ -109,12 +112,6 @@ class PretrainRecipe(Section):
         starts = [step.from_tokens for step in self.batch]
         if not starts or starts[0] != 0 or starts != sorted(set(starts)):
             raise ValueError("batch: steps must start at from_tokens 0 and increase strictly")
-        for step in self.batch:
-            if step.batch_tokens % self.context_length:
-                raise ValueError(
-                    f"batch: batch_tokens {step.batch_tokens} is not a multiple of context_length "
-                    f"{self.context_length}"
-                )
         changes = [change.at_tokens for change in self.lr_changes]
         if changes != sorted(set(changes)):
             raise ValueError("lr_changes: at_tokens must increase strictly")

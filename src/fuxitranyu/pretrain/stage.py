@@ -1,36 +1,44 @@
 """The `pretrain` stage: train the `model` stage's checkpoint on the `mix` stage's shards.
 
 Output: `checkpoints/` (every checkpoint the schedule asks for, each loadable with `from_pretrained`, plus the exact
-training state), `metrics.jsonl`, and `model/`, the final weights as a Hugging Face model directory.
+training state), `metrics.jsonl`, and `model/`: the final weights with the tokenizer and generation config beside
+them, a Hugging Face model directory that serves on its own.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fuxitranyu.pretrain.checkpoint import latest_checkpoint
+from fuxitranyu.pretrain.checkpoint import DESCRIPTION, STATE, list_checkpoints
+from fuxitranyu.pretrain.train import Trainer
+from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.tokenizer.train import copy_tokenizer
 
-if TYPE_CHECKING:
-    from fuxitranyu.pipeline import StageContext
+OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "model")
 
 
 def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.pretrain.train import Trainer
-
-    if not ctx.resume and int(os.environ.get("RANK", "0")) == 0:
-        for stale in ("checkpoints", "metrics.jsonl", "tensorboard", "model"):
+    if not ctx.resume and ctx.world.is_main:
+        for stale in OUTPUTS:
             path = ctx.out_dir / stale
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    trainer = Trainer(ctx.recipe, ctx.inputs["model"], ctx.inputs["mix"], ctx.out_dir, ctx.console)
+    trainer = Trainer(ctx.recipe, ctx.inputs["model"], ctx.inputs["mix"], ctx.out_dir, ctx.console, ctx.world)
     resumed = trainer.resume() if ctx.resume else False
     stats = trainer.train()
-    if trainer.runtime.rank == 0:
-        final = latest_checkpoint(ctx.out_dir / "checkpoints")
-        shutil.rmtree(ctx.out_dir / "model", ignore_errors=True)
-        (ctx.out_dir / "model").mkdir()
+    if ctx.world.is_main:
+        final = list_checkpoints(ctx.out_dir / "checkpoints")[-1]
+        model_dir = ctx.out_dir / "model"
+        shutil.rmtree(model_dir, ignore_errors=True)
+        model_dir.mkdir()
         for item in final.iterdir():
-            if item.name != "training_state.pt":
-                shutil.copy2(item, ctx.out_dir / "model" / item.name)
-    return {**stats, "resumed": resumed, "world_size": trainer.runtime.world_size}
+            if item.name not in (STATE, DESCRIPTION):
+                shutil.copy2(item, model_dir / item.name)
+        copy_tokenizer(ctx.inputs["tokenizer"], model_dir)
+    return {**stats, "resumed": resumed, "world_size": ctx.world.world_size,
+            "precision": trainer.runtime.precision.as_dict()}
+
+
+STAGE = Stage("pretrain", sections=("pretrain",), needs=("model", "mix", "tokenizer"), run=run_pretrain_stage,
+              description="AdamW + cosine schedule over the packed mix (DDP/FSDP2 under torchrun), checkpoints",
+              fingerprint_excludes=("pretrain.log_every_steps",))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,13 +28,20 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.reader import ShardReader
 from fuxitranyu.model.summary import summarize
 from fuxitranyu.pretrain import schedule
+from fuxitranyu.io import atomic_write_text
 from fuxitranyu.pretrain.checkpoint import (
-    latest_checkpoint,
+    Checkpoint,
+    CorruptCheckpoint,
+    describe,
+    list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+    set_aside,
+    verify,
 )
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
+from fuxitranyu.runtime import Precision, World, choose_precision, default_device, world
 
 
 @dataclass
@@ -53,38 +59,43 @@ class TrainState:
 
 @dataclass(frozen=True)
 class Runtime:
-    rank: int
-    world_size: int
+    world: World
     device: torch.device
-    autocast_dtype: torch.dtype | None
-    scale_loss: bool
-    """fp16 needs a GradScaler; bf16 and fp32 do not."""
+    precision: Precision
+
+    @property
+    def rank(self) -> int:
+        return self.world.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.world.world_size
 
 
-def setup_runtime(recipe: PretrainRecipe, console: Console) -> Runtime:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+def setup_runtime(recipe: PretrainRecipe, current: World, console: Console) -> Runtime:
+    device = default_device(current)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    if current.distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    precision = recipe.precision
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            # CPUs without a bf16 matrix unit run bf16 autocast ~35x slower than fp32 (shared/notes/training-stack.md).
-            precision = "fp32"
-    elif precision in ("bf16", "fp16") and device.type == "cpu" and rank == 0:
-        console.print(f"[yellow]warning:[/] {precision} on a CPU is usually much slower than fp32")
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return Runtime(rank, world_size, device, dtype, precision == "fp16")
+    precision = choose_precision(recipe.precision, device)
+    if current.is_main:
+        console.print(f"  precision {precision.name}: {precision.reason}")
+    return Runtime(current, device, precision)
 
 
-def load_model(model_dir: Path, recipe: PretrainRecipe, seed: int):
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    """Mean next-token loss over the global batch."""
+    loss_by_language: dict[str, float]
+    grad_norm: float
+    """Global gradient norm before clipping."""
+    applied: bool
+    """False when the divergence guard refused the update."""
+
+
+def load_model(model_dir: Path, recipe: PretrainRecipe):
     from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
 
     if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
@@ -135,8 +146,9 @@ def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int) -> tuple[to
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
-    policy = MixedPrecisionPolicy(param_dtype=runtime.autocast_dtype, reduce_dtype=torch.float32) \
-        if runtime.autocast_dtype is not None else MixedPrecisionPolicy()
+    dtype = runtime.precision.autocast_dtype
+    policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype is not None \
+        else MixedPrecisionPolicy()
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
     fully_shard(wrapper, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
@@ -145,7 +157,7 @@ def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int) -> tuple[to
     return wrapper, True
 
 
-def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
     """AdamW (paper: β = (0.9, 0.95), ε = 1e-8) with weight decay on matrices only: norms, biases and the (input and
     output) embeddings are not decayed."""
     decay, no_decay = [], []
@@ -185,28 +197,35 @@ def _all_reduce(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, recipe, model_dir: Path, mix_dir: Path, out_dir: Path, console: Console | None = None):
+    """Trains the model in `model_dir` on the mix in `mix_dir`, writing checkpoints and metrics into `out_dir`.
+
+    The mix owns the facts of the data: its index gives the context length and the largest token id."""
+
+    def __init__(self, recipe, model_dir: Path, mix_dir: Path, out_dir: Path, console: Console | None = None,
+                 current: World | None = None):
         self.recipe: PretrainRecipe = recipe.pretrain
         self.seed = recipe.seed
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
-        self.runtime = setup_runtime(self.recipe, self.console)
+        self.runtime = setup_runtime(self.recipe, current or world(), self.console)
+        self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
+        self.context_length: int = self.reader.index["context_length"]
         torch.manual_seed(self.seed)
-        self.model = load_model(model_dir, self.recipe, self.seed)
-        self.summary = summarize(self.model.config, self.recipe.context_length)
-        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed)
-        self.optimizer = make_optimizer(self.wrapper, self.recipe, self.runtime.device)
-        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.scale_loss)
-        self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size)
-        if self.reader.index["context_length"] != self.recipe.context_length:
-            raise FuxiError(f"the mix was packed for context {self.reader.index['context_length']}, the recipe "
-                            f"trains at {self.recipe.context_length}", path=mix_dir)
+        self.model = load_model(model_dir, self.recipe)
         if self.reader.index["vocab_size"] > self.model.config.vocab_size:
             raise FuxiError(f"the mix uses token ids up to {self.reader.index['vocab_size'] - 1} but the model's "
                             f"vocabulary has {self.model.config.vocab_size} entries", path=mix_dir)
+        if self.context_length > self.model.config.max_position_embeddings:
+            raise FuxiError(f"the mix was packed for context {self.context_length}, longer than the model's "
+                            f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
+        self.summary = summarize(self.model.config, self.context_length)
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed)
+        self.optimizer = make_optimizer(self.wrapper, self.recipe)
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
         self.checkpoints = out_dir / "checkpoints"
-        self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device, self.runtime.autocast_dtype)
+        self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
+                                                                       self.runtime.precision.autocast_dtype)
         self.tensorboard = self.open_tensorboard()
 
     def open_tensorboard(self):
@@ -222,25 +241,56 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def resume(self) -> bool:
-        """Continue from the newest complete checkpoint, if any; returns whether one was found."""
-        path = latest_checkpoint(self.checkpoints)
-        if path is None:
+        """Continue from the newest intact checkpoint, if any; returns whether one was found."""
+        restored = self.restore_newest_intact()
+        if restored is None:
             return False
-        rest = load_checkpoint(path, self.wrapper, self.model, self.optimizer, self.sharded)
-        self.reader.load_state_dict(rest["reader"])
-        self.state = TrainState(**rest["train"])
         if self.runtime.rank == 0:
             self._forget_metrics_after(self.state.step)
-        self.log_event({"event": "resumed", "checkpoint": path.name})
+        self.log_event({"event": "resumed", "checkpoint": restored.path.name})
         return True
 
+    def restore_newest_intact(self) -> Checkpoint | None:
+        """Load the newest checkpoint that passes verification. Rank 0 checks the hashes, sets corrupt checkpoints
+        aside (reporting each) and tells the other ranks which one to load."""
+        chosen = None
+        if self.runtime.rank == 0:
+            for path in reversed(list_checkpoints(self.checkpoints)):
+                try:
+                    chosen = describe(path)
+                    verify(chosen)
+                    break
+                except CorruptCheckpoint as err:
+                    chosen = None
+                    moved = set_aside(path)
+                    self.log_event({"event": "corrupt_checkpoint", "checkpoint": path.name, "error": str(err),
+                                    "moved_to": str(moved)})
+        if self.runtime.world_size > 1:
+            box = [chosen]
+            dist.broadcast_object_list(box, src=0)
+            chosen = box[0]
+        if chosen is None:
+            return None
+        rest = load_checkpoint(chosen, self.wrapper, self.model, self.optimizer, self.sharded, verified=True)
+        self.reader.load_state_dict(rest["reader"])
+        self.state = TrainState(**rest["train"])
+        return chosen
+
     def _forget_metrics_after(self, step: int) -> None:
-        """Drop the metrics of steps after the checkpoint: the resumed run logs them again."""
+        """Drop the metrics of steps after the checkpoint (the resumed run logs them again) and any line a kill cut
+        short."""
         path = self.out_dir / "metrics.jsonl"
-        if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            kept = [line for line in lines if json.loads(line).get("step", 0) <= step or "event" in line]
-            path.write_text("".join(kept), encoding="utf-8")
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "event" in record or record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        atomic_write_text(path, "".join(kept))
 
     def train(self) -> dict[str, Any]:
         recipe = self.recipe
@@ -253,25 +303,25 @@ class Trainer:
             global_tokens = schedule.batch_tokens(state.tokens, recipe)
             lr = schedule.learning_rate(state.tokens, recipe, state.lr_scale)
             step_started = time.perf_counter()
-            loss, by_language, grad_norm, stepped = self.step(global_tokens, lr)
+            result = self.step(global_tokens, lr)
             state.tokens += global_tokens
             state.step += 1
-            if not stepped:
-                if self.recover(loss, grad_norm):
-                    continue
+            if not result.applied and self.recover(result.loss, result.grad_norm):
+                continue
             elapsed = time.perf_counter() - step_started
             tokens_per_s = global_tokens / elapsed
             if state.step % recipe.log_every_steps == 0:
                 self.log_metrics({
-                    "step": state.step, "tokens": state.tokens, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "step": state.step, "tokens": state.tokens, "loss": result.loss, "lr": lr,
+                    "grad_norm": result.grad_norm,
                     "batch_tokens": global_tokens, "tokens_per_s": round(tokens_per_s, 1),
                     "mfu": round(tokens_per_s * self.summary.training_flops_per_token
                                  / (self.peak_flops * self.runtime.world_size), 4),
-                    "loss_by_language": by_language,
+                    "loss_by_language": result.loss_by_language,
                 })
             if progress is not None:
                 progress.update(progress.task_ids[0], completed=state.tokens,
-                                description=f"loss {loss:.3f} · {tokens_per_s:,.0f} tok/s")
+                                description=f"loss {result.loss:.3f} · {tokens_per_s:,.0f} tok/s")
             if schedule.checkpoint_due(tokens_before, state.tokens, recipe):
                 self.save()
                 last_saved = state.step
@@ -285,11 +335,10 @@ class Trainer:
                 "rollbacks": state.rollbacks, "seconds": round(seconds, 2),
                 "tokens_per_s": round((state.tokens - tokens_at_start) / max(seconds, 1e-9), 1)}
 
-    def step(self, global_tokens: int, lr: float) -> tuple[float, dict[str, float], float, bool]:
-        """One optimizer step over `global_tokens`; returns (loss, loss per language, grad norm, stepped). The
-        update is not applied (stepped=False) when the divergence guard objects."""
+    def step(self, global_tokens: int, lr: float) -> StepResult:
+        """One optimizer step over `global_tokens`. The update is not applied when the divergence guard objects."""
         recipe, runtime = self.recipe, self.runtime
-        sequences = global_tokens // recipe.context_length
+        sequences = global_tokens // self.context_length
         per_rank = sequences // runtime.world_size
         micro = min(recipe.micro_batch_size, per_rank)
         if sequences % runtime.world_size or per_rank % micro:
@@ -300,15 +349,15 @@ class Trainer:
         languages = torch.from_numpy(batch.languages[:, 1:].astype("int64")).to(runtime.device)
         # Each rank's gradient is averaged over ranks by DDP/FSDP; scaling by world/total makes the sum over
         # micro-batches and ranks the mean over the global batch.
-        scale = runtime.world_size / (sequences * recipe.context_length)
+        scale = runtime.world_size / (sequences * self.context_length)
         num_languages = len(self.reader.languages)
         sums = torch.zeros(num_languages, dtype=torch.float64, device=runtime.device)
         counts = torch.zeros_like(sums)
         for index, begin in enumerate(range(0, per_rank, micro)):
             last = begin + micro >= per_rank
             chunk = tokens[begin:begin + micro]
-            with self.no_sync(last), torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype,
-                                                     enabled=runtime.autocast_dtype is not None):
+            dtype = runtime.precision.autocast_dtype
+            with self.no_sync(last), torch.autocast(runtime.device.type, dtype=dtype, enabled=dtype is not None):
                 losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
                 loss = losses.sum() * scale
             self.scaler.scale(loss).backward()
@@ -327,7 +376,7 @@ class Trainer:
         if self.diverged(mean_loss, grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
-            return mean_loss, by_language, grad_norm, False
+            return StepResult(mean_loss, by_language, grad_norm, applied=False)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -335,7 +384,7 @@ class Trainer:
         decay = self.recipe.divergence.ema_decay
         self.state.loss_ema = mean_loss if self.state.loss_ema is None else \
             decay * self.state.loss_ema + (1 - decay) * mean_loss
-        return mean_loss, by_language, grad_norm, True
+        return StepResult(mean_loss, by_language, grad_norm, applied=True)
 
     def no_sync(self, last_micro_batch: bool):
         """Gradient synchronisation only after the last micro-batch of a step."""
@@ -350,7 +399,8 @@ class Trainer:
 
     def diverged(self, loss: float, grad_norm: float) -> bool:
         guard = self.recipe.divergence
-        if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not self.runtime.scale_loss):
+        scaled = self.runtime.precision.needs_loss_scaling  # the GradScaler skips inf-gradient steps by itself
+        if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not scaled):
             return True
         ema = self.state.loss_ema
         return ema is not None and self.state.step >= guard.min_steps and loss > guard.spike_factor * ema
@@ -360,20 +410,25 @@ class Trainer:
         guard, state = self.recipe.divergence, self.state
         state.bad_in_a_row += 1
         if state.bad_in_a_row > guard.max_retries:
-            raise FuxiError(f"training diverged {state.bad_in_a_row} times in a row (last loss {loss}); giving up. "
-                            f"Lower pretrain.max_lr or inspect {self.out_dir / 'metrics.jsonl'}")
-        checkpoint = latest_checkpoint(self.checkpoints) if guard.action == "rollback" else None
-        if checkpoint is None:
+            where = f"; the last rollback restored a verified checkpoint with the learning rate scaled by " \
+                    f"{state.lr_scale:g}" if state.rollbacks else ""
+            raise FuxiError(f"training diverged {state.bad_in_a_row} times in a row (last loss {loss:.4g}, gradient "
+                            f"norm {grad_norm:.4g}){where}; giving up. Lower pretrain.max_lr or raise "
+                            f"pretrain.warmup_tokens, and inspect {self.out_dir / 'metrics.jsonl'}")
+        if guard.action == "skip" or not list_checkpoints(self.checkpoints):
             state.skipped_steps += 1
             self.log_event({"event": "skipped_step", "step": state.step, "loss": loss, "grad_norm": grad_norm})
             return False
-        bad_in_a_row, skipped, rollbacks = state.bad_in_a_row, state.skipped_steps, state.rollbacks
-        rest = load_checkpoint(checkpoint, self.wrapper, self.model, self.optimizer, self.sharded)
-        self.reader.load_state_dict(rest["reader"])
-        self.state = TrainState(**rest["train"])
-        self.state.lr_scale *= guard.lr_factor
+        bad_in_a_row, skipped, rollbacks, scale = state.bad_in_a_row, state.skipped_steps, state.rollbacks, \
+            state.lr_scale
+        restored = self.restore_newest_intact()
+        if restored is None:  # every checkpoint was corrupt and set aside
+            state.skipped_steps += 1
+            self.log_event({"event": "skipped_step", "step": state.step, "loss": loss, "grad_norm": grad_norm})
+            return False
+        self.state.lr_scale = scale * guard.lr_factor
         self.state.bad_in_a_row, self.state.skipped_steps, self.state.rollbacks = bad_in_a_row, skipped, rollbacks + 1
-        self.log_event({"event": "rollback", "step": state.step, "loss": loss, "to": checkpoint.name,
+        self.log_event({"event": "rollback", "step": state.step, "loss": loss, "to": restored.path.name,
                         "lr_scale": self.state.lr_scale})
         return True
 
@@ -382,7 +437,8 @@ class Trainer:
     def save(self) -> None:
         training_state = {"reader": self.reader.state_dict(), "train": asdict(self.state)}
         save_checkpoint(self.checkpoints, self.state.step, self.state.tokens, self.wrapper, self.model,
-                        self.optimizer, training_state, self.sharded, self.runtime.rank)
+                        self.optimizer, training_state, self.sharded, self.runtime.rank,
+                        self.recipe.checkpoint_max_shard_size)
 
     def progress_bar(self):
         """A bar with tokens/s and ETA on rank 0 when stderr is a terminal; None otherwise (logs stay quiet)."""

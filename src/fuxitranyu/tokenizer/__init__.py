@@ -3,11 +3,11 @@ tokenizer directory, and fertility per language compared across tokenizers (Fig.
 
 from fuxitranyu.tokenizer.corpus import plan_sample, sample_sizes
 from fuxitranyu.tokenizer.fertility import (
-    load_tokenizer,
+    load_named_tokenizer,
     measure,
     plot,
     read_parallel,
-    summarize,
+    summarize_fertility,
     write_table,
 )
 from fuxitranyu.tokenizer.stage import train_tokenizer
@@ -20,6 +20,6 @@ from fuxitranyu.tokenizer.train import (
 )
 
 __all__ = [
-    "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_tokenizer", "measure", "plan_sample",
-    "plot", "read_parallel", "sample_sizes", "summarize", "train_bpe", "train_tokenizer", "write_table",
+    "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_named_tokenizer", "measure", "plan_sample",
+    "plot", "read_parallel", "sample_sizes", "summarize_fertility", "train_bpe", "train_tokenizer", "write_table",
 ]

@@ -158,7 +158,7 @@ class NamedTokenizer:
     """Tokens of each text, special tokens left out."""
 
 
-def load_tokenizer(spec: str | Path, name: str | None = None) -> NamedTokenizer:
+def load_named_tokenizer(spec: str | Path, name: str | None = None) -> NamedTokenizer:
     """`PATH` or `NAME=PATH`; PATH is a `tokenizer.json` or a Hugging Face tokenizer directory. Without a name, the
     directory's name (or the file's stem) names it."""
     given, sep, rest = str(spec).partition("=")
@@ -250,7 +250,7 @@ def measure(tokenizers: Sequence[NamedTokenizer], parallel: ParallelSet,
     return results
 
 
-def summarize(measurements: Sequence[Measurement]) -> dict[str, dict]:
+def summarize_fertility(measurements: Sequence[Measurement]) -> dict[str, dict]:
     """Per tokenizer: mean fertility and the spread between the best and worst language, over the languages whose
     words are whitespace-separated (the character-counted ones are not on the same scale), and mean bytes/token."""
     summary = {}
@@ -294,7 +294,7 @@ def markdown(measurements: Sequence[Measurement]) -> str:
     lines += ["Spread over the languages written with spaces", "",
               "| tokenizer | languages | mean fertility | best | worst | worst / best | mean bytes per token |",
               "|---|---:|---:|---|---|---:|---:|"]
-    for name, s in summarize(measurements).items():
+    for name, s in summarize_fertility(measurements).items():
         lines.append(f"| {name} | {s['languages']} | {s['mean_fertility']:.2f} | "
                      f"{s['best']['language']} {s['best']['fertility']:.2f} | "
                      f"{s['worst']['language']} {s['worst']['fertility']:.2f} | {s['worst_to_best']:.2f} | "
@@ -316,7 +316,7 @@ def write_table(measurements: Sequence[Measurement], path: str | Path) -> None:
         atomic_write_text(path, buffer.getvalue())
     elif path.suffix == ".json":
         atomic_write_json(path, {"word": WORD_DEFINITION, "measurements": [m.row() for m in measurements],
-                                 "summary": summarize(measurements)})
+                                 "summary": summarize_fertility(measurements)})
     else:
         atomic_write_text(path, markdown(measurements))
 

@@ -11,20 +11,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
+from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.tokenizer.config import TokenizerRecipe
 from fuxitranyu.tokenizer.corpus import plan_sample
 from fuxitranyu.tokenizer.fertility import (
     NamedTokenizer,
-    load_tokenizer,
+    load_named_tokenizer,
     markdown,
     measure,
     read_parallel,
-    summarize,
+    summarize_fertility,
     write_table,
 )
 from fuxitranyu.tokenizer.train import (
@@ -34,10 +36,6 @@ from fuxitranyu.tokenizer.train import (
     save_pretrained,
     train_bpe,
 )
-
-if TYPE_CHECKING:
-    from fuxitranyu.pipeline import StageContext
-    from fuxitranyu.recipe import TokenizerRecipe
 
 
 def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_dir: str | Path, seed: int,
@@ -88,27 +86,34 @@ def fertility_report(tokenizer: NamedTokenizer, parallel_dir: Path, out_dir: Pat
     return {
         "parallel_units": len(parallel.units),
         "per_language": {m.language: round(m.fertility, 4) for m in measurements},
-        **summarize(measurements)[tokenizer.name],
+        **summarize_fertility(measurements)[tokenizer.name],
     }
 
 
 def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
-    from fuxitranyu.pipeline import read_manifest
-
     config = ctx.recipe.tokenizer
-    data_dir = ctx.recipe.run_dir / "data"
     if config.inputs:
         inputs, source = config.inputs, {"paths": list(config.inputs)}
-    elif (data_dir / "clean").is_dir():
-        inputs = [data_dir / "clean"]
-        source = {"data": (read_manifest(data_dir) or {}).get("fingerprint")}
     else:
-        raise FuxiError("no training documents: run the data stage first (fuxitranyu run RECIPE --only data) or "
-                        "set tokenizer.inputs", path=data_dir / "clean")
+        clean = ctx.inputs["data"] / "clean"
+        if not clean.is_dir():
+            raise FuxiError("the data stage wrote no clean/ documents", path=clean)
+        inputs, source = [clean], {"data": ctx.input_fingerprints["data"]}
     stats = {"inputs": source, **train_tokenizer(config, inputs, ctx.out_dir, ctx.recipe.seed, ctx.console)}
-    if (data_dir / "parallel").is_dir():
-        stats["fertility"] = fertility_report(load_tokenizer(ctx.out_dir, name=ctx.recipe.name),
-                                              data_dir / "parallel", ctx.out_dir)
+    parallel = ctx.inputs["data"] / "parallel" if "data" in ctx.inputs else None
+    if parallel is not None and parallel.is_dir():
+        named = load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)
+        stats["fertility"] = fertility_report(named, parallel, ctx.out_dir)
     ctx.console.print(f"  vocabulary {stats['vocabulary']['size']:,} ({stats['vocabulary']['learned']:,} learned), "
                       f"{stats['training_mb_per_s']:.2f} MB/s")
     return stats
+
+
+def _reads_data(recipe) -> tuple[str, ...]:
+    """The data stage's clean documents, unless the recipe names its own inputs (fertility is then measured only on
+    `fuxitranyu tokenizer fertility`'s parallel sets)."""
+    return () if recipe.tokenizer.inputs else ("data",)
+
+
+STAGE = Stage("tokenizer", sections=("tokenizer",), needs=_reads_data, run=run_tokenizer_stage,
+              description="byte-level BPE on a per-language-capped sample, fertility on the held-out parallel sets")

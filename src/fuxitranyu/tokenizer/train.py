@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,40 @@ def save_pretrained(tokenizer: Tokenizer, out_dir: str | Path, chat_tokens: bool
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     atomic_write_json(config_path, config)
+
+
+@dataclass(frozen=True)
+class TrainedTokenizer:
+    """What the mix and model stages need of a trained tokenizer directory."""
+
+    backend: Tokenizer
+    """The Rust tokenizer (batch encoding on all cores)."""
+    eos_id: int
+    """<|endoftext|>, appended after every document when packing."""
+    vocab_size: int
+    """Every id, special and dummy tokens included: the model's vocabulary size."""
+
+
+def load_trained_tokenizer(directory: str | Path) -> TrainedTokenizer:
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    if not (directory / "tokenizer.json").is_file():
+        raise FuxiError("no tokenizer.json here: run the tokenizer stage first", path=directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError) as err:
+        raise FuxiError(f"not a loadable tokenizer directory ({err})", path=directory) from None
+    if tokenizer.eos_token_id is None:
+        raise FuxiError("the tokenizer has no end-of-text token", path=directory)
+    return TrainedTokenizer(tokenizer.backend_tokenizer, tokenizer.eos_token_id, len(tokenizer))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def copy_tokenizer(source: str | Path, model_dir: str | Path) -> None:
+    """Put a tokenizer's files beside a model's weights, so that the directory serves on its own."""
+    for name in TOKENIZER_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copy2(Path(source) / name, Path(model_dir) / name)

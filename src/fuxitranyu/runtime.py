@@ -1,0 +1,101 @@
+"""Facts about the process and the hardware it runs on, decided in one place.
+
+`world()` reads the distributed launch (torchrun's RANK / WORLD_SIZE / LOCAL_RANK) once; `choose_precision()`
+decides the training dtype from what the hardware does fast, for pretraining, SFT/DPO and evaluation alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+
+from fuxitranyu.errors import FuxiError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def world() -> World:
+    """This process's rank among `world_size` (torchrun's environment), or rank 0 of 1."""
+    values = {}
+    for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+        raw = os.environ.get(name)
+        try:
+            values[name] = default if raw in (None, "") else int(raw)
+        except ValueError:
+            raise FuxiError(f"environment variable {name}={raw!r} is not an integer") from None
+    result = World(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+    if not 0 <= result.rank < result.world_size:
+        raise FuxiError(f"RANK={result.rank} is not in [0, WORLD_SIZE={result.world_size})")
+    return result
+
+
+def default_device(current: World | None = None) -> torch.device:
+    """The GPU of this local rank when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", (current or world()).local_rank)
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    """fp32, bf16 or fp16."""
+    reason: str
+    """Why this precision was chosen (printed and written to manifests)."""
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def needs_loss_scaling(self) -> bool:
+        return self.name == "fp16"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"precision": self.name, "reason": self.reason}
+
+
+@cache
+def cpu_has_bf16_unit() -> bool:
+    """Whether oneDNN runs bf16 matmuls natively here (AMX or AVX512-BF16), as PyTorch itself checks it.
+
+    On a CPU without such a unit bf16 autocast is ~35x slower than fp32; with AMX it is several times faster."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+def choose_precision(requested: str, device: torch.device) -> Precision:
+    """`auto` picks the fastest precision that trains safely on `device`; an explicit choice is kept (with the
+    reason that it was asked for)."""
+    if requested != "auto":
+        if requested not in ("fp32", "bf16", "fp16"):
+            raise FuxiError(f"unknown precision {requested!r}; expected auto, fp32, bf16 or fp16")
+        return Precision(requested, "set in the recipe")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", f"{torch.cuda.get_device_name(device)} supports bf16")
+        return Precision("fp16", f"{torch.cuda.get_device_name(device)} has no bf16: fp16 with loss scaling")
+    if device.type == "cpu":
+        if cpu_has_bf16_unit():
+            return Precision("bf16", "the CPU has a bf16 matrix unit (AMX or AVX512-BF16, per oneDNN)")
+        return Precision("fp32", "the CPU has no bf16 matrix unit: bf16 would be far slower than fp32")
+    return Precision("fp32", f"no mixed-precision rule for device type {device.type!r}")

@@ -1,0 +1,73 @@
+"""The stage contract: what a pipeline stage is, what it is handed, and the manifest it leaves behind.
+
+A low module: stage packages import it, `fuxitranyu.pipeline` imports the stage packages, never the reverse.
+
+    Stage(name, sections, needs, run)      declared once, in the stage package's `stage.py` as `STAGE`
+    run(ctx: StageContext) -> stats       writes into ctx.out_dir, reads other stages only through ctx.inputs
+    <run dir>/<stage>/manifest.json       written by the pipeline when `run` returns (config, fingerprints, stats)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from fuxitranyu.runtime import World, world
+
+if TYPE_CHECKING:
+    from fuxitranyu.recipe import Recipe
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    out_dir: Path
+    """Working directory of the stage; it takes the stage's final name when the stage returns."""
+    inputs: dict[str, Path]
+    """Final directories of the stages this one reads, by stage name: the only way a stage reads another."""
+    input_fingerprints: dict[str, str] = field(default_factory=dict)
+    """Fingerprints of those stages (e.g. to name a cache that is valid only for their outputs)."""
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    resume: bool = True
+    """Continue an interrupted run of this stage from what it left in `out_dir` (checkpoints, finished tasks)."""
+    world: World = field(default_factory=world)
+    """This process's place among the ranks of a distributed launch (rank 0 of 1 otherwise)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    """Recipe sections (or dotted keys, e.g. `pretrain.total_tokens`) whose values the stage's output depends on."""
+    needs: tuple[str, ...] | Callable[[Recipe], tuple[str, ...]]
+    """Stages whose outputs this one reads (a function of the recipe when that depends on it)."""
+    run: Callable[[StageContext], dict[str, Any]]
+    """Writes the stage's files into `ctx.out_dir` and returns its stats for the manifest."""
+    description: str = ""
+    """One line for `fuxitranyu run --dry-run` and the report."""
+    fingerprint_excludes: tuple[str, ...] = ()
+    """Dotted keys inside `sections` that do not change the output (parallelism, logging) and so stay out of the
+    fingerprint: changing them does not re-run the stage."""
+
+    def needs_for(self, recipe: Recipe) -> tuple[str, ...]:
+        return self.needs(recipe) if callable(self.needs) else self.needs
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    """The manifest of a finished stage directory; None when there is none or it cannot be read (the stage must then
+    run again)."""
+    path = Path(stage_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and "fingerprint" in manifest else None
