@@ -107,7 +107,7 @@ class PlannedStage:
     directory: Path
     fingerprint: str
     action: str
-    """`run` or `skip` (its output is current)."""
+    """`run`, `skip` (its output is current) or `off` (the recipe leaves the stage out)."""
     inputs: dict[str, Path]
     input_fingerprints: dict[str, str]
 
@@ -124,10 +124,15 @@ def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False,
     planned = []
     for stage in STAGES:
         directory = recipe.run_dir / stage.name
+        if not stage.enabled_in(recipe):
+            if stage.name in selected:
+                planned.append(PlannedStage(stage, directory, "", "off", {}, {}))
+            continue
         needs = stage.needs_for(recipe)
         for need in needs:
             if need not in fingerprints:
-                raise FuxiError(f"stage {stage.name} needs {need}, which does not come before it")
+                raise FuxiError(f"stage {stage.name} needs {need}, which is off in this recipe or does not come "
+                                f"before it")
         input_fingerprints = {need: fingerprints[need] for need in needs}
         fingerprints[stage.name] = fingerprint(stage, recipe, input_fingerprints)
         manifest = read_manifest(directory)
@@ -200,6 +205,9 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
     manifests = []
     with run_lock(recipe.run_dir, enabled=world().is_main):
         for item in steps:
+            if item.action == "off":
+                console.print(f"[bold]{item.stage.name}[/]: not in this recipe, skipped")
+                continue
             if item.action == "skip":
                 console.print(f"[bold]{item.stage.name}[/]: up to date in {item.directory}, skipped")
                 manifests.append(read_manifest(item.directory))

@@ -55,9 +55,14 @@ class Stage:
     fingerprint_excludes: tuple[str, ...] = ()
     """Dotted keys inside `sections` that do not change the output (parallelism, logging) and so stay out of the
     fingerprint: changing them does not re-run the stage."""
+    enabled: Callable[[Recipe], bool] | None = None
+    """Whether the recipe runs this stage (e.g. its section is present); None: always."""
 
     def needs_for(self, recipe: Recipe) -> tuple[str, ...]:
         return self.needs(recipe) if callable(self.needs) else self.needs
+
+    def enabled_in(self, recipe: Recipe) -> bool:
+        return self.enabled is None or self.enabled(recipe)
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
