@@ -224,6 +224,39 @@ def test_export_to_arcee_and_back_keeps_weights(tmp_path, tiny_config):
     assert json.loads((tmp_path / "back" / "config.json").read_text())["model_type"] == "fuxitranyu"
 
 
+def test_export_refuses_a_checkpoint_whose_logits_differ(tmp_path, tiny_config, monkeypatch):
+    from fuxitranyu.errors import FuxiError
+    from fuxitranyu.model import export
+
+    torch.manual_seed(0)
+    FuxiTranyuForCausalLM(tiny_config).save_pretrained(tmp_path / "ours")
+    # A planted conversion bug: the activation is not carried over, so Arcee falls back to its default (relu2).
+    monkeypatch.setattr(export, "ARCHITECTURE_FIELDS", tuple(f for f in export.ARCHITECTURE_FIELDS if f != "hidden_act"))
+    with pytest.raises(FuxiError, match="computes different logits"):
+        export.export_checkpoint(tmp_path / "ours", tmp_path / "arcee", to="arcee")
+    assert not (tmp_path / "arcee").exists() and not list(tmp_path.glob(".arcee*"))  # nothing left behind
+
+
+def test_exported_directory_serves_on_its_own(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    config = preset_config("tiny", vocab_size=384, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    FuxiTranyuForCausalLM(config).save_pretrained(tmp_path / "ours")
+    difference = export_checkpoint(tmp_path / "ours", tmp_path / "arcee", to="arcee", tokenizer_dir=tiny_tokenizer_dir)
+    assert difference is not None and difference <= 1e-4
+    files = {p.name for p in (tmp_path / "arcee").iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "chat_template.jinja"} <= files
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "arcee")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "arcee")
+    assert type(model) is ArceeForCausalLM and model.generation_config.eos_token_id == 0
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Bonjour"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    out = model.generate(**prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 4
+
+
 def test_resize_vocab_pads_to_multiple(tiny_config):
     model = FuxiTranyuForCausalLM(tiny_config)
     before = model.model.embed_tokens.weight[:10].clone()

@@ -161,6 +161,77 @@ def test_kill_and_resume_gives_the_same_loss_curve(tmp_path):
     assert losses(tmp_path / "resumed") == losses(tmp_path / "reference")
 
 
+def kill_at_step(step: int):
+    def patch(trainer):
+        original = trainer.step
+
+        def dying(*args):
+            if trainer.state.step == step:
+                raise KeyboardInterrupt("killed")
+            return original(*args)
+
+        trainer.step = dying
+
+    return patch
+
+
+def test_resume_from_a_sharded_checkpoint(tmp_path):
+    train(tmp_path, "reference")
+    small_shards = "pretrain.checkpoint_max_shard_size=20KB"
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "sharded", small_shards, patch=kill_at_step(25))
+    checkpoint = tmp_path / "sharded" / "checkpoints" / "step-000020"
+    assert (checkpoint / "model.safetensors.index.json").is_file() and not (checkpoint / "model.safetensors").exists()
+    assert len(list(checkpoint.glob("model-*-of-*.safetensors"))) > 2
+    train(tmp_path, "sharded", small_shards, resume=True)
+    assert losses(tmp_path / "sharded") == losses(tmp_path / "reference")
+
+
+def test_corrupt_checkpoints_are_set_aside_and_the_previous_one_used(tmp_path):
+    from fuxitranyu.pretrain.checkpoint import list_checkpoints
+
+    train(tmp_path, "reference")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out", patch=kill_at_step(24))
+    folder = tmp_path / "out" / "checkpoints"
+    weights = folder / "step-000020" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside a tensor
+    weights.write_bytes(bytes(data))
+    trainer, _ = train(tmp_path, "out", resume=True)
+    events = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+              if '"event"' in line]
+    corrupt = [e for e in events if e["event"] == "corrupt_checkpoint"]
+    assert len(corrupt) == 1 and corrupt[0]["checkpoint"] == "step-000020" and "hash" in corrupt[0]["error"]
+    assert [e["checkpoint"] for e in events if e["event"] == "resumed"] == ["step-000010"]
+    assert (folder / "corrupt" / "step-000020" / "model.safetensors").read_bytes() == bytes(data)  # kept, aside
+    assert [p.name for p in list_checkpoints(folder)][:2] == ["step-000010", "step-000020"]  # step 20 written anew
+    assert losses(tmp_path / "out") == losses(tmp_path / "reference")
+
+
+def test_a_checkpoint_holding_nan_weights_is_never_restored(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from fuxitranyu.io import file_sha256
+    from fuxitranyu.pretrain.checkpoint import DESCRIPTION
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out", patch=kill_at_step(15))
+    checkpoint = tmp_path / "out" / "checkpoints" / "step-000010"
+    state = load_file(checkpoint / "model.safetensors")
+    state["lm_head.weight"][0, 0] = float("nan")
+    save_file(state, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    description = json.loads((checkpoint / DESCRIPTION).read_text())  # the hashes agree: saved that way
+    description["files"]["model.safetensors"] = file_sha256(checkpoint / "model.safetensors")
+    (checkpoint / DESCRIPTION).write_text(json.dumps(description))
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    trainer = Trainer(toy_recipe(tmp_path), model_dir, mix_dir, tmp_path / "out")
+    assert not trainer.resume()  # the only checkpoint was set aside
+    assert (tmp_path / "out" / "checkpoints" / "corrupt" / "step-000010").is_dir()
+
+
 def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
     from fuxitranyu.pretrain import checkpoint
 

@@ -44,7 +44,9 @@ _CACHE_RENAME_REMOVED_IN = "5.40.0"
 # Keywords a transformers caller (generate, Trainer, TRL, lm-eval) may pass down to a forward: everything else is a
 # typo or an argument renamed by a newer transformers, and must not vanish silently (a renamed cache argument once made
 # every decoding step after the first run without context).
-FORWARD_KWARGS = frozenset(TransformersKwargs.__annotations__) | {"return_dict"}
+FORWARD_KWARGS = frozenset(TransformersKwargs.__annotations__) | {"return_dict", "shift_labels", "ignore_index"}
+"""TransformersKwargs, plus what `can_return_tuple` and the loss function (`ForCausalLMLoss`) take: TRL passes
+pre-shifted `shift_labels`."""
 
 
 def reject_unknown_kwargs(module: nn.Module, kwargs: dict) -> None:

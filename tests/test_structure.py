@@ -1,0 +1,109 @@
+"""The layout's promises: no import cycle among the package's modules, and stages that only read declared inputs."""
+
+import ast
+from pathlib import Path
+
+import fuxitranyu
+
+PACKAGE = Path(fuxitranyu.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """fuxitranyu modules that `path` imports anywhere (function bodies included; `if TYPE_CHECKING:` excluded, since
+    those never run)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(n) for block in ast.walk(tree) if _type_checking_block(block) for n in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    graph = {}
+    for name, path in paths.items():
+        # importing a.b.c runs the __init__ of a and a.b, which are not edges of interest: a package's __init__
+        # importing its own submodules is how packages work.
+        graph[name] = {m for m in imported_modules(path, known) if m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_among_modules():
+    graph = import_graph()
+    assert len(graph) > 30 and "fuxitranyu.pipeline" in graph["fuxitranyu.cli"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    graph = import_graph()
+    graph["fuxitranyu.stage"] = graph["fuxitranyu.stage"] | {"fuxitranyu.pipeline"}
+    cycle = find_cycle(graph)
+    assert cycle is not None and cycle[0] == cycle[-1] and "fuxitranyu.pipeline" in cycle
+
+
+def test_stage_packages_never_import_the_pipeline():
+    graph = import_graph()
+    offenders = [name for name, targets in graph.items()
+                 if "fuxitranyu.pipeline" in targets and name not in ("fuxitranyu.cli", "fuxitranyu.__main__")]
+    assert offenders == []
+
+
+def test_stages_do_not_build_paths_to_other_stages():
+    """A stage reads others only through ctx.inputs; `run_dir / "<stage>"` inside a stage package is a hidden input."""
+    from fuxitranyu.pipeline import STAGES
+
+    names = {stage.name for stage in STAGES}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in ("pipeline.py", "cli.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant)
+                    and node.right.value in names and "run_dir" in ast.unparse(node.left)):
+                offenders.append(f"{path.name}: {ast.unparse(node)}")
+    assert offenders == []
