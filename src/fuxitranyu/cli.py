@@ -30,6 +30,19 @@ err = Console(stderr=True)
 
 RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file, or the name of an embedded recipe (tiny, fuxitranyu-8b).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+ForceOpt = Annotated[bool, typer.Option(help="Run even when the output is up to date.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs and progress bars on the terminal "
+                                                                 "(default: <run dir>/logs/).")]
+
+
+def run_stages(recipe: str, overrides: list[str] | None, only: list[str] | None = None, force: bool = False,
+               resume: bool = True, start: str | None = None, verbose: bool = False) -> None:
+    """What every stage command does: load the recipe and run the pipeline (only the named stages)."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, overrides or []), only, force, console=err, resume=resume, start=start,
+                 verbose=verbose)
 
 
 @app.command()
@@ -38,21 +51,22 @@ def run(
     set_: SetOpt = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable).")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run this stage and every stage after it.")] = None,
-    force: Annotated[bool, typer.Option(help="Run stages even when their output is up to date.")] = False,
+    force: ForceOpt = False,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan, then exit.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted stage where it stopped.")] = True,
+    verbose: VerboseOpt = False,
 ):
     """Run the recipe's stages in order, skipping those whose output already matches."""
-    from fuxitranyu.pipeline import plan, run_pipeline
+    from fuxitranyu.pipeline import plan
     from fuxitranyu.recipe import load_recipe, recipe_to_yaml
 
-    resolved = load_recipe(recipe, set_ or [])
     if dry_run:
+        resolved = load_recipe(recipe, set_ or [])
         typer.echo(recipe_to_yaml(resolved), nl=False)
         for item in plan(resolved, only, force, start):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
         return
-    run_pipeline(resolved, only, force, console=err, resume=resume, start=start)
+    run_stages(recipe, set_, only, force, resume, start, verbose)
 
 
 @app.command()
@@ -60,27 +74,23 @@ def pretrain(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue from the newest intact checkpoint of an interrupted run.")] = True,
-    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
 ):
     """Pretrain the model on the mix: the `pretrain` stage alone. Under `torchrun --nproc_per_node N -m fuxitranyu
     pretrain RECIPE` it runs data-parallel (FSDP2 or DDP)."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["pretrain"], force=force, console=err, resume=resume)
+    run_stages(recipe, set_, ["pretrain"], force, resume, verbose=verbose)
 
 
 @app.command()
 def data(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
-    force: Annotated[bool, typer.Option(help="Run even when the output is up to date.")] = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
 ):
     """Build clean, deduplicated, language-labelled documents: the `data` stage of `fuxitranyu run` alone."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["data"], force=force, console=err)
+    run_stages(recipe, set_, ["data"], force, verbose=verbose)
 
 
 @app.command("build-kenlm")
@@ -113,13 +123,11 @@ def mix_plan(recipe: RecipeArg = "tiny", set_: SetOpt = None):
 def mix_build(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
-    force: Annotated[bool, typer.Option(help="Build even when the shards are up to date.")] = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
 ):
     """Tokenize, sample per the plan, shuffle and pack into shards: the `mix` stage of `fuxitranyu run` alone."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["mix"], force=force, console=err)
+    run_stages(recipe, set_, ["mix"], force, verbose=verbose)
 
 
 @app.command()
@@ -252,13 +260,11 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def tokenizer_train(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
-    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
 ):
     """Train the recipe's tokenizer into <run dir>/tokenizer: the `tokenizer` stage of `fuxitranyu run` alone."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["tokenizer"], force=force, console=err)
+    run_stages(recipe, set_, ["tokenizer"], force, verbose=verbose)
 
 
 @tokenizer_app.command("fertility")

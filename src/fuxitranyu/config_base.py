@@ -1,13 +1,35 @@
 """The base of every recipe section: unknown keys are errors, and the docstring under a field is its documentation."""
 
 import re
+import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+
+def _number_types(annotation: Any) -> set[type]:
+    """The plain number types an annotation admits (int, float), looking inside Optional/Union/Annotated."""
+    if annotation in (int, float):
+        return {annotation}
+    return {t for arg in typing.get_args(annotation) for t in _number_types(arg)}
+
+
+def _admits_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_admits_bool(arg) for arg in typing.get_args(annotation))
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads `true` as 1 for a number; in a recipe that is always a mistake (`--set x.tokens=true`)."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _number_types(annotation) and not _admits_bool(annotation):
+                raise ValueError("expected a number, not a boolean")
+        return value
 
 
 _UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -16,6 +38,8 @@ _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*(Ki|Mi|Gi|K|M|B
 
 def _parse_count(value: Any) -> Any:
     """Token counts may be written `606B`, `2Mi` (= 2,097,152), `1.5e9` or `606_000_000_000`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a count such as 4096, 2Mi, 606B or 1.5e9, not a boolean")
     if isinstance(value, str):
         match = _COUNT.match(value.replace("_", ""))
         if not match:

@@ -24,6 +24,19 @@ class FuxiError(Exception):
             where = f"{where}:{self.record}" if where else f"record {self.record}"
         return f"{where}: {self.message}" if where else self.message
 
+    def __reduce__(self):
+        # Exceptions pickle as `cls(*args)`, which keyword-only and extra constructor arguments break; an error raised
+        # in a worker process (datatrove's executors, torchrun) must arrive in the parent whole, or the parent waits
+        # forever for a result that cannot be unpickled.
+        return _rebuild, (type(self), self.__dict__.copy())
+
+
+def _rebuild(cls: type[FuxiError], state: dict) -> FuxiError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, str(error))
+    return error
+
 
 class RecipeError(FuxiError):
     """A recipe or a command-line override is invalid."""

@@ -9,6 +9,7 @@ so that a re-run of the same recipe resumes the work inside it. One run at a tim
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import platform
@@ -25,6 +26,7 @@ from rich.console import Console
 from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
+from fuxitranyu.logs import route_library_output
 from fuxitranyu.mix.stage import STAGE as MIX
 from fuxitranyu.model.stage import STAGE as MODEL
 from fuxitranyu.pretrain.stage import STAGE as PRETRAIN
@@ -165,19 +167,55 @@ def finished_inputs(recipe: Recipe, stage_name: str) -> StageContext:
     return StageContext(recipe, recipe.run_dir / stage_name, inputs, fingerprints)
 
 
-def _run_one(item: PlannedStage, recipe: Recipe, console: Console, resume: bool) -> dict[str, Any]:
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted"}
+MIN_FREE_BYTES = 1 << 20
+
+
+def storage_problem(error: BaseException, directory: Path) -> FuxiError | None:
+    """A clear error for a stage that failed because its output cannot be written (disk full, read-only, no
+    permission) — however the library that hit it phrased it (C++ code says `basic_ios::clear: iostream error`)."""
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        where = error.filename or directory
+        return FuxiError(f"{STORAGE_ERRNOS[error.errno]} while writing the stage's output; free space or choose "
+                         f"another output_dir", path=where)
+    try:
+        free = shutil.disk_usage(directory if directory.exists() else directory.parent).free
+    except OSError:
+        return None
+    if free < MIN_FREE_BYTES:
+        return FuxiError(f"the disk is full ({free:,} bytes left) and the stage failed with: {error}; free space or "
+                         f"choose another output_dir", path=directory)
+    return None
+
+
+def _run_one(item: PlannedStage, recipe: Recipe, console: Console, resume: bool, verbose: bool) -> dict[str, Any]:
+    try:
+        return _run_stage(item, recipe, console, resume, verbose)
+    except FuxiError:
+        raise
+    except Exception as error:
+        problem = storage_problem(error, recipe.run_dir)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def _run_stage(item: PlannedStage, recipe: Recipe, console: Console, resume: bool, verbose: bool) -> dict[str, Any]:
     started = time.perf_counter()
     scratch = recipe.run_dir / f".{item.stage.name}.partial-{item.fingerprint[:16]}"
     current = world()
     if not current.is_main:  # under torchrun: every rank works in the same directory; rank 0 finalises it
         scratch.mkdir(parents=True, exist_ok=True)
-        item.stage.run(StageContext(recipe, scratch, item.inputs, item.input_fingerprints, console, resume, current))
+        item.stage.run(StageContext(recipe, scratch, item.inputs, item.input_fingerprints, console, resume, current,
+                                    verbose))
         return {}
     for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
         if stale != scratch:
             shutil.rmtree(stale, ignore_errors=True)
     with atomic_directory(item.directory, scratch) as tmp:
-        context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current)
+        context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current, verbose)
         stats = item.stage.run(context)
         manifest = {
             "stage": item.stage.name,
@@ -195,15 +233,17 @@ def _run_one(item: PlannedStage, recipe: Recipe, console: Console, resume: bool)
 
 
 def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = False, console: Console | None = None,
-                 resume: bool = True, start: str | None = None) -> list[dict[str, Any]]:
+                 resume: bool = True, start: str | None = None, verbose: bool = False) -> list[dict[str, Any]]:
     """Run (or skip) the recipe's stages in order; returns their manifests.
 
     Under torchrun every rank calls this; every rank runs the stage in the same working directory, and rank 0
-    alone holds the run directory's lock, writes the manifest and gives the directory its final name."""
+    alone holds the run directory's lock, writes the manifest and gives the directory its final name. Library
+    output goes to `<run dir>/logs/run.log` unless `verbose`."""
     console = console or Console(stderr=True)
     steps = plan(recipe, only, force, start)
     manifests = []
     with run_lock(recipe.run_dir, enabled=world().is_main):
+        route_library_output(recipe.run_dir, verbose)
         for item in steps:
             if item.action == "off":
                 console.print(f"[bold]{item.stage.name}[/]: not in this recipe, skipped")
@@ -213,7 +253,7 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
                 manifests.append(read_manifest(item.directory))
                 continue
             console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
-            manifest = _run_one(item, recipe, console, resume)
+            manifest = _run_one(item, recipe, console, resume, verbose)
             if manifest:
                 console.print(f"[bold]{item.stage.name}[/]: done in {manifest['seconds']:.1f}s")
             manifests.append(manifest)

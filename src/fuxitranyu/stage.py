@@ -39,6 +39,8 @@ class StageContext:
     """Continue an interrupted run of this stage from what it left in `out_dir` (checkpoints, finished tasks)."""
     world: World = field(default_factory=world)
     """This process's place among the ranks of a distributed launch (rank 0 of 1 otherwise)."""
+    verbose: bool = False
+    """Let libraries log to the terminal (datatrove's task logs, progress bars); otherwise they go to log files."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ def _check_labels(labels: list[str] | dict | None) -> None:
 
 class SourceSpec(Section):
     type: Literal["system", "jsonl", "parquet", "text", "huggingface", "udhr", "mediawiki"]
-    """`system`: this machine's gettext catalogs and source code; `jsonl` (.jsonl, .jsonl.gz, .jsonl.zst), `parquet`,
+    """`system`: this machine's gettext catalogs and source code; `jsonl` (JSON lines: .jsonl, .ndjson or .json, plain
+    or compressed with .gz, .zst, .xz or .bz2; suffixes in any case), `parquet`,
     `text` (a directory of .txt files, one document each), `huggingface` (a dataset name or local path), `udhr`
     (the Universal Declaration of Human Rights in the 43 languages, from `fuxitranyu fetch udhr`), `mediawiki`
     (MediaWiki's interface translations, from `fuxitranyu fetch mediawiki`)."""

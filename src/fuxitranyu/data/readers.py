@@ -7,10 +7,13 @@ takes the files (or work units) `rank::world_size` of its source, so datatrove's
 
 from __future__ import annotations
 
+import bz2
 import glob
 import gzip
+import lzma
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -32,21 +35,46 @@ class BadRecord(FuxiError):
         self.reason = reason
 
 
-def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> list[Path]:
-    """Files named by `patterns` (files, directories searched recursively, or globs), sorted, deduplicated."""
+COMPRESSIONS = ("", ".gz", ".zst", ".xz", ".bz2")
+SUFFIXES = {
+    "jsonl": tuple(f"{base}{c}" for base in (".jsonl", ".ndjson", ".json") for c in COMPRESSIONS),
+    "parquet": (".parquet",),
+    "text": (".txt",),
+}
+"""File names each source type reads (compared case-insensitively); JSON files hold one object per line."""
+
+
+@dataclass
+class Listing:
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+    """Files found under a source directory that the source type does not read, with the reason."""
+
+
+def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> Listing:
+    """Files named by `patterns` (files, directories searched recursively, or globs), sorted, deduplicated. Every
+    file found is either read or listed as skipped; a pattern that yields nothing to read is an error."""
     found: set[Path] = set()
+    skipped: dict[Path, str] = {}
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+            candidates = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
         elif path.is_file():
-            found.add(path)
+            candidates = [path]
         else:
-            matches = [Path(m) for m in glob.glob(pattern, recursive=True)]
-            if not matches:
+            candidates = [Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file()]
+            if not candidates:
                 raise FuxiError("no such file, directory or matching files", path=pattern)
-            found.update(m for m in matches if m.is_file())
-    return sorted(found)
+        readable = [p for p in candidates if p.name.lower().endswith(suffixes)]
+        for other in set(candidates) - set(readable):
+            skipped[other] = f"not a {' / '.join(suffixes[:4])}... file"
+        if not readable:
+            seen = sorted({"".join(p.suffixes[-2:]) or p.name for p in candidates})[:8]
+            raise FuxiError(f"nothing to read: expected files ending in {', '.join(suffixes)}; found "
+                            f"{len(candidates)} other file(s) ({', '.join(seen) or 'none'})", path=pattern)
+        found.update(readable)
+    return Listing(sorted(found), sorted(skipped.items()))
 
 
 def _zstd_chunks(path: Path) -> Iterator[bytes]:
@@ -79,19 +107,31 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield pending
 
 
+def _open_binary(path: Path):
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
 def open_lines(path: Path) -> Iterator[bytes]:
-    """Raw lines of a plain, gzip or zstandard file; a truncated or corrupt archive raises `BadRecord`."""
+    """Raw lines of a plain, gzip, zstandard, xz or bzip2 file; a truncated or corrupt archive raises `BadRecord`."""
     line_number = 0
     try:
-        if path.name.endswith(".zst"):
+        if path.name.lower().endswith(".zst"):
             for line_number, line in enumerate(_lines(_zstd_chunks(path)), start=1):
                 yield line
         else:
-            with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+            with _open_binary(path) as stream:
                 for line_number, line in enumerate(stream, start=1):
                     yield line
-    except Exception as err:  # EOFError, OSError, zlib.error, zstandard.ZstdError
-        if not isinstance(err, (EOFError, OSError, zlib.error)) and type(err).__name__ != "ZstdError":
+    except Exception as err:  # EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError
+        damaged = isinstance(err, (EOFError, OSError, zlib.error, lzma.LZMAError)) or type(err).__name__ == "ZstdError"
+        if not damaged:
             raise
         raise BadRecord("truncated_file", f"truncated or corrupt compressed file after line {line_number} ({err})",
                         path=path, record=line_number + 1) from err
@@ -248,9 +288,12 @@ class SourceReader(CountingStep):
         elif spec.type == "huggingface":
             yield from self.huggingface_items(rank, world_size)
         else:
-            suffixes = {"jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst"),
-                        "parquet": (".parquet",), "text": (".txt",)}[spec.type]
-            for path in expand_paths(spec.paths, suffixes)[rank::world_size]:
+            listing = expand_paths(spec.paths, SUFFIXES[spec.type])
+            if rank == 0:
+                for path, reason in listing.skipped:
+                    self.count_skip("unsupported_file")
+                    logger.warning(f"{spec.source_name}: skipped {path}: {reason}")
+            for path in listing.files[rank::world_size]:
                 if spec.type == "jsonl":
                     yield from jsonl_documents(spec, path)
                 elif spec.type == "parquet":

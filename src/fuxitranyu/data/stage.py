@@ -30,29 +30,13 @@ from fuxitranyu.data.filters import (
     LanguageIdentifier,
     StatisticalFilter,
 )
-from fuxitranyu.data.readers import SourceReader, clean_documents
+from fuxitranyu.data.execution import run_phase
+from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
 
 BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
-
-
-def executor(pipeline: list, recipe: DataRecipe, logging_dir: Path):
-    """A datatrove executor for one phase; `local` runs `workers` processes over `tasks` shards here."""
-    if recipe.executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        workers = min(recipe.workers, recipe.tasks)
-        return LocalPipelineExecutor(pipeline, tasks=recipe.tasks, workers=workers, logging_dir=str(logging_dir))
-    if recipe.executor == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        return SlurmPipelineExecutor(pipeline, tasks=recipe.tasks, logging_dir=str(logging_dir), time="24:00:00",
-                                     partition="cpu", job_name=f"fuxitranyu-{logging_dir.name}")
-    from datatrove.executor import RayPipelineExecutor
-
-    return RayPipelineExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir))
 
 
 def dropped_writer(recipe: DataRecipe, out_dir: Path, step: str) -> JsonlWriter | None:
@@ -94,7 +78,8 @@ def filter_pipeline(recipe: DataRecipe, out_dir: Path, target: Path) -> list:
     return steps
 
 
-def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs: Path) -> dict[str, Any]:
+def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs: Path, verbose: bool = False
+                ) -> dict[str, Any]:
     """MinHash dedup in four datatrove phases: signatures (sharded to disk) -> buckets -> clusters (or the paper's
     micro-dedup) -> a filter pass that writes the kept documents."""
     config, folder = recipe.dedup.minhash, str(out / "work" / "minhash")
@@ -102,17 +87,17 @@ def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs:
     def reader():
         return JsonlReader(str(source), glob_pattern="*/*.jsonl.gz")
 
-    executor([reader(), MinHashSignatures(folder, config)], recipe, logs / "dedup-signatures").run()
+    run_phase([reader(), MinHashSignatures(folder, config)], recipe, logs / "dedup-signatures", verbose)
     buckets = recipe.model_copy(update={"tasks": min(recipe.tasks, config.num_shards)})
-    executor([MinHashBuckets(folder, config)], buckets, logs / "dedup-buckets").run()
+    run_phase([MinHashBuckets(folder, config)], buckets, logs / "dedup-buckets", verbose)
     single = recipe.model_copy(update={"tasks": 1, "workers": 1})
     if recipe.dedup.micro is None:
-        executor([MinHashClusters(folder, config)], single, logs / "dedup-clusters").run()
+        run_phase([MinHashClusters(folder, config)], single, logs / "dedup-clusters", verbose)
     else:
-        executor([MinHashMicroDedup(folder, config, recipe.dedup.micro)], single, logs / "dedup-clusters").run()
+        run_phase([MinHashMicroDedup(folder, config, recipe.dedup.micro)], single, logs / "dedup-clusters", verbose)
     steps = [reader(), MinHashFilter(folder, config, dropped_writer(recipe, out, "dedup")),
              JsonlWriter(str(target), output_filename=BY_LANGUAGE)]
-    executor(steps, recipe, logs / "dedup-filter").run()
+    run_phase(steps, recipe, logs / "dedup-filter", verbose)
     result = json.loads((out / "work" / "minhash" / "stats.json").read_text(encoding="utf-8"))
     return {key: value for key, value in result.items() if key not in ("languages", "total")}
 
@@ -127,13 +112,48 @@ def count_output(folder: Path) -> dict[str, dict[str, int]]:
     return totals
 
 
+def check_sources(recipe: DataRecipe) -> None:
+    """Fail before any work starts for a source whose paths name nothing readable."""
+    for source in recipe.sources:
+        if source.type in SUFFIXES:
+            expand_paths(source.paths, SUFFIXES[source.type])
+
+
+def require_documents(folder: Path, steps: dict[str, dict[str, Any]]) -> None:
+    """After the filters: a corpus with nothing left is an error that says where the documents went."""
+    if any(folder.glob("*/*.jsonl.gz")):
+        return
+    lines = []
+    for name, table in steps.items():
+        read = sum(row.get("read_docs", 0) for row in table["languages"].values())
+        dropped: dict[str, int] = {}
+        for row in table["languages"].values():
+            for reason, counts in row.get("dropped", {}).items():
+                dropped[reason] = dropped.get(reason, 0) + counts.get("docs", 0)
+        skipped = table["skipped"]
+        parts = [f"read {read}"] if read else []
+        parts += [f"dropped {n} as {reason}" for reason, n in sorted(dropped.items())]
+        parts += [f"skipped {n} as {reason}" for reason, n in sorted(skipped.items())]
+        if parts:
+            lines.append(f"{name}: {', '.join(parts)}")
+    raise FuxiError("no document survived the filters (" + ("; ".join(lines) or "the sources yielded nothing") +
+                    "); check data.sources, data.languages and the filter thresholds")
+
+
+def step_tables(logs: Path, phases: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: table for phase in phases for name, counters in accounting.step_counters(logs / phase).items()
+            if (table := accounting.tabulate(counters))["languages"] or table["skipped"]}
+
+
 def run_data_stage(ctx: StageContext) -> dict[str, Any]:
     recipe: DataRecipe = ctx.recipe.data
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
+    check_sources(recipe)
     parallel = write_parallel_sets(recipe, out)
 
     current = out / "work" / "filtered"
-    executor(filter_pipeline(recipe, out, current), recipe, logs / "filter").run()
+    run_phase(filter_pipeline(recipe, out, current), recipe, logs / "filter", ctx.verbose)
+    require_documents(current, step_tables(logs, ["filter"]))
     phases = ["filter"]
     report: dict[str, Any] = {}
     if recipe.perplexity.enabled:
@@ -142,19 +162,18 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
         steps = [JsonlReader(str(current), glob_pattern="*/*.jsonl.gz"),
                  perplexity.PerplexityFilter(models, thresholds, dropped_writer(recipe, out, "perplexity")),
                  JsonlWriter(str(scored), output_filename=BY_LANGUAGE)]
-        executor(steps, recipe, logs / "perplexity").run()
+        run_phase(steps, recipe, logs / "perplexity", ctx.verbose)
         current = scored
         phases.append("perplexity")
     clean = out / "clean"
     if recipe.dedup.enabled:
-        report["dedup"] = deduplicate(recipe, out, current, clean, logs)
+        report["dedup"] = deduplicate(recipe, out, current, clean, logs, ctx.verbose)
         phases.append("dedup-filter")
     elif current.exists():
         shutil.rmtree(clean, ignore_errors=True)
         current.rename(clean)
     shutil.rmtree(out / "work", ignore_errors=True)
-    steps = {name: table for phase in phases for name, counters in accounting.step_counters(logs / phase).items()
-             if (table := accounting.tabulate(counters))["languages"] or table["skipped"]}
+    steps = step_tables(logs, phases)
     final = count_output(clean)
     accounting.print_summary(ctx.console, steps, final)
     return {"steps": steps, "final": final, "parallel_sets": parallel, **report}

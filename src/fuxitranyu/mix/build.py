@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fuxitranyu.io import atomic_write_json
+from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256
 from fuxitranyu.mix.plan import MixPlan
 
 INDEX = "index.json"
@@ -70,11 +70,27 @@ def tokenize_language(texts: Iterator[str], tokenizer, dtype: np.dtype, folder: 
                 flush()
         if batch:
             flush()
-    # The .idx file marks a finished language for the cache, so it is written last and renamed into place.
+    # The .idx file marks a finished language for the cache, so it is written last and renamed into place; the
+    # .sha256 beside it lets a later run notice a .bin that was truncated or changed since.
     (folder / f"{language}.bin.tmp").replace(folder / f"{language}.bin")
+    atomic_write_text(folder / f"{language}.sha256", file_sha256(folder / f"{language}.bin") + "\n")
     np.asarray(offsets, dtype=np.int64).tofile(folder / f"{language}.idx.tmp")
     (folder / f"{language}.idx.tmp").replace(folder / f"{language}.idx")
     return len(offsets) - 1, offsets[-1]
+
+
+def verified_cache(folder: Path, language: str, dtype: np.dtype) -> tuple[int, int] | None:
+    """(documents, tokens) of a finished cached language whose files agree with each other and with the hash written
+    with them; None when the language must be tokenized (again)."""
+    paths = {kind: folder / f"{language}.{kind}" for kind in ("bin", "idx", "sha256")}
+    if not all(path.is_file() for path in paths.values()):
+        return None
+    offsets = np.fromfile(paths["idx"], dtype=np.int64)
+    if len(offsets) == 0 or paths["bin"].stat().st_size != int(offsets[-1]) * dtype.itemsize:
+        return None
+    if paths["sha256"].read_text(encoding="utf-8").strip() != file_sha256(paths["bin"]):
+        return None
+    return len(offsets) - 1, int(offsets[-1])
 
 
 def sample_documents(lengths: np.ndarray, target_tokens: int, rng: np.random.Generator) -> np.ndarray:

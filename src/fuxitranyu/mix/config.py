@@ -32,6 +32,13 @@ class MixRecipe(Section):
     batch_documents: int = Field(1024, gt=0)
     """Documents per tokenizer call (tokenizers parallelises inside a batch)."""
 
+    @field_validator("languages")
+    @classmethod
+    def _language_labels(cls, languages: list[str] | None) -> list[str] | None:
+        for name in languages or ():
+            canonical_label(name, "languages")
+        return languages
+
     @field_validator("ratios")
     @classmethod
     def _ratio_labels(cls, ratios: dict[str, float]) -> dict[str, float]:

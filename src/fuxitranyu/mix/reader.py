@@ -14,6 +14,7 @@ data that together cover everything, every epoch is a permutation of the mix, th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,22 @@ class Batch:
     """(sequences, context_length + 1) int16: index into `ShardReader.languages` of each token."""
     indices: np.ndarray
     """Sequence indices (rows of the concatenated shards) of the batch's rows, for checks and logs."""
+
+
+def open_shard(path: Path, sequences: int, sequence_length: int, dtype: np.dtype) -> np.ndarray:
+    """A shard memory-mapped, after checking that the file holds all the sequences the index promises."""
+    if not path.is_file():
+        raise FuxiError("shard missing; rebuild the mix (fuxitranyu run --from mix)", path=path)
+    expected = f"{sequences} sequences of {sequence_length} {dtype.name}"
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as err:  # numpy: "mmap length is greater than file size" for a truncated file
+        raise FuxiError(f"shard truncated: {path.stat().st_size:,} bytes, the index says {expected} ({err}); "
+                        f"rebuild the mix", path=path) from None
+    if array.shape != (sequences, sequence_length) or array.dtype != dtype:
+        raise FuxiError(f"shard holds {array.shape} {array.dtype}, the index says {expected}; rebuild the mix",
+                        path=path)
+    return array
 
 
 def read_index(mix_dir: str | Path) -> dict:
@@ -54,7 +71,8 @@ class ShardReader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.languages: list[str] = self.index["languages"]
         self.sequence_length: int = self.index["sequence_length"]
-        self.shards = [np.load(self.mix_dir / shard["file"], mmap_mode="r") for shard in self.index["shards"]]
+        self.shards = [open_shard(self.mix_dir / shard["file"], shard["sequences"], self.sequence_length,
+                                  np.dtype(self.index["dtype"])) for shard in self.index["shards"]]
         self.shard_starts = np.cumsum([0] + [len(s) for s in self.shards])
         segments = np.load(self.mix_dir / "segments.npz")
         self.segment_offsets, self.segment_starts = segments["offsets"], segments["starts"]
@@ -66,6 +84,19 @@ class ShardReader:
         self.position = 0
         """Positions of the global order consumed so far by all ranks together (wraps into later epochs)."""
         self._permutations: dict[int, np.ndarray] = {}
+
+    def verify(self, part: int = 0, parts: int = 1) -> list[FuxiError]:
+        """Hash every `parts`-th shard from `part` against the index (sha256 of the array's bytes, as the build wrote
+        it); returns the problems found. Sizes were checked at open; this catches a shard changed in place."""
+        problems = []
+        for number in range(part, len(self.shards), parts):
+            entry = self.index["shards"][number]
+            digest = hashlib.sha256(np.ascontiguousarray(self.shards[number]).tobytes()).hexdigest()
+            if digest != entry["sha256"]:
+                problems.append(FuxiError("sha256 of the shard's tokens differs from the mix's index.json: the shard "
+                                          "changed after the mix was built; rebuild the mix (fuxitranyu run --from "
+                                          "mix)", path=self.mix_dir / entry["file"]))
+        return problems
 
     def state_dict(self) -> dict:
         return {"position": self.position, "seed": self.seed}

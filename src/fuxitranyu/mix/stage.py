@@ -14,7 +14,7 @@ from rich.table import Table
 from fuxitranyu.data.readers import clean_documents
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
-from fuxitranyu.mix.build import pack, token_dtype, tokenize_language
+from fuxitranyu.mix.build import pack, token_dtype, tokenize_language, verified_cache
 from fuxitranyu.mix.plan import MixPlan, plan_mix
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.train import TrainedTokenizer, load_trained_tokenizer
@@ -30,11 +30,12 @@ def count_tokens(ctx: StageContext, tokenizer: TrainedTokenizer, cache: Path) ->
         raise FuxiError("the data stage produced no documents", path=clean)
     counts = {}
     for language in languages:
-        done = cache / f"{language}.idx"
-        if done.is_file():
-            documents = done.stat().st_size // 8 - 1
-            tokens = (cache / f"{language}.bin").stat().st_size // dtype.itemsize
+        cached = verified_cache(cache, language, dtype)
+        if cached is not None:
+            documents, tokens = cached
         else:
+            if (cache / f"{language}.idx").is_file():
+                ctx.console.print(f"  [yellow]warning:[/] the token cache of {language} was damaged; tokenizing again")
             texts = (text for _, text in clean_documents(clean, language))
             documents, tokens = tokenize_language(texts, tokenizer.backend, dtype, cache, language,
                                                   ctx.recipe.mix.batch_documents)

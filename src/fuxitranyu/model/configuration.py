@@ -68,13 +68,18 @@ class FuxiTranyuConfig(PreTrainedConfig):
         self.hidden_act = _ACTIVATION_ALIASES.get(self.hidden_act, self.hidden_act)
         kwargs.pop("auto_map", None)
         kwargs.pop("pretraining_tp", None)  # Megatron's tensor-parallel degree at training time; no effect here
-        if self.head_dim is None:
+        if self.head_dim is None and self.num_attention_heads:  # zero heads: reported by validate_architecture
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "max_position_embeddings"):  # in the order they are derived
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "

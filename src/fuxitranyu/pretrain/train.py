@@ -209,6 +209,7 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.runtime = setup_runtime(self.recipe, current or world(), self.console)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
+        self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
         torch.manual_seed(self.seed)
         self.model = load_model(model_dir, self.recipe)
@@ -227,6 +228,17 @@ class Trainer:
         self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
                                                                        self.runtime.precision.autocast_dtype)
         self.tensorboard = self.open_tensorboard()
+
+    def verify_shards(self) -> None:
+        """Hash the mix's shards once per run (each rank a share) against the index; every rank raises the same
+        error when one changed after the build."""
+        problems = self.reader.verify(self.runtime.rank, self.runtime.world_size)
+        if self.runtime.world_size > 1:
+            gathered: list[list[FuxiError]] = [[] for _ in range(self.runtime.world_size)]
+            dist.all_gather_object(gathered, problems)
+            problems = [problem for part in gathered for problem in part]
+        if problems:
+            raise problems[0]
 
     def open_tensorboard(self):
         """A TensorBoard writer on rank 0 when the `tensorboard` package is installed (metrics.jsonl always)."""

@@ -1,0 +1,139 @@
+"""Running a phase of the data stage on a datatrove executor: local processes, Slurm or Ray.
+
+Three things datatrove leaves to us: its per-task logs (and a full traceback for every failure) go to the terminal,
+which a user of `fuxitranyu run` should not have to read; the error a task raises must reach the caller whole (our
+errors pickle, see `fuxitranyu.errors`); and pool workers must not outlive a killed run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import multiprocess
+from datatrove.executor import LocalPipelineExecutor
+from loguru import logger
+
+from fuxitranyu.data.config import DataRecipe
+
+EXECUTOR_LOG = "executor.log"
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies (a `kill -9` of the run leaves no workers)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _manager_that_dies_with_its_parent():
+    from multiprocess.managers import SyncManager
+
+    manager = SyncManager(ctx=multiprocess.get_context())
+    manager.start(_die_with_parent)
+    return manager
+
+
+class FileSink:
+    """A loguru sink appending to a file that never raises: when the disk is full, losing a log line is better than
+    burying the real error under loguru's own tracebacks."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, message: str) -> None:
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(message)
+        except OSError:
+            pass
+
+
+class LocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose tasks write their console output to `logs/console/<rank>.log` (unless
+    verbose) and die with the run."""
+
+    def __init__(self, *args, verbose: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verbose = verbose
+
+    def run(self):
+        # datatrove's run() starts a multiprocess Manager (a server process for the task queue) that would outlive a
+        # killed run; ours dies with its parent.
+        original = multiprocess.Manager
+        multiprocess.Manager = _manager_that_dies_with_its_parent
+        try:
+            return super().run()
+        finally:
+            multiprocess.Manager = original
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        if self.workers > 1:
+            _die_with_parent()
+        if self.verbose:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        console = Path(self.logging_dir.path) / "console" / f"{rank:05d}.log"
+        console.parent.mkdir(parents=True, exist_ok=True)
+        terminal = sys.stderr
+        with open(console, "a", encoding="utf-8") as log:
+            sys.stderr = log  # datatrove adds `sys.stderr` as a log sink when a task starts
+            try:
+                return super()._run_for_rank(rank, local_rank, node_rank)
+            finally:
+                sys.stderr = terminal
+                logger.remove()  # drop the sinks pointing at the closed file; back to the executor's log
+                logger.add(FileSink(Path(self.logging_dir.path) / EXECUTOR_LOG), level="DEBUG")
+
+
+@contextmanager
+def executor_logs(logging_dir: Path, verbose: bool):
+    """The executor's own messages (task counts, merged stats) go to `logging_dir/executor.log` unless verbose;
+    afterwards only warnings reach the terminal."""
+    if verbose:
+        yield
+        return
+    logging_dir.mkdir(parents=True, exist_ok=True)
+    logger.remove()
+    logger.add(FileSink(logging_dir / EXECUTOR_LOG), level="DEBUG")
+    try:
+        yield
+    finally:
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
+
+
+def preload_in_workers() -> None:
+    """datatrove starts its local workers from a fork server, and every worker unpickles our steps, which imports
+    fuxitranyu (and through it torch and transformers: seconds per process, for every phase). Importing the data
+    package once in the fork server makes every worker forked from it start with the modules loaded."""
+    multiprocess.set_forkserver_preload(["fuxitranyu.data.stage"])
+
+
+def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False):
+    """A datatrove executor for one phase; `local` runs `workers` processes over `tasks` shards here."""
+    if recipe.executor == "local":
+        workers = min(recipe.workers, recipe.tasks)
+        if workers > 1:
+            preload_in_workers()
+        return LocalExecutor(pipeline, tasks=recipe.tasks, workers=workers, logging_dir=str(logging_dir),
+                             verbose=verbose)
+    if recipe.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return SlurmPipelineExecutor(pipeline, tasks=recipe.tasks, logging_dir=str(logging_dir), time="24:00:00",
+                                     partition="cpu", job_name=f"fuxitranyu-{logging_dir.name}")
+    from datatrove.executor import RayPipelineExecutor
+
+    return RayPipelineExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir))
+
+
+def run_phase(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False) -> None:
+    """Run one phase to completion; the first task that fails stops it and its error is raised here."""
+    with executor_logs(logging_dir, verbose):
+        make_executor(pipeline, recipe, logging_dir, verbose).run()
