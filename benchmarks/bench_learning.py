@@ -3,7 +3,7 @@
 - ours: `fuxitranyu.pretrain.train.Trainer` on the run's mix (the reader's seeded permutation per epoch, chunked loss,
   per-language sums, divergence guard), one process.
 - baseline: the textbook loop over transformers: all sequences of the same mix in one `np.random.permutation`,
-  `AutoModelForCausalLM.from_pretrained(<the same initial weights>)`, `loss = model(input_ids, shift_labels=...).loss`,
+  `AutoModelForCausalLM.from_pretrained(<the same initial weights>)`, `loss = model(ids, labels=ids).loss`,
   `torch.optim.AdamW` with the same β, ε, weight decay and gradient clipping, and transformers'
   `get_cosine_with_min_lr_schedule_with_warmup` (floor 10%, as the recipe).
 
@@ -74,7 +74,7 @@ def baseline(run: Path, recipe, seed: int) -> list[tuple[int, float]]:
     curve = []
     for step in range(steps):
         ids = torch.from_numpy(sequences[order[step * batch:(step + 1) * batch]])
-        loss = model(input_ids=ids[:, :-1], shift_labels=ids[:, 1:].contiguous()).loss
+        loss = model(input_ids=ids, labels=ids).loss  # predicts ids[:, 1:] from ids[:, :-1], as ours
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()

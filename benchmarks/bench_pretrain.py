@@ -4,7 +4,7 @@ the same architecture, in one run, at two sizes.
 - GEMM rate: the best of a few square fp32 matmuls (1024-4096), measured here; the denominator of MFU.
 - ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic mix (random tokens), fp32, fused AdamW, chunked loss,
   each decoder layer compiled (`pretrain.compile`), one process.
-- baseline: `ArceeForCausalLM(**same config**)`, `loss = model(input_ids, shift_labels=...).loss; loss.backward();
+- baseline: `ArceeForCausalLM(**same config**)`, `loss = model(ids, labels=ids).loss; loss.backward();
   AdamW.step()`, the plain PyTorch loop with transformers' defaults.
 
 FLOPs per token = 6·N_non-embedding + 6·N_lm_head + 12·L·d·T (fuxitranyu.model.summary). Steps after the first
@@ -112,7 +112,7 @@ def baseline(config, sequences, context, steps, warmup) -> list[float]:
     for _ in range(steps + warmup):
         ids = torch.randint(1, config.vocab_size, (sequences, context + 1))
         started = time.perf_counter()
-        loss = model(input_ids=ids[:, :-1], shift_labels=ids[:, 1:].contiguous()).loss
+        loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

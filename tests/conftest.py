@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,3 +29,28 @@ def tiny_tokenizer_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
     save_pretrained(tokenizer, out, chat_tokens=True)
     return out
+
+
+REAL_LANGUAGES = {"fr": "fr", "de": "de", "ru": "ru", "zh": "zh_CN", "ja": "ja", "ar": "ar", "hi": "hi", "th": "th",
+                  "vi": "vi", "es": "es"}
+REAL_DOMAINS = ("coreutils", "grep", "sed", "bash", "apt", "dpkg", "findutils", "gettext-runtime", "make", "tar")
+
+
+@pytest.fixture(scope="session")
+def gettext_documents():
+    """Real text: documents of this machine's gettext catalogs (several domains, ten languages in eight scripts),
+    built as the `system` source builds them. {language: [document, ...]}."""
+    from fuxitranyu.data.system import chunk_lines, read_catalog
+
+    documents = {}
+    for language, locale in REAL_LANGUAGES.items():
+        lines = set()
+        for domain in REAL_DOMAINS:
+            path = Path("/usr/share/locale") / locale / "LC_MESSAGES" / f"{domain}.mo"
+            if path.is_file():
+                lines.update(read_catalog(path).values())
+        if lines:
+            documents[language] = list(chunk_lines(sorted(lines), 4000))
+    if len(documents) < 6:
+        pytest.skip("this machine has too few gettext catalogs in /usr/share/locale for the real-text tests")
+    return documents

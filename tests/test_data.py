@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -246,16 +247,94 @@ def test_text_statistics_hand_checked():
     assert stats.words("Hello, world! «quoted»") == ["Hello", "world", "quoted"]
     assert stats.words("你好，世界") == ["你", "好", "世", "界"]
     assert stats.words("ไม่มี") == ["ไ", "ม่", "มี"]  # combining marks stay with their base character
-    assert stats.duplicate_line_fractions("a\nb\na\na") == (0.5, 0.5)
-    tokens = "a b a b c".split()
-    ngrams = stats.WordNgrams(tokens)
-    assert ngrams.top_fraction(2) == pytest.approx(4 / 5)  # "a b" twice: 4 of 5 characters
-    assert ngrams.duplicate_fraction(2) == pytest.approx(4 / 5)
-    assert ngrams.top_fraction(3) == 0.0 and ngrams.duplicate_fraction(6) == 0.0
-    # ties: "x y" and "y z" both occur twice; the one seen first counts (3 + 3 chars of 4 words "xx y y zz ...")
-    assert stats.WordNgrams("xx y xx y zz q zz q".split()).top_fraction(2) == pytest.approx(6 / 12)
+    assert stats.duplicate_line_fractions("a\nb\na\na") == (0.5, 2 / 7)  # 2 of 4 lines; 2 of 7 characters
+    text = "a b a b c"
+    ngrams = stats.WordNgrams(text.split(), len(text))
+    assert ngrams.top_fraction(2) == pytest.approx(2 * 3 / 9)  # "a b" (3 characters with its space) twice, of 9
+    assert ngrams.duplicate_fraction(2) == pytest.approx(2 / 9)  # only the repeat counts: "ab"
+    assert ngrams.top_fraction(5) == 0.0 and ngrams.duplicate_fraction(6) == 0.0  # one 5-gram, seen once
+    # ties: "xx y" and "y xx" both occur twice... "xx y" is seen first
+    text = "xx y xx y zz q zz q"
+    assert stats.WordNgrams(text.split(), len(text)).top_fraction(2) == pytest.approx(2 * 4 / 19)
+    assert stats.WordNgrams("a b c".split(), 5).top_fraction(2) == 0.0  # seen once: not repetition
     assert stats.char_repetition_ratio("abcabcabc", 3) == pytest.approx(3 / 7)  # top ⌊√3⌋=1 trigram: 3 of 7
+    # BLOOM counts only n-grams that repeat: without any repetition the ratio is 0, not the top ⌊√6⌋ = 2 of 6
+    assert stats.char_repetition_ratio("abcdefgh", 3) == 0.0
+    assert stats.char_repetition_ratio("aaaabcdefghijk", 2) == pytest.approx(3 / 13)  # only "aa" repeats (3x)
     assert stats.url_char_fraction("x https://a.b y") == pytest.approx(11 / 15)
+
+
+def repeated_variants(documents: list[str]) -> list[str]:
+    """Real documents with planted repetition of every degree, so that both sides of each threshold occur."""
+    out = []
+    for i, text in enumerate(documents):
+        lines = text.split("\n")
+        out.append(text)
+        out.append("\n".join(lines + lines[: 1 + i % max(len(lines), 1)]))  # some lines twice
+        out.append(text + "\n\n" + text[: len(text) // (2 + i % 3)])  # a paragraph repeated in part
+        words = text.split()
+        out.append(" ".join(words + words[: 5 + i % 40]))  # word n-grams repeated
+    return out
+
+
+def test_repetition_statistics_equal_datatrove_on_real_text(gettext_documents):
+    """datatrove's Gopher functions (FineWeb's reference) on the same words give the same numbers as ours."""
+    import re
+
+    from datatrove.pipeline.filters.gopher_repetition_filter import (
+        find_all_duplicate,
+        find_duplicates,
+        find_top_duplicate,
+        get_n_grams,
+    )
+
+    checked = 0
+    for language, documents in gettext_documents.items():
+        for text in repeated_variants(documents[:6]):
+            words = stats.words(text)
+            ngrams = stats.WordNgrams(words, len(text))
+            for n in (2, 3, 4):
+                grams = get_n_grams(words, n)
+                repeated = grams and max(Counter(grams).values()) > 1  # a top n-gram seen once scores 0 in ours
+                expected = find_top_duplicate(grams) / len(text) if repeated else 0.0
+                assert ngrams.top_fraction(n) == pytest.approx(expected), (language, n)
+            for n in (5, 6, 7, 8, 9, 10, 20):
+                assert ngrams.duplicate_fraction(n) == pytest.approx(find_all_duplicate(words, n) / len(text))
+            lines = re.split("\n+", text)
+            line_repeats, line_chars = find_duplicates(lines)
+            assert stats.duplicate_line_fractions(text) == pytest.approx((line_repeats / len(lines),
+                                                                          line_chars / len(text)))
+            paragraphs = re.split("\n{2,}", text.strip())
+            paragraph_repeats, paragraph_chars = find_duplicates(paragraphs)
+            assert stats.duplicate_paragraph_fractions(text) == pytest.approx(
+                (paragraph_repeats / len(paragraphs), paragraph_chars / len(text)))
+            checked += 1
+    assert checked >= 150
+
+
+def test_statistical_filter_decides_as_datatrove_gopher_on_real_text(gettext_documents, monkeypatch):
+    """With the same words and Gopher's thresholds, our filter drops exactly the documents datatrove's
+    GopherRepetitionFilter drops (documents of at least 50 words, Gopher's own minimum, where a top n-gram seen once
+    cannot cross a threshold)."""
+    from datatrove.pipeline.filters import gopher_repetition_filter as gopher
+
+    monkeypatch.setattr(gopher, "split_into_words", lambda text, language: stats.words(text))
+    reference = gopher.GopherRepetitionFilter()
+    limits = Thresholds(max_duplicate_paragraph_fraction=0.3, max_duplicate_paragraph_char_fraction=0.2,
+                        max_duplicate_line_fraction=0.3, max_duplicate_line_char_fraction=0.2,
+                        max_top_word_ngram_fraction={2: 0.2, 3: 0.18, 4: 0.16},
+                        max_duplicate_word_ngram_fraction={5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+    ours = StatisticalFilter(FiltersRecipe(defaults=limits, no_space_scripts=Thresholds()))
+    decisions = []
+    for language, documents in gettext_documents.items():
+        for text in repeated_variants(documents[:6]):
+            if len(stats.words(text)) < 50:
+                continue
+            theirs = reference.filter(Document(text=text, id="x")) is True
+            mine = ours.decide(doc(text, language)) is None
+            assert theirs == mine, (language, text[:200])
+            decisions.append(mine)
+    assert 0.2 < sum(decisions) / len(decisions) < 0.8  # both sides of the thresholds are exercised
 
 
 # ------------------------------------------------------------------------------------------------------- the stage

@@ -121,16 +121,24 @@ class Thresholds(Section):
     min_stop_words: int | None = Field(None, ge=0)
     """Fewer occurrences of the language's stop words mean the text is not running prose (`few_stop_words`);
     languages without a stop-word list skip this check."""
+    max_duplicate_paragraph_fraction: float | None = Field(None, ge=0, le=1)
+    """Fraction of paragraphs (split at blank lines) that repeat an earlier paragraph (`duplicate_paragraphs`)."""
+    max_duplicate_paragraph_char_fraction: float | None = Field(None, ge=0, le=1)
+    """Characters in paragraphs that repeat an earlier one, over the document's characters
+    (`duplicate_paragraph_chars`)."""
     max_duplicate_line_fraction: float | None = Field(None, ge=0, le=1)
     """Fraction of lines that repeat an earlier line (`duplicate_lines`)."""
     max_duplicate_line_char_fraction: float | None = Field(None, ge=0, le=1)
-    """Fraction of characters in lines that repeat an earlier line (`duplicate_line_chars`)."""
+    """Characters in lines that repeat an earlier line, over the document's characters (`duplicate_line_chars`)."""
     max_top_word_ngram_fraction: dict[int, float] | None = None
-    """n -> limit on the characters covered by the most frequent word n-gram (`top_word_ngram`, Gopher)."""
+    """n -> limit on the characters of the most frequent word n-gram (with its spaces) times its count, over the
+    document's characters (`top_word_ngram`, Gopher)."""
     max_duplicate_word_ngram_fraction: dict[int, float] | None = None
-    """n -> limit on the characters covered by word n-grams that occur more than once (`duplicate_word_ngrams`)."""
+    """n -> limit on the characters of word n-grams that repeat an earlier one (each repeat counted, the first
+    occurrence not), over the document's characters (`duplicate_word_ngrams`, Gopher as datatrove counts it)."""
     max_char_repetition: dict[int, float] | None = None
-    """n -> limit on the fraction of character n-grams that occur more than once (`char_repetition`, BLOOM)."""
+    """n -> limit on BLOOM's character repetition ratio: the share of n-gram occurrences taken by the ⌊√k⌋ most
+    frequent repeated character n-grams (`char_repetition`)."""
 
 
 DEFAULT_THRESHOLDS = Thresholds(
@@ -140,6 +148,8 @@ DEFAULT_THRESHOLDS = Thresholds(
     max_url_char_fraction=0.2,
     max_flagged_word_fraction=0.01,
     min_stop_words=2,
+    max_duplicate_paragraph_fraction=0.3,
+    max_duplicate_paragraph_char_fraction=0.2,
     max_duplicate_line_fraction=0.3,
     max_duplicate_line_char_fraction=0.2,
     max_top_word_ngram_fraction={2: 0.2, 3: 0.18, 4: 0.16},

@@ -127,9 +127,13 @@ class HeuristicFilter(DocumentFilter):
         return None
 
 
+def exceeds(value: float, limit: float | None) -> bool:
+    return limit is not None and value > limit
+
+
 class StatisticalFilter(DocumentFilter):
-    """Length bounds and repetition: duplicate lines, top and duplicated word n-grams (Gopher), character
-    repetition (BLOOM)."""
+    """Length bounds and repetition: duplicate paragraphs and lines, top and duplicated word n-grams (Gopher, with
+    the definitions of datatrove's GopherRepetitionFilter), character repetition (BLOOM)."""
 
     name = "statistical filters"
 
@@ -149,15 +153,19 @@ class StatisticalFilter(DocumentFilter):
         tokens = [] if is_code else stats.words(text)
         if not is_code and limits.min_words is not None and len(tokens) < limits.min_words:
             return "too_few_words"
+        paragraph_fraction, paragraph_char_fraction = stats.duplicate_paragraph_fractions(text)
+        if exceeds(paragraph_fraction, limits.max_duplicate_paragraph_fraction):
+            return "duplicate_paragraphs"
+        if exceeds(paragraph_char_fraction, limits.max_duplicate_paragraph_char_fraction):
+            return "duplicate_paragraph_chars"
         line_fraction, line_char_fraction = stats.duplicate_line_fractions(text)
-        if limits.max_duplicate_line_fraction is not None and line_fraction > limits.max_duplicate_line_fraction:
+        if exceeds(line_fraction, limits.max_duplicate_line_fraction):
             return "duplicate_lines"
-        if (limits.max_duplicate_line_char_fraction is not None
-                and line_char_fraction > limits.max_duplicate_line_char_fraction):
+        if exceeds(line_char_fraction, limits.max_duplicate_line_char_fraction):
             return "duplicate_line_chars"
         if is_code:
             return None
-        ngrams = stats.WordNgrams(tokens)
+        ngrams = stats.WordNgrams(tokens, len(text))
         for n, limit in (limits.max_top_word_ngram_fraction or {}).items():
             if ngrams.top_fraction(n) > limit:
                 return "top_word_ngram"

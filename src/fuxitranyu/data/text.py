@@ -68,19 +68,32 @@ def url_char_fraction(text: str) -> float:
     return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
 
 
-def duplicate_line_fractions(text: str) -> tuple[float, float]:
-    """(fraction of lines that repeat an earlier line, fraction of characters in such lines) — Gopher."""
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
-    if not lines:
-        return 0.0, 0.0
+_LINE_BREAKS = re.compile(r"\n+")
+_PARAGRAPH_BREAKS = re.compile(r"\n{2,}")
+
+
+def _duplicate_pieces(pieces: list[str], text_length: int) -> tuple[float, float]:
+    """(pieces that repeat an earlier piece / all pieces, their characters / the text's characters) — Gopher, as
+    datatrove's `find_duplicates` counts them: every occurrence after the first."""
     seen: set[str] = set()
-    duplicate_lines = duplicate_chars = 0
-    for line in lines:
-        if line in seen:
-            duplicate_lines += 1
-            duplicate_chars += len(line)
-        seen.add(line)
-    return duplicate_lines / len(lines), duplicate_chars / max(sum(map(len, lines)), 1)
+    repeats = repeated_chars = 0
+    for piece in pieces:
+        if piece in seen:
+            repeats += 1
+            repeated_chars += len(piece)
+        else:
+            seen.add(piece)
+    return repeats / max(len(pieces), 1), repeated_chars / max(text_length, 1)
+
+
+def duplicate_line_fractions(text: str) -> tuple[float, float]:
+    """Gopher's duplicate lines: lines are split at runs of newlines."""
+    return _duplicate_pieces(_LINE_BREAKS.split(text), len(text))
+
+
+def duplicate_paragraph_fractions(text: str) -> tuple[float, float]:
+    """Gopher's duplicate paragraphs: paragraphs are split at two or more newlines."""
+    return _duplicate_pieces(_PARAGRAPH_BREAKS.split(text.strip()), len(text))
 
 
 _HASH_PRIME = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: a polynomial rolling hash of n-grams
@@ -95,49 +108,60 @@ def _rolling_hashes(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 class WordNgrams:
-    """Gopher's word n-gram statistics of one document, vectorised: the words become integer ids once, each n-gram
-    size is a rolling hash and a `np.unique` (10-30x faster than counting tuples in Python)."""
+    """Gopher's word n-gram statistics of one document, with the definitions of datatrove's
+    `GopherRepetitionFilter` (FineWeb's reference), measured against the document's characters. The words become
+    integer ids once and each n-gram size is a rolling hash, so counting needs no Python tuples or joined strings."""
 
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: list[str], text_length: int):
         vocabulary: dict[str, int] = {}
         self.ids = np.fromiter((vocabulary.setdefault(t, len(vocabulary)) for t in tokens), dtype=np.uint64,
                                count=len(tokens))
         self.lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        self.total_chars = max(int(self.lengths.sum()), 1)
-
-    def _counts(self, n: int) -> np.ndarray:
-        """For each n-gram position, how often that n-gram occurs in the document."""
-        _, inverse, counts = np.unique(_rolling_hashes(self.ids, n), return_inverse=True, return_counts=True)
-        return counts[inverse]
+        self.text_length = max(text_length, 1)
 
     def top_fraction(self, n: int) -> float:
-        """Characters covered by the most frequent n-gram (all its occurrences) over all word characters; ties go
-        to the n-gram seen first."""
+        """Characters of the most frequent n-gram, written with single spaces, times its count, over the text's
+        characters; ties go to the n-gram seen first (datatrove's `find_top_duplicate`). One deliberate difference:
+        an n-gram that occurs once is not repetition and scores 0 — datatrove counts it, which under Gopher's
+        thresholds drops every document shorter than about 25 words (Gopher's own 50-word minimum hides this)."""
         if len(self.ids) < n:
             return 0.0
-        counts = self._counts(n)
-        first = int(np.argmax(counts))
-        if counts[first] < 2:
+        _, first, counts = np.unique(_rolling_hashes(self.ids, n), return_index=True, return_counts=True)
+        top = counts.max()
+        if top < 2:
             return 0.0
-        return int(counts[first]) * int(self.lengths[first:first + n].sum()) / self.total_chars
+        at = int(first[counts == top].min())
+        return int(top) * (int(self.lengths[at:at + n].sum()) + n - 1) / self.text_length
 
     def duplicate_fraction(self, n: int) -> float:
-        """Characters of the words covered by n-grams that occur more than once, over all word characters."""
+        """Characters of the n-grams that repeat an earlier one, over the text's characters: scanning left to
+        right, an n-gram seen before adds its characters (without spaces) and the scan jumps past it; otherwise
+        the scan moves one word (datatrove's `find_all_duplicate`). The jump makes the scan sequential."""
         if len(self.ids) < n:
             return 0.0
-        repeated = (self._counts(n) > 1).astype(np.int64)
-        covered = np.convolve(repeated, np.ones(n, dtype=np.int64))[:len(self.ids)] > 0
-        return int(self.lengths[covered].sum()) / self.total_chars
+        hashes = _rolling_hashes(self.ids, n).tolist()
+        widths = np.convolve(self.lengths, np.ones(n, dtype=np.int64), mode="valid").tolist()
+        seen: set[int] = set()
+        repeated = position = 0
+        while position < len(hashes):
+            if hashes[position] in seen:
+                repeated += widths[position]
+                position += n
+            else:
+                seen.add(hashes[position])
+                position += 1
+        return repeated / self.text_length
 
 
 def char_repetition_ratio(text: str, n: int) -> float:
-    """BLOOM's character repetition ratio: the occurrences of the ⌊√k⌋ most frequent character n-grams (k distinct
-    n-grams) over all n-gram occurrences. High for text that repeats itself."""
+    """BLOOM's character repetition ratio: over all character n-gram occurrences, the occurrences of the ⌊√k⌋ most
+    frequent of the k distinct n-grams — counting only n-grams that occur more than once (so text without any
+    repetition scores 0). High for text that repeats itself."""
     if len(text) < n:
         return 0.0
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     _, counts = np.unique(_rolling_hashes(codes, n), return_counts=True)
-    top = int(len(counts) ** 0.5)
+    top = min(int(len(counts) ** 0.5), int((counts > 1).sum()))
     return int(np.sort(counts)[::-1][:top].sum()) / int(counts.sum())
 
 
