@@ -125,6 +125,11 @@ def test_loss_decreases_and_metrics_are_complete(tmp_path):
     assert row["loss_by_language"]["en"] < row["loss_by_language"]["fr"] + 2  # both learned, both reported
     assert {"lr", "grad_norm", "tokens_per_s", "mfu", "batch_tokens"} <= set(row)
     assert row["batch_tokens"] == 128  # after the ramp
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(tmp_path / "out" / "tensorboard")).Reload()
+    assert [e.value for e in board.Scalars("train/loss")] == pytest.approx(curve)
+    assert {"loss_by_language/en", "loss_by_language/fr"} <= set(board.Tags()["scalars"])
 
 
 def test_checkpoint_loads_with_auto_classes(tmp_path):
@@ -405,3 +410,151 @@ def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
     _, stats = train(tmp_path, "out", "pretrain.total_tokens=640")
     first = losses(tmp_path / "out")[0][1]
     assert abs(first - math.log(VOCAB)) < 0.2 and stats["steps"] == 10
+
+
+# ------------------------------------------------------------- the trainer against transformers' own loss and AdamW
+
+
+def reference_model(trainer):
+    """transformers' stock ArceeForCausalLM holding the trainer's current weights: the third-party reference."""
+    from transformers import ArceeForCausalLM
+
+    from fuxitranyu.model.export import convert_config
+
+    arcee = ArceeForCausalLM(convert_config(trainer.model.config, "arcee"))
+    arcee.load_state_dict(trainer.model.state_dict())
+    return arcee.train()
+
+
+def next_batch_copy(trainer, sequences):
+    """The batch the trainer's reader will hand out next, read by a second reader with the same seed and position."""
+    from fuxitranyu.mix.reader import ShardReader
+
+    twin = ShardReader(trainer.reader.mix_dir, seed=trainer.reader.seed)
+    twin.load_state_dict(trainer.reader.state_dict())
+    return twin.next_batch(sequences)
+
+
+def captured_gradients(trainer):
+    """Gradients as the optimizer sees them (after accumulation and clipping), captured at its next step."""
+    captured = {}
+    original = trainer.optimizer.step
+
+    def step(*args, **kwargs):
+        captured.update({name: p.grad.clone() for name, p in trainer.model.named_parameters()})
+        return original(*args, **kwargs)
+
+    trainer.optimizer.step = step
+    return captured
+
+
+@pytest.mark.parametrize("chunk", [4096, 8], ids=["one-chunk", "chunked"])
+def test_step_loss_and_gradients_equal_transformers(tmp_path, chunk):
+    """One optimizer step of 4 micro-batches: the loss, the per-language losses and the accumulated gradients equal
+    what transformers' Arcee computes with `model(ids, labels=ids).loss` on the same sequences. With 8-token chunks
+    the chunked, checkpointed cross-entropy (the only path at a 250k vocabulary) does the work."""
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    recipe = toy_recipe(tmp_path, f"pretrain.loss_chunk_tokens={chunk}", "pretrain.grad_clip=0",
+                        "pretrain.micro_batch_size=1")
+    (tmp_path / "out").mkdir()
+    trainer = Trainer(recipe, model_dir, mix_dir, tmp_path / "out")
+    reference = reference_model(trainer)
+    batch = next_batch_copy(trainer, 4)
+    ids = torch.from_numpy(batch.tokens)
+    gradients = captured_gradients(trainer)
+    result = trainer.step(4 * CONTEXT, lr=1e-3)
+
+    expected = reference(input_ids=ids, labels=ids).loss
+    expected.backward()
+    assert result.loss == pytest.approx(expected.item(), rel=1e-5)
+    for name, parameter in reference.named_parameters():
+        torch.testing.assert_close(gradients[name], parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # per language: the mean of the reference's per-token losses over the tokens each label covers
+    with torch.no_grad():
+        logits = reference(input_ids=ids[:, :-1]).logits
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    labels = torch.from_numpy(batch.languages[:, 1:].astype("int64"))
+    for index, language in enumerate(trainer.reader.languages):
+        mine = labels == index
+        assert result.loss_by_language[language] == pytest.approx(per_token[mine].mean().item(), rel=1e-4)
+    weights = {language: int((labels == i).sum()) for i, language in enumerate(trainer.reader.languages)}
+    mean = sum(result.loss_by_language[lang] * n for lang, n in weights.items()) / sum(weights.values())
+    assert mean == pytest.approx(result.loss, rel=1e-4)  # the token-weighted mean of the parts is the whole
+
+
+def test_gradient_accumulation_equals_one_full_batch(tmp_path):
+    _, full = train(tmp_path, "full", "pretrain.micro_batch_size=8", "pretrain.total_tokens=1280",
+                    "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]")
+    _, accumulated = train(tmp_path, "accumulated", "pretrain.micro_batch_size=2", "pretrain.total_tokens=1280",
+                           "pretrain.batch=[{from_tokens: 0, batch_tokens: 128}]")
+    np.testing.assert_allclose([loss for _, loss in losses(tmp_path / "accumulated")],
+                               [loss for _, loss in losses(tmp_path / "full")], rtol=1e-5)
+
+
+def test_clipping_bounds_the_global_norm_and_weight_decay_spares_vectors_and_embeddings(tmp_path):
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    (tmp_path / "out").mkdir()
+    trainer = Trainer(toy_recipe(tmp_path, "pretrain.grad_clip=0.05"), model_dir, mix_dir, tmp_path / "out")
+    reference = reference_model(trainer)
+    ids = torch.from_numpy(next_batch_copy(trainer, 4).tokens)
+    gradients = captured_gradients(trainer)
+    result = trainer.step(4 * CONTEXT, lr=1e-3)
+    reference(input_ids=ids, labels=ids).loss.backward()
+    unclipped = torch.nn.utils.get_total_norm([p.grad for p in reference.parameters()]).item()
+    assert result.grad_norm == pytest.approx(unclipped, rel=1e-4) and unclipped > 0.05
+    assert torch.nn.utils.get_total_norm(list(gradients.values())).item() == pytest.approx(0.05, rel=1e-4)
+
+    decayed = {id(p) for group in trainer.optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]}
+    for name, parameter in trainer.model.named_parameters():
+        matrix = parameter.ndim == 2 and "embed_tokens" not in name and "lm_head" not in name
+        assert (id(parameter) in decayed) == matrix, name
+    assert trainer.recipe.weight_decay == 0.1 and len(decayed) == 4 * 2 + 2 * 2  # q k v o + up down, 2 layers
+
+
+def test_mfu_is_the_flops_formula_over_the_peak(tmp_path):
+    from fuxitranyu.model.summary import summarize
+
+    trainer, _ = train(tmp_path, "out", "pretrain.total_tokens=640")
+    config = trainer.model.config
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    embedding = config.vocab_size * config.hidden_size
+    flops = 6 * (parameters - 2 * embedding) + 6 * embedding + 12 * config.num_hidden_layers * config.hidden_size * CONTEXT
+    assert summarize(config, CONTEXT).training_flops_per_token == flops
+    row = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / 1e11, abs=1e-4)  # pretrain.peak_flops=1e11
+
+
+def plant_spike(at_calls: set[int], factor: float = 50.0):
+    def patch(trainer):
+        original = trainer.wrapper.forward
+        counter = {"calls": 0}
+
+        def forward(*args):
+            counter["calls"] += 1
+            result = original(*args)
+            return result * factor if counter["calls"] in at_calls else result
+
+        trainer.wrapper.forward = forward
+
+    return patch
+
+
+def test_a_loss_spike_rolls_back_after_min_steps_and_the_lower_lr_is_used(tmp_path):
+    from fuxitranyu.pretrain import schedule
+
+    # forward 3 is in step 2 (before min_steps=10: ignored); forward 31 is in step 16 (after the step-10 checkpoint)
+    trainer, stats = train(tmp_path, "out", patch=plant_spike({3, 31}))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in rows if "event" in r]
+    assert [(e["event"], e["step"], e["to"]) for e in events] == [("rollback", 16, "step-000010")]
+    assert stats["rollbacks"] == 1 and trainer.state.lr_scale == 0.5
+    steps = [r for r in rows if "event" not in r]
+    assert steps[1]["loss"] > 10 * steps[0]["loss"]  # the early spike was trained through, as min_steps says
+    recipe = trainer.recipe
+    after = [r for r in steps if r["step"] > 10][-1]  # logged after the rollback
+    before_tokens = after["tokens"] - after["batch_tokens"]
+    assert after["lr"] == pytest.approx(0.5 * schedule.learning_rate(before_tokens, recipe))
