@@ -1,0 +1,139 @@
+"""Before anything runs: find every task's YAML and data, fail at once listing all that is missing, and write the
+task files the run uses.
+
+Nothing is downloaded. A task's data is found, in this order, in
+- the offline data folder the evaluate stage writes (our tasks with `dataset_path: json`),
+- a local copy of the benchmark at `<data_dir>/<dataset path>` in the original schema,
+- the Hugging Face cache (the hub's `datasets--<org>--<name>` or the datasets library's prepared `<org>___<name>`).
+
+The run then indexes only `<out>/tasks/`: one small YAML per task that `include`s the task's own file (lm-eval's or
+ours, by absolute path) and sets its few-shot count and where its data is. The same folder reruns any task with the
+bare CLI: `lm-eval run --include_path <out>/tasks --tasks <task> ...`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.suite import SuiteTask
+from fuxitranyu.io import atomic_write_text
+
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
+"""`dataset_path` values that name a file format: the data are the task's `data_files`."""
+
+
+@dataclass(frozen=True)
+class ReadyTask:
+    spec: SuiteTask
+    source: Path
+    """The YAML file that defines the task."""
+    data: str
+    """Where its data come from, in words (written to results.json)."""
+    overrides: dict[str, Any]
+    """What the task file of the run sets over the source."""
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """The Hugging Face hub and datasets libraries offline for the duration, whenever they were imported: a dataset
+    that is not on disk fails at once instead of waiting on the network."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = (os.environ.get("HF_HUB_OFFLINE"), huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved[0]
+        huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved[1], saved[2]
+
+
+def in_hf_cache(dataset_path: str, dataset_name: str | None) -> bool:
+    """Whether the hub cache holds a snapshot of the dataset, or the datasets cache a prepared copy of its config."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    repository = f"datasets--{dataset_path.replace('/', '--')}"
+    snapshots = Path(huggingface_hub.constants.HF_HUB_CACHE) / repository / "snapshots"
+    if snapshots.is_dir() and any(snapshots.iterdir()):
+        return True
+    prepared = Path(datasets.config.HF_DATASETS_CACHE) / dataset_path.replace("/", "___")
+    return (prepared / dataset_name).is_dir() if dataset_name else prepared.is_dir() and any(prepared.iterdir())
+
+
+def _data_files(config: dict) -> dict[str, str]:
+    files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+    return {"test": files} if isinstance(files, str) else dict(files)
+
+
+def _locate(spec: SuiteTask, source: Path, config: dict, data_dir: Path | None, offline_dir: Path | None,
+            ) -> ReadyTask | str:
+    """The task, ready, when its data exist; a line saying what is missing otherwise."""
+    path, name = config.get("dataset_path"), config.get("dataset_name")
+    shots = {"num_fewshot": spec.shots}
+    if path in LOCAL_BUILDERS:
+        files = {split: (offline_dir or Path("<offline data>")) / f for split, f in _data_files(config).items()}
+        absent = [str(f) for f in files.values() if not f.is_file()]
+        if absent or offline_dir is None:
+            return (f"{spec.task} ({spec.benchmark}, {spec.language}): files {', '.join(absent)} — written by the "
+                    f"evaluate stage from the data stage's parallel sets (run `fuxitranyu run`, or give --parallel)")
+        kwargs = {**(config.get("dataset_kwargs") or {}), "data_files": {s: str(f) for s, f in files.items()}}
+        return ReadyTask(spec, source, f"files in {offline_dir}", {"dataset_kwargs": kwargs, **shots})
+    if not path:
+        return f"{spec.task}: its YAML names no dataset_path"
+    local = data_dir / path if data_dir is not None else None
+    if local is not None and local.is_dir():
+        return ReadyTask(spec, source, f"local copy {local}", {"dataset_path": str(local), **shots})
+    if in_hf_cache(path, name):
+        return ReadyTask(spec, source, "Hugging Face cache", shots)
+    where = f"{data_dir}/{path}" if data_dir is not None else "<data_dir>/" + path
+    return (f"{path}{' [' + name + ']' if name else ''} for {spec.task} ({spec.benchmark}, {spec.language}): put it "
+            f"in the Hugging Face cache (`datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})` on a "
+            f"machine online) or copy the dataset repository to {where} "
+            f"(`hf download --repo-type dataset {path} --local-dir {where}`)")
+
+
+def index_folders(folders: list[Path]) -> dict[str, Any]:
+    """lm-eval's index (task name -> entry) of only these folders."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=False, include_path=[str(f) for f in folders]).task_index
+
+
+def prepare_tasks(tasks: list[SuiteTask], out_dir: Path, data_dir: Path | None = None,
+                  offline_dir: Path | None = None) -> list[ReadyTask]:
+    """Find every task and its data; one FuxiError naming everything that is missing; then write `out_dir/<task>.yaml`
+    for each task."""
+    index = index_folders(sorted({t.folder for t in tasks}))
+    ready, missing = [], []
+    for spec in tasks:
+        entry = index.get(spec.task)
+        if entry is None or entry.yaml_path is None:
+            missing.append(f"task {spec.task} ({spec.benchmark}, {spec.language}): not defined in {spec.folder}")
+            continue
+        found = _locate(spec, Path(entry.yaml_path), entry.cfg or {}, data_dir, offline_dir)
+        (missing if isinstance(found, str) else ready).append(found)
+    if missing:
+        raise FuxiError(f"{len(missing)} of {len(tasks)} tasks cannot run offline; nothing is downloaded:\n  - "
+                        + "\n  - ".join(missing))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.yaml"):
+        stale.unlink()
+    for task in ready:
+        text = yaml.safe_dump({"include": str(task.source), "task": task.spec.task, **task.overrides},
+                              sort_keys=False, allow_unicode=True)
+        atomic_write_text(out_dir / f"{task.spec.task}.yaml", text)
+    return ready
