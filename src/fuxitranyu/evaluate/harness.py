@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fuxitranyu.evaluate.config import EvaluateRecipe
 from fuxitranyu.evaluate.results import ModelResults, generations, rows_from_lm_eval, task_hashes
 from fuxitranyu.evaluate.suite import SuiteTask
 from fuxitranyu.evaluate.tasks_ready import ReadyTask, hub_offline
@@ -44,7 +45,7 @@ class Settings:
     seed: int = 1234
 
     @classmethod
-    def from_recipe(cls, section, seed: int) -> Settings:
+    def from_recipe(cls, section: EvaluateRecipe, seed: int) -> Settings:
         return cls(section.backend, dict(section.model_args), section.precision, section.batch_size, section.limit,
                    section.bootstrap_iters, section.max_new_tokens, seed)
 
@@ -91,11 +92,18 @@ def quiet_libraries() -> Iterator[None]:
 
 
 def model_arguments(model: ModelToEvaluate, settings: Settings) -> dict[str, Any]:
+    """The backend's model arguments: the weights, their dtype (`choose_precision`), the device, the tokenizer.
+
+    For `hf`: a causal LM (lm-eval would otherwise guess from a list of model types that cannot know ours), and
+    no KV cache in the scoring passes, which never reuse it (lm-eval's `generate` asks for one itself)."""
     device = default_device()
     precision = choose_precision(settings.precision, device)
-    tokenizer = {"tokenizer": model.tokenizer} if model.tokenizer else {}
-    return {"pretrained": model.path, "dtype": DTYPES[precision.name], "device": str(device), **tokenizer,
-            **(settings.model_args or {})}
+    arguments: dict[str, Any] = {"pretrained": model.path, "dtype": DTYPES[precision.name], "device": str(device)}
+    if model.tokenizer:
+        arguments["tokenizer"] = model.tokenizer
+    if settings.backend == "hf":
+        arguments.update(backend="causal", use_cache=False)
+    return {**arguments, **(settings.model_args or {})}
 
 
 def evaluate_model(model: ModelToEvaluate, prepared: TaskSet, settings: Settings) -> ModelResults:

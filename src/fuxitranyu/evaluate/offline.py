@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fuxitranyu.evaluate.config import OfflineTasks
 from fuxitranyu.evaluate.suite import PARALLEL, PARALLEL_TARGETS, SOURCE_LANGUAGE
-from fuxitranyu.io import atomic_write_text
+from fuxitranyu.io import atomic_directory
 
 CHOICES = 4
 _SPACES = re.compile(r"\s+")
@@ -54,7 +54,8 @@ def _fits(unit: dict, language: str, limit: int) -> bool:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
 def _choice_records(pairs: list[dict], language: str, count: int, rng: random.Random) -> list[dict]:
@@ -71,7 +72,15 @@ def _choice_records(pairs: list[dict], language: str, count: int, rng: random.Ra
 
 
 def write_offline_data(units: list[dict], folder: Path, config: OfflineTasks, seed: int) -> OfflineData:
-    """Write the offline tasks' files for every language of `units` (`{"id", "texts": {lang: text}}`)."""
+    """Write the offline tasks' files for every language of `units` (`{"id", "texts": {lang: text}}`) into `folder`,
+    which appears whole or not at all (one rename, rather than a sync per file)."""
+    with atomic_directory(folder) as scratch:
+        data = _write_files(units, scratch, config, seed)
+    data.folder = folder
+    return data
+
+
+def _write_files(units: list[dict], folder: Path, config: OfflineTasks, seed: int) -> OfflineData:
     order = sorted(units, key=lambda u: u["id"])
     random.Random(seed).shuffle(order)
     data = OfflineData(folder)

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
@@ -39,12 +40,12 @@ class Evaluation:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what decides the numbers apart from the model: each task's file, data and shots."""
-        digest = hashlib.sha256()
+        """Hash of what decides the numbers apart from the model: lm-eval's version, each task's configuration
+        (includes resolved), few-shot count, metrics and data files."""
+        digest = hashlib.sha256(version("lm_eval").encode())
         for task in self.tasks.tasks:
-            digest.update(json.dumps([task.spec.task, task.spec.shots, list(task.spec.metrics), task.overrides],
-                                     sort_keys=True, default=str).encode())
-            digest.update(task.source.read_bytes())
+            digest.update(json.dumps([task.spec.task, task.spec.shots, list(task.spec.metrics), task.overrides,
+                                      task.config], sort_keys=True, default=str).encode())
             for path in (task.overrides.get("dataset_kwargs") or {}).get("data_files", {}).values():
                 digest.update(file_sha256(path).encode())
         return digest.hexdigest()

@@ -60,6 +60,10 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     settings = Settings.from_recipe(section, ctx.recipe.seed)
     models = [ModelToEvaluate(model_name(entry), str(model_directory(entry, ctx.inputs)), entry in section.chat_models)
               for entry in section.models]
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise FuxiError(f"evaluate.models: two models would be named alike ({', '.join(names)}); give directories "
+                        f"whose names (or parents' names, for .../model) differ")
     results = evaluate_models(evaluation, models, settings, ctx.console)
     sweeps = {}
     for entry in model_stages(section) if section.checkpoint_every else ():

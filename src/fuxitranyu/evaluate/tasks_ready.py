@@ -24,7 +24,7 @@ import yaml
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.suite import SuiteTask
-from fuxitranyu.io import atomic_write_text
+from fuxitranyu.io import atomic_directory
 
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")
 """`dataset_path` values that name a file format: the data are the task's `data_files`."""
@@ -39,6 +39,8 @@ class ReadyTask:
     """Where its data come from, in words (written to results.json)."""
     overrides: dict[str, Any]
     """What the task file of the run sets over the source."""
+    config: dict[str, Any]
+    """The source's configuration, its includes resolved (as lm-eval's index reads it)."""
 
 
 @contextmanager
@@ -91,14 +93,14 @@ def _locate(spec: SuiteTask, source: Path, config: dict, data_dir: Path | None, 
             return (f"{spec.task} ({spec.benchmark}, {spec.language}): files {', '.join(absent)} — written by the "
                     f"evaluate stage from the data stage's parallel sets (run `fuxitranyu run`, or give --parallel)")
         kwargs = {**(config.get("dataset_kwargs") or {}), "data_files": {s: str(f) for s, f in files.items()}}
-        return ReadyTask(spec, source, f"files in {offline_dir}", {"dataset_kwargs": kwargs, **shots})
+        return ReadyTask(spec, source, f"files in {offline_dir}", {"dataset_kwargs": kwargs, **shots}, config)
     if not path:
         return f"{spec.task}: its YAML names no dataset_path"
     local = data_dir / path if data_dir is not None else None
     if local is not None and local.is_dir():
-        return ReadyTask(spec, source, f"local copy {local}", {"dataset_path": str(local), **shots})
+        return ReadyTask(spec, source, f"local copy {local}", {"dataset_path": str(local), **shots}, config)
     if in_hf_cache(path, name):
-        return ReadyTask(spec, source, "Hugging Face cache", shots)
+        return ReadyTask(spec, source, "Hugging Face cache", shots, config)
     where = f"{data_dir}/{path}" if data_dir is not None else "<data_dir>/" + path
     return (f"{path}{' [' + name + ']' if name else ''} for {spec.task} ({spec.benchmark}, {spec.language}): put it "
             f"in the Hugging Face cache (`datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})` on a "
@@ -116,7 +118,7 @@ def index_folders(folders: list[Path]) -> dict[str, Any]:
 def prepare_tasks(tasks: list[SuiteTask], out_dir: Path, data_dir: Path | None = None,
                   offline_dir: Path | None = None) -> list[ReadyTask]:
     """Find every task and its data; one FuxiError naming everything that is missing; then write `out_dir/<task>.yaml`
-    for each task."""
+    for each task (the folder replaced whole, by one rename)."""
     index = index_folders(sorted({t.folder for t in tasks}))
     ready, missing = [], []
     for spec in tasks:
@@ -129,11 +131,9 @@ def prepare_tasks(tasks: list[SuiteTask], out_dir: Path, data_dir: Path | None =
     if missing:
         raise FuxiError(f"{len(missing)} of {len(tasks)} tasks cannot run offline; nothing is downloaded:\n  - "
                         + "\n  - ".join(missing))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.yaml"):
-        stale.unlink()
-    for task in ready:
-        text = yaml.safe_dump({"include": str(task.source), "task": task.spec.task, **task.overrides},
-                              sort_keys=False, allow_unicode=True)
-        atomic_write_text(out_dir / f"{task.spec.task}.yaml", text)
+    with atomic_directory(out_dir) as scratch:
+        for task in ready:
+            text = yaml.safe_dump({"include": str(task.source), "task": task.spec.task, **task.overrides},
+                                  sort_keys=False, allow_unicode=True)
+            (scratch / f"{task.spec.task}.yaml").write_text(text, encoding="utf-8")
     return ready
