@@ -201,6 +201,33 @@ def test_balance_hand_computed():
 # The offline suite end to end through lm-eval
 
 
+def test_offline_data_cut_from_the_parallel_units(tmp_path):
+    from fuxitranyu.evaluate.offline import write_offline_data
+
+    units = parallel_units()
+    units.append({"id": "long", "texts": {"en": "x" * 300, "de": "y" * 300}})  # over max_bytes: left out
+    units.append({"id": "only-de", "texts": {"de": "nur deutsch hier"}})
+    config = OfflineTasks(units_per_language=10, translation_units=3, max_bytes=200, min_units=8)
+    data = write_offline_data(units, tmp_path / "a", config, seed=5)
+    assert data.languages == {"parallel": ("bn", "de", "en", "th", "zh"), "parallel-targets": ("bn", "de", "th", "zh")}
+    texts = {u["id"]: u["texts"] for u in units}
+
+    def read(kind, language, folder=data.folder):
+        return [json.loads(line) for line in (folder / kind / f"{language}.jsonl").read_text().splitlines()]
+
+    bpb_ids = {lang: [r["id"] for r in read("bpb", lang)] for lang in ("en", "th")}
+    assert bpb_ids["en"] == bpb_ids["th"] and len(bpb_ids["en"]) == 10 and "long" not in bpb_ids["en"]
+    assert all(r["text"] == texts[r["id"]]["th"] for r in read("bpb", "th"))
+    for record in read("translate_mc", "th"):
+        assert record["source"] == texts[record["id"]]["en"]
+        assert record["choices"][record["gold"]] == texts[record["id"]]["th"]
+        assert len(set(record["choices"])) == 4
+    assert {record["gold"] for record in read("translate_mc", "th")} != {read("translate_mc", "th")[0]["gold"]}
+    assert [r["target"] for r in read("translate_chrf", "de")] == [texts[i]["de"] for i in bpb_ids["en"][:3]]
+    again = write_offline_data(units, tmp_path / "b", config, seed=5)
+    assert read("translate_mc", "zh", again.folder) == read("translate_mc", "zh")
+
+
 def test_offline_tasks_run_for_every_language(local_run):
     evaluation, result = local_run
     by_task = {(r.benchmark, r.language, r.metric): r for r in result.rows}
@@ -290,11 +317,16 @@ def test_missing_datasets_fail_fast_with_one_message(tmp_path, monkeypatch):
         prepare_tasks(tasks, tmp_path / "tasks", data_dir=tmp_path / "benchmarks")
     assert time.perf_counter() - started < 20  # seconds, not a network timeout
     message = str(raised.value)
-    assert message.startswith(f"{len(tasks)} of {len(tasks)} tasks cannot run offline")
-    for dataset in ("alexandrainst/m_arc [ar]", "allenai/ai2_arc [ARC-Challenge]", "cambridgeltl/xcopa [qu]",
-                    "juletxara/xstory_cloze [my]", "Muennighoff/xwinograd [jp]", "wmt/wmt16 [ro-en]",
-                    "IWSLT/iwslt2017 [iwslt2017-en-ar]", "csebuetnlp/xlsum [chinese_simplified]"):
+    assert message.startswith(f"{len(tasks)} of {len(tasks)} tasks cannot run offline (12 datasets missing)")
+    for dataset in ("alexandrainst/m_arc [ar, bn, de, es, fr, hu, id, it, pt, ru, sk, ta, vi, zh]",
+                    "allenai/ai2_arc [ARC-Challenge] (for arc_challenge)", "alexandrainst/m_hellaswag",
+                    "Rowan/hellaswag", "alexandrainst/m_mmlu", "cambridgeltl/xcopa [et, ht, id, it, qu, sw",
+                    "juletxara/xstory_cloze [ar, es", "Muennighoff/xwinograd [en, fr, jp, pt, ru, zh]",
+                    "wmt/wmt16 [de-en, ro-en] (for wmt16-en-ro, wmt16-ro-en, wmt16-en-de, wmt16-de-en)",
+                    "wmt/wmt14 [fr-en]", "IWSLT/iwslt2017 [iwslt2017-en-ar] (for iwslt2017-ar-en, iwslt2017-en-ar)",
+                    "csebuetnlp/xlsum [arabic, chinese_simplified"):
         assert dataset in message
+    assert len(message.splitlines()) == 1 + 12
     assert f"hf download --repo-type dataset cambridgeltl/xcopa --local-dir {tmp_path}/benchmarks/cambridgeltl/xcopa" \
         in message
 
@@ -400,3 +432,22 @@ def test_evaluate_section_is_validated():
     assert evaluate_needs(recipe) == ("pretrain",)
     assert model_name("./elsewhere/model") == "elsewhere"
     assert load_recipe("tiny", ["evaluate=null"]).evaluate is None
+
+
+def test_cli_evaluates_models_and_sweeps_a_checkpoints_folder(tmp_path, tiny_model, capsys):
+    from fuxitranyu.cli import main
+
+    parallel = tmp_path / "parallel.jsonl"
+    parallel.write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in parallel_units()))
+    run = tmp_path / "run" / "pretrain"
+    _checkpoint(run / "checkpoints", tiny_model, 5, "v5")
+    out = tmp_path / "out"
+    main(["evaluate", str(tiny_model), str(run / "checkpoints"), "--suite", "local", "--parallel", str(parallel),
+          "--out", str(out), "--tokenizer", str(tiny_model), "--set", "evaluate.precision=fp32",
+          "--set", "evaluate.offline.units_per_language=8", "--set", "evaluate.offline.translation_units=2",
+          "--set", "evaluate.max_new_tokens=4"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("# local") and "### Translation choice — acc_norm" in printed
+    assert json.loads((out / "results.json").read_text())["models"].keys() == {tiny_model.name}
+    assert (out / "sweep" / "pretrain" / "step-000005.json").is_file()
+    assert (out / "generations" / tiny_model.name / "fuxi_translate_chrf_th.jsonl").is_file()

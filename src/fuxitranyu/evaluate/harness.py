@@ -94,15 +94,15 @@ def quiet_libraries() -> Iterator[None]:
 def model_arguments(model: ModelToEvaluate, settings: Settings) -> dict[str, Any]:
     """The backend's model arguments: the weights, their dtype (`choose_precision`), the device, the tokenizer.
 
-    For `hf`: a causal LM (lm-eval would otherwise guess from a list of model types that cannot know ours), and
-    no KV cache in the scoring passes, which never reuse it (lm-eval's `generate` asks for one itself)."""
+    For `hf`: a causal LM (lm-eval would otherwise guess, with a warning, from a list of model types that cannot know
+    ours)."""
     device = default_device()
     precision = choose_precision(settings.precision, device)
     arguments: dict[str, Any] = {"pretrained": model.path, "dtype": DTYPES[precision.name], "device": str(device)}
     if model.tokenizer:
         arguments["tokenizer"] = model.tokenizer
     if settings.backend == "hf":
-        arguments.update(backend="causal", use_cache=False)
+        arguments["backend"] = "causal"
     return {**arguments, **(settings.model_args or {})}
 
 

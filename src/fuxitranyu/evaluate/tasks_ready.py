@@ -81,31 +81,57 @@ def _data_files(config: dict) -> dict[str, str]:
     return {"test": files} if isinstance(files, str) else dict(files)
 
 
+@dataclass(frozen=True)
+class Missing:
+    dataset: str
+    """A dataset path (hub id), or the offline data's files."""
+    config: str | None
+    task: str
+    hint: str = ""
+
+
 def _locate(spec: SuiteTask, source: Path, config: dict, data_dir: Path | None, offline_dir: Path | None,
-            ) -> ReadyTask | str:
-    """The task, ready, when its data exist; a line saying what is missing otherwise."""
+            ) -> ReadyTask | Missing:
+    """The task, ready, when its data exist; what is missing otherwise."""
     path, name = config.get("dataset_path"), config.get("dataset_name")
     shots = {"num_fewshot": spec.shots}
     if path in LOCAL_BUILDERS:
         files = {split: (offline_dir or Path("<offline data>")) / f for split, f in _data_files(config).items()}
         absent = [str(f) for f in files.values() if not f.is_file()]
         if absent or offline_dir is None:
-            return (f"{spec.task} ({spec.benchmark}, {spec.language}): files {', '.join(absent)} — written by the "
-                    f"evaluate stage from the data stage's parallel sets (run `fuxitranyu run`, or give --parallel)")
+            return Missing(", ".join(absent), None, spec.task, "written by the evaluate stage from the data stage's "
+                           "parallel sets (run `fuxitranyu run`, or give --parallel)")
         kwargs = {**(config.get("dataset_kwargs") or {}), "data_files": {s: str(f) for s, f in files.items()}}
         return ReadyTask(spec, source, f"files in {offline_dir}", {"dataset_kwargs": kwargs, **shots}, config)
     if not path:
-        return f"{spec.task}: its YAML names no dataset_path"
+        return Missing("(none)", None, spec.task, "its YAML names no dataset_path")
     local = data_dir / path if data_dir is not None else None
     if local is not None and local.is_dir():
         return ReadyTask(spec, source, f"local copy {local}", {"dataset_path": str(local), **shots}, config)
     if in_hf_cache(path, name):
         return ReadyTask(spec, source, "Hugging Face cache", shots, config)
-    where = f"{data_dir}/{path}" if data_dir is not None else "<data_dir>/" + path
-    return (f"{path}{' [' + name + ']' if name else ''} for {spec.task} ({spec.benchmark}, {spec.language}): put it "
-            f"in the Hugging Face cache (`datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})` on a "
-            f"machine online) or copy the dataset repository to {where} "
-            f"(`hf download --repo-type dataset {path} --local-dir {where}`)")
+    return Missing(path, name, spec.task)
+
+
+def _missing_message(missing: list[Missing], total: int, data_dir: Path | None) -> str:
+    """One line per dataset: its configs, the tasks that need it, and the two ways to provide it."""
+    by_dataset: dict[str, list[Missing]] = {}
+    for item in missing:
+        by_dataset.setdefault(item.dataset, []).append(item)
+    lines = []
+    for dataset, items in by_dataset.items():
+        configs = sorted({i.config for i in items if i.config})
+        tasks = ", ".join(i.task for i in items)
+        label = f"{dataset}{' [' + ', '.join(configs) + ']' if configs else ''} (for {tasks})"
+        if items[0].hint:
+            lines.append(f"{label}: {items[0].hint}")
+            continue
+        where = f"{data_dir}/{dataset}" if data_dir is not None else f"<data_dir>/{dataset}"
+        lines.append(f"{label}: put it in the Hugging Face cache (`datasets.load_dataset({dataset!r}, <config>)` on "
+                     f"a machine online) or copy the dataset repository to {where} "
+                     f"(`hf download --repo-type dataset {dataset} --local-dir {where}`)")
+    return (f"{len(missing)} of {total} tasks cannot run offline ({len(by_dataset)} datasets missing); nothing is "
+            f"downloaded:\n  - " + "\n  - ".join(lines))
 
 
 def index_folders(folders: list[Path]) -> dict[str, Any]:
@@ -124,13 +150,11 @@ def prepare_tasks(tasks: list[SuiteTask], out_dir: Path, data_dir: Path | None =
     for spec in tasks:
         entry = index.get(spec.task)
         if entry is None or entry.yaml_path is None:
-            missing.append(f"task {spec.task} ({spec.benchmark}, {spec.language}): not defined in {spec.folder}")
-            continue
+            raise FuxiError(f"task {spec.task} ({spec.benchmark}, {spec.language}) is not defined in {spec.folder}")
         found = _locate(spec, Path(entry.yaml_path), entry.cfg or {}, data_dir, offline_dir)
-        (missing if isinstance(found, str) else ready).append(found)
+        (missing if isinstance(found, Missing) else ready).append(found)
     if missing:
-        raise FuxiError(f"{len(missing)} of {len(tasks)} tasks cannot run offline; nothing is downloaded:\n  - "
-                        + "\n  - ".join(missing))
+        raise FuxiError(_missing_message(missing, len(tasks), data_dir))
     with atomic_directory(out_dir) as scratch:
         for task in ready:
             text = yaml.safe_dump({"include": str(task.source), "task": task.spec.task, **task.overrides},
