@@ -442,10 +442,12 @@ def test_cli_evaluates_models_and_sweeps_a_checkpoints_folder(tmp_path, tiny_mod
     run = tmp_path / "run" / "pretrain"
     _checkpoint(run / "checkpoints", tiny_model, 5, "v5")
     out = tmp_path / "out"
-    main(["evaluate", str(tiny_model), str(run / "checkpoints"), "--suite", "local", "--parallel", str(parallel),
-          "--out", str(out), "--tokenizer", str(tiny_model), "--set", "evaluate.precision=fp32",
-          "--set", "evaluate.offline.units_per_language=8", "--set", "evaluate.offline.translation_units=2",
-          "--set", "evaluate.max_new_tokens=4"])
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", str(tiny_model), str(run / "checkpoints"), "--suite", "local", "--parallel", str(parallel),
+              "--out", str(out), "--tokenizer", str(tiny_model), "--set", "evaluate.precision=fp32",
+              "--set", "evaluate.offline.units_per_language=8", "--set", "evaluate.offline.translation_units=2",
+              "--set", "evaluate.max_new_tokens=4"])
+    assert exited.value.code == 0
     printed = capsys.readouterr().out
     assert printed.startswith("# local") and "### Translation choice — acc_norm" in printed
     assert json.loads((out / "results.json").read_text())["models"].keys() == {tiny_model.name}
