@@ -310,6 +310,39 @@ def tokenizer_fertility(
         fertility.plot(measurements, plot)
 
 
+@app.command("evaluate")
+def evaluate_command(
+    models: Annotated[list[str], typer.Argument(
+        help="Model directories (Hugging Face format, ours or any causal LM), or a pretraining run's checkpoints/ "
+             "folder to sweep.")],
+    suite: Annotated[str, typer.Option(help="local, paper-base, paper-chat, or a suite YAML file.")] = "local",
+    out: Annotated[Path, typer.Option(help="Output folder (results.json, tables, plots, sweeps).")] = Path("evaluations"),
+    chat: Annotated[bool, typer.Option(help="Prompt every model through its chat template.")] = False,
+    parallel: Annotated[Optional[list[Path]], typer.Option(
+        help="Parallel set for the offline tasks (repeatable; default: the recipe's data/parallel).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder of local benchmark copies, <data-dir>/<dataset path> in the original schema.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="lm-eval model type (hf, vllm, ...).")] = None,
+    every: Annotated[int, typer.Option(help="Sweep: every k-th checkpoint (the last always).")] = 1,
+    tokenizer: Annotated[Optional[Path], typer.Option(
+        help="Sweep: tokenizer directory (default: the run's pretrain/model beside checkpoints/).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples per task (a quick look).")] = None,
+    recipe: Annotated[str, typer.Option(help="Recipe whose evaluate section gives the settings and whose run "
+                                             "directory the parallel sets.")] = "tiny",
+    set_: SetOpt = None,
+):
+    """Evaluate models on a suite through lm-evaluation-harness: per-language tables beside the paper's numbers,
+    balance across languages, plots; a checkpoints/ folder gives per-language curves against tokens seen."""
+    from fuxitranyu.evaluate.cli import evaluate_paths
+    from fuxitranyu.recipe import load_recipe
+
+    resolved = load_recipe(recipe, set_ or [])
+    evaluate_paths(models, resolved, suite=suite, out=out, chat=chat, parallel=parallel, data_dir=data_dir,
+                   backend=backend, every=every, tokenizer=tokenizer, limit=limit, console=err)
+    if (out / "tables.md").is_file():
+        typer.echo((out / "tables.md").read_text(encoding="utf-8"), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="fuxitranyu", standalone_mode=True)

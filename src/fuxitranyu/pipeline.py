@@ -25,6 +25,7 @@ from rich.console import Console
 
 from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.stage import STAGE as EVALUATE
 from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
 from fuxitranyu.logs import route_library_output
 from fuxitranyu.mix.stage import STAGE as MIX
@@ -35,7 +36,7 @@ from fuxitranyu.runtime import world
 from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, EVALUATE)
 """In pipeline order; a stage only reads stages before it."""
 
 

@@ -21,6 +21,7 @@ from pydantic_core import to_jsonable_python
 from fuxitranyu.config_base import Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.errors import RecipeError
+from fuxitranyu.evaluate.config import EvaluateRecipe
 from fuxitranyu.mix.config import MixRecipe
 from fuxitranyu.model.config import ModelRecipe
 from fuxitranyu.pretrain.config import PretrainRecipe
@@ -39,6 +40,8 @@ class Recipe(Section):
     tokenizer: TokenizerRecipe = TokenizerRecipe()
     mix: MixRecipe = MixRecipe()
     pretrain: PretrainRecipe = PretrainRecipe()
+    evaluate: EvaluateRecipe | None = None
+    """Evaluation of the recipe's models (the `evaluate` stage); left out, the stage does not run."""
 
     @property
     def run_dir(self) -> Path:
@@ -189,14 +192,23 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a field typed `Section` or `Section | None` (an optional stage's section)."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(dotted key, type, default, description) for every field, nested sections flattened."""
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(field_docs(annotation, key + "."))
+        section = _section_type(annotation)
+        if section is not None:
+            rows.extend(field_docs(section, key + "."))
             continue
         type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         default = "(required)" if field.is_required() else json.dumps(to_jsonable_python(field.default))
