@@ -54,3 +54,17 @@ def gettext_documents():
     if len(documents) < 6:
         pytest.skip("this machine has too few gettext catalogs in /usr/share/locale for the real-text tests")
     return documents
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The `smoke` recipe run once per test session from an empty directory, on this machine's real text: every stage
+    of the default run, small. Returns (recipe, manifests by stage)."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    if not any(Path("/usr/share/locale").glob("fr/LC_MESSAGES/*.mo")):
+        pytest.skip("this machine has no gettext catalogs in /usr/share/locale for the smoke run")
+    recipe = load_recipe("smoke", [f"output_dir={tmp_path_factory.mktemp('smoke')}"])
+    manifests = run_pipeline(recipe)
+    return recipe, {manifest["stage"]: manifest for manifest in manifests}

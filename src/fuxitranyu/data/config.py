@@ -54,6 +54,8 @@ class SourceSpec(Section):
     """huggingface: stream instead of downloading the whole split."""
     locale_dir: str = "/usr/share/locale"
     """system: where the gettext catalogs are."""
+    domains: list[str] = []
+    """system: train on these gettext domains only (file names without `.mo`, e.g. coreutils); empty: every domain."""
     held_out_domains: list[str] = []
     """system: gettext domains kept out of training and written as parallel sets (`parallel/<domain>.jsonl`)."""
     max_document_chars: int = Field(4000, gt=0)

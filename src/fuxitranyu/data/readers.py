@@ -306,10 +306,11 @@ class SourceReader(CountingStep):
         spec = self.spec
         listing = system.SourceCounts()  # skips found while listing the work: every rank lists, rank 0 reports
         counts = system.SourceCounts()
-        units = system.gettext_units(spec.locale_dir, spec.held_out_domains, listing) if spec.locale_dir else []
+        units = system.gettext_units(spec.locale_dir, spec.held_out_domains, listing, spec.domains) \
+            if spec.locale_dir else []
         if self.languages is not None:
             units = [u for u in units if system.language(u.locale).code in self.languages]
-        exclude = system.held_out_sources(spec.locale_dir, spec.held_out_domains) if spec.held_out_domains else set()
+        exclude = system.held_out(spec.locale_dir, spec.held_out_domains) if spec.held_out_domains else system.HeldOut()
         roots = spec.resolved_code_roots()
         files = system.code_files(roots, spec.max_code_files_per_language, listing)
         if self.languages is not None:

@@ -56,7 +56,7 @@ def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
         if source.type != "system":
             continue
         for domain in source.held_out_domains:
-            rows = list(system.parallel_rows(source.locale_dir, [domain]))
+            rows = list(system.parallel_rows(source.locale_dir, [domain], languages=recipe.language_set))
             if not rows:
                 raise FuxiError(f"held-out domain {domain!r} has no catalog with aligned sentences",
                                 path=source.locale_dir)

@@ -146,13 +146,14 @@ class GettextUnit:
 
 
 def gettext_units(locale_dir: str | Path, held_out_domains: Iterable[str] = (),
-                  counts: SourceCounts | None = None) -> list[GettextUnit]:
-    """The work units of the training part, in a fixed order: per domain, its English unit then each locale."""
+                  counts: SourceCounts | None = None, domains: Iterable[str] = ()) -> list[GettextUnit]:
+    """The work units of the training part, in a fixed order: per domain, its English unit then each locale.
+    `domains`, when given, keeps only those domains."""
     counts = counts if counts is not None else SourceCounts()
-    held_out = set(held_out_domains)
+    held_out, wanted = set(held_out_domains), set(domains)
     by_domain: dict[str, list[Catalog]] = {}
     for catalog in list_catalogs(locale_dir):
-        if catalog.domain in held_out:
+        if catalog.domain in held_out or (wanted and catalog.domain not in wanted):
             continue
         if not is_supported(catalog.locale):
             counts.skip("unsupported_locale")
@@ -166,49 +167,74 @@ def gettext_units(locale_dir: str | Path, held_out_domains: Iterable[str] = (),
     return units
 
 
-def held_out_sources(locale_dir: str | Path, held_out_domains: Iterable[str]) -> set[str]:
-    """Every English source string of the held-out domains (cleaned), to keep them out of training documents."""
+@dataclass(frozen=True)
+class HeldOut:
+    """What of the held-out domains must not reach training documents."""
+
+    sources: frozenset[str] = frozenset()
+    """Their English source strings: an entry with such a source is left out in every language."""
+    lines: frozenset[str] = frozenset()
+    """Every line of their sources and translations: removed wherever else it occurs (another domain may carry the
+    same string inside a longer entry, such as a help text)."""
+
+
+def held_out(locale_dir: str | Path, held_out_domains: Iterable[str]) -> HeldOut:
     sources: set[str] = set()
-    held_out = set(held_out_domains)
+    lines: set[str] = set()
+    domains = set(held_out_domains)
     for catalog in list_catalogs(locale_dir):
-        if catalog.domain in held_out:
+        if catalog.domain in domains:
             try:
-                sources.update(read_catalog(catalog.path))
+                entries = read_catalog(catalog.path)
             except FuxiError:
                 continue  # an unreadable held-out catalog contributes nothing to exclude
-    return sources
+            for source, translated in entries.items():
+                sources.add(source)
+                lines.update(source.split("\n"))
+                lines.update(translated.split("\n"))
+    return HeldOut(frozenset(sources), frozenset(lines))
 
 
-def unit_documents(unit: GettextUnit, max_document_chars: int, exclude: set[str],
+def without_lines(text: str, exclude: frozenset[str]) -> str:
+    return "\n".join(line for line in text.split("\n") if line not in exclude) if exclude else text
+
+
+def unit_documents(unit: GettextUnit, max_document_chars: int, exclude: HeldOut,
                    counts: SourceCounts) -> Iterator[RawDocument]:
-    """The documents of one unit: its lines, sorted, chunked to `max_document_chars`."""
-    lines: set[str] = set()
+    """The documents of one unit: its entries less the held-out ones and lines, sorted, chunked to
+    `max_document_chars`."""
+    kept: set[str] = set()
     for path in unit.paths:
         try:
             entries = read_catalog(path)
         except FuxiError as err:
             counts.skip("unreadable_catalog", f"{path} ({err.message})")
             continue
-        if unit.locale == "en":
-            lines.update(source for source in entries if source not in exclude)
-        else:
-            lines.update(text for source, text in entries.items() if source not in exclude)
+        for source, translated in entries.items():
+            if source not in exclude.sources:
+                text = without_lines(source if unit.locale == "en" else translated, exclude.lines)
+                if text:
+                    kept.add(text)
     lang = language(unit.locale).code
-    for index, text in enumerate(chunk_lines(sorted(lines), max_document_chars)):
+    for index, text in enumerate(chunk_lines(sorted(kept), max_document_chars)):
         counts.documents += 1
         yield RawDocument(f"gettext/{unit.domain}/{unit.locale}/{index}", text, lang, "gettext")
 
 
-def parallel_rows(locale_dir: str | Path, domains: Iterable[str], min_words: int = 5,
-                  min_languages: int = 2) -> Iterator[dict]:
-    """Aligned translations of the held-out domains: `{"id", "texts": {"en": ..., "<lang>": ...}}` per English source string with at
-    least `min_words` words and translations into at least `min_languages` other supported languages. Where several
-    locales map to one language (pt, pt_BR), the first in sorted order wins."""
+def parallel_rows(locale_dir: str | Path, domains: Iterable[str], min_words: int = 5, min_languages: int = 2,
+                  languages: Iterable[str] | None = None) -> Iterator[dict]:
+    """Aligned translations of the held-out domains: `{"id", "texts": {"en": ..., "<lang>": ...}}` per English
+    source string with at least `min_words` words and translations into at least `min_languages` other supported
+    languages (of `languages`, when given). Where several locales map to one language (pt, pt_BR), the first in
+    sorted order wins."""
     wanted = set(domains)
+    kept = None if languages is None else set(languages)
     for domain in sorted(wanted):
         table: dict[str, dict[str, str]] = {}
         for catalog in list_catalogs(locale_dir):
             if catalog.domain != domain or not is_supported(catalog.locale) or catalog.language == "en":
+                continue
+            if kept is not None and catalog.language not in kept:
                 continue
             try:
                 entries = read_catalog(catalog.path)

@@ -1,0 +1,111 @@
+"""The `smoke` recipe end to end on this machine's real text (built once per session by the `smoke_run` fixture), and
+what each stage promises about real data rather than synthetic strings."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from fuxitranyu import pipeline
+from fuxitranyu.recipe import load_recipe
+
+
+def stage_dir(smoke_run, name):
+    recipe, _ = smoke_run
+    return recipe.run_dir / name
+
+
+def test_every_stage_ran_and_a_second_run_does_nothing(smoke_run):
+    recipe, manifests = smoke_run
+    expected = [stage.name for stage in pipeline.STAGES if stage.enabled_in(recipe)]
+    assert list(manifests) == expected and {"data", "mix", "pretrain", "evaluate"} <= set(expected)
+    assert [item.action for item in pipeline.plan(recipe)] == ["skip"] * len(expected)
+    again = pipeline.run_pipeline(recipe)
+    assert [m["fingerprint"] for m in again] == [manifests[name]["fingerprint"] for name in expected]
+
+
+def test_an_upstream_change_reruns_what_follows_and_nothing_before(smoke_run):
+    recipe, manifests = smoke_run
+    changed = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "tokenizer.vocab_size=1790"])
+    actions = {item.stage.name: item.action for item in pipeline.plan(changed)}
+    assert actions["data"] == "skip"
+    assert {name for name, action in actions.items() if action == "run"} == set(actions) - {"data"}
+    later = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "pretrain.max_lr=1e-3"])
+    actions = {item.stage.name: item.action for item in pipeline.plan(later)}
+    assert [name for name, action in actions.items() if action == "run"] == \
+        [name for name in actions if list(actions).index(name) >= list(actions).index("pretrain")]
+
+
+def test_held_out_strings_never_reach_training_documents(smoke_run):
+    """The held-out domains are the evaluation's and the analyses' parallel sets: none of their strings may be in
+    clean/ (the model would have trained on its test set)."""
+    data = stage_dir(smoke_run, "data")
+    held_out = set()
+    for path in (data / "parallel").glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            held_out.update(t for t in json.loads(line)["texts"].values() if len(t) > 20)
+    assert len(held_out) > 300
+    leaked = [line for path in (data / "clean").glob("*/*.jsonl.gz") for record in gzip.open(path, "rt")
+              for line in json.loads(record)["text"].split("\n") if line in held_out]
+    assert leaked == []
+
+
+def test_parallel_sets_keep_to_the_recipe_languages(smoke_run):
+    recipe, _ = smoke_run
+    data = stage_dir(smoke_run, "data")
+    seen = {language for path in (data / "parallel").glob("*.jsonl")
+            for line in path.read_text(encoding="utf-8").splitlines() for language in json.loads(line)["texts"]}
+    assert seen <= set(recipe.data.languages) and len(seen) >= 8
+
+
+def test_the_mix_stage_on_real_text(smoke_run):
+    """Tokenized with the trained tokenizer, planned, shuffled and packed: plan.json holds the plan, every language is
+    sampled within a document of its planned tokens, the shards hash as the index says, and training batches hold
+    about as many languages as random draws."""
+    from fuxitranyu.mix.reader import ShardReader
+
+    recipe, manifests = smoke_run
+    mix = stage_dir(smoke_run, "mix")
+    plan = json.loads((mix / "plan.json").read_text())
+    index = json.loads((mix / "index.json").read_text())
+    assert plan["budget"] == recipe.pretrain.total_tokens and plan["strategy"] == "unimax"
+    final = manifests["data"]["stats"]["final"]
+    assert {row["language"] for row in plan["languages"]} == set(final)
+    longest = max(row["available"] for row in plan["languages"])
+    for row in plan["languages"]:
+        assert abs(index["sampled_tokens"][row["language"]] - row["tokens"]) <= longest  # one document at most
+    reader = ShardReader(mix, seed=recipe.seed)
+    assert reader.verify() == [] and index["context_length"] == recipe.mix.context_length
+    rng = np.random.default_rng(0)
+
+    def languages_in(rows):
+        return len({int(x) for row in rows for x in np.unique(row)})
+
+    ours = [languages_in(reader.next_batch(16).languages) for _ in range(20)]
+    random = [languages_in([reader._languages(i) for i in rng.choice(reader.total, 16, replace=False)])
+              for _ in range(100)]
+    assert np.mean(ours) > 0.85 * np.mean(random) and np.mean(random) >= 5
+
+
+def test_the_tokenizer_stage_measured_fertility_on_the_parallel_sets(smoke_run):
+    _, manifests = smoke_run
+    fertility = manifests["tokenizer"]["stats"]["fertility"]
+    assert fertility["parallel_units"] > 300 and {"fr", "zh", "ja"} <= set(fertility["per_language"])
+    assert all(0.5 < value < 20 for value in fertility["per_language"].values())
+
+
+def test_pretraining_on_real_text_learns_and_writes_a_servable_model(smoke_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, manifests = smoke_run
+    pretrain = stage_dir(smoke_run, "pretrain")
+    rows = [json.loads(line) for line in (pretrain / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in rows if "event" not in row]
+    assert np.mean(losses[-8:]) < np.mean(losses[:4]) - 1.0
+    assert manifests["pretrain"]["stats"]["precision"]["precision"] in ("fp32", "bf16")
+    model = AutoModelForCausalLM.from_pretrained(pretrain / "model")
+    tokenizer = AutoTokenizer.from_pretrained(pretrain / "model")
+    ids = tokenizer("Le fichier n'existe pas", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 5 or out[0, -1] == tokenizer.eos_token_id
