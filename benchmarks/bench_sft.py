@@ -12,7 +12,7 @@
 Both train one epoch, fp32, assistant-only loss, no NEFTune; the figure is example tokens (prompt + answer, no padding)
 per second of `train_runtime`. The two alternate `--repeats` times; medians are reported.
 
-    python benchmarks/bench_sft.py [--run runs/tiny] [--examples 1024] [--batch 16] [--repeats 3]
+    python benchmarks/bench_sft.py [--run runs/tiny] [--examples 1024] [--batch 16] [--repeats 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads (on a loaded machine 1 avoids OpenMP spin contention)")
     args = parser.parse_args()
 
     import fuxitranyu  # noqa: F401
     from fuxitranyu.posttrain.model import load_chat_tokenizer
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     model_dir = args.run / "pretrain" / "model"
     records = conversations(args.parallel or args.run / "data" / "parallel", args.examples, seed=0)
     lengths = example_tokens(load_chat_tokenizer(model_dir).tokenizer, records)
@@ -89,7 +91,8 @@ def main() -> None:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line), "?")
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {model_name}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, load average {load:.2f} at the start, {platform.python_version()}")
+          f"{args.threads} torch threads, torch {torch.__version__}, load average {load:.2f} at the start, "
+          f"Python {platform.python_version()}")
     print(f"{len(records)} conversations, {tokens:,} tokens (mean {mean:.1f}, max {max(lengths)}); padded batches of "
           f"{args.batch} hold ~{padded_tokens:,} positions ({100 * (1 - tokens / padded_tokens):.0f}% padding); "
           f"packed: {rows} rows of {args.max_length}")

@@ -148,6 +148,27 @@ def test_assistant_only_mask_is_exactly_the_assistant_tokens_with_im_end(base_di
     assert (batch["labels"][0] != -100).sum() == len(expected)
 
 
+def test_packed_padding_free_batch_gives_the_padded_loss(base_dir):
+    """`sft.packing`: TRL's padding-free collator puts the examples in one row and marks them by position ids; the
+    model must attend within each example only, so the loss equals that of the padded batch."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    chat = load_chat_tokenizer(base_dir)
+    model = load_model(base_dir, chat, "sdpa").eval()
+    examples = [{"input_ids": chat.tokenizer.apply_chat_template(conversation(i)["messages"] * (1 + i % 3),
+                                                                  tokenize=True, return_dict=True)["input_ids"]}
+                for i in range(4)]
+    assert len({len(e["input_ids"]) for e in examples}) > 1
+    padded = DataCollatorForLanguageModeling(pad_token_id=chat.pad.id)(examples)
+    packed = DataCollatorForLanguageModeling(pad_token_id=chat.pad.id, padding_free=True)(examples)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    with torch.no_grad():  # no cache, as TRL's training forward: transformers reads packing only without one
+        loss_padded = model(**padded, use_cache=False).loss
+        loss_packed = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                            labels=packed["labels"], use_cache=False).loss
+    assert torch.allclose(loss_packed, loss_padded, atol=1e-5), (loss_packed, loss_padded)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Data: layouts, errors, language filter, mixture, demo
 
@@ -537,3 +558,12 @@ def test_generate_batches_equal_one_prompt_at_a_time(trained, chat_model, tmp_pa
     with pytest.raises(FuxiError, match='expected {"prompt": "..."}') as info:
         read_prompts(bad)
     assert info.value.record == 2
+
+
+@pytest.mark.parametrize("command", ["sft", "dpo", "chat", "generate"])
+def test_commands_have_help(command, capsys):
+    from fuxitranyu.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0 and "Usage: fuxitranyu" in capsys.readouterr().out

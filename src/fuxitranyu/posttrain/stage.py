@@ -77,10 +77,12 @@ def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, secti
         return SFTTrainer(model=model, args=args, train_dataset=mixture.dataset, processing_class=chat.tokenizer)
     from trl import DPOTrainer
 
-    reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention)
-    if reference.get_input_embeddings().num_embeddings != model.get_input_embeddings().num_embeddings:
-        raise FuxiError("the reference model's vocabulary differs from the policy's; DPO compares their "
-                        "log-probabilities token by token", path=section.reference)
+    reference = None  # TRL loads the base again as the reference (or, with precompute_ref_log_probs, needs none)
+    if section.reference or chat.pad.how == "added":  # another model, or embeddings grown for a new <PAD>
+        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention)
+        if reference.get_input_embeddings().num_embeddings != model.get_input_embeddings().num_embeddings:
+            raise FuxiError("the reference model's vocabulary differs from the policy's; DPO compares their "
+                            "log-probabilities token by token", path=section.reference)
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=mixture.dataset,
                       processing_class=chat.tokenizer)
 
