@@ -453,11 +453,15 @@ def test_8b_recipe_carries_the_papers_post_training_settings(tmp_path):
     assert dpo.reshard_after_forward is True and dpo.model is None and dpo.reference is None
     assert sft.attention == dpo.attention == "flash_attention_2"
     world = World(rank=0, world_size=5, local_rank=0)  # the paper's 5 GPUs
-    args = trl_arguments(sft, "sft", 1234, tmp_path, Precision("fp32", "test"), world, cpu=True)
+    args = trl_arguments(sft, "sft", 1234, tmp_path, Precision("fp32", "test"), world, cpu=False)
     assert args["gradient_accumulation_steps"] * args["per_device_train_batch_size"] * 5 == 320
     assert args["fsdp_config"] == {"version": 2, "reshard_after_forward": False, "activation_checkpointing": True}
+    with pytest.raises(FuxiError, match="accelerate runs FSDP only on GPUs"):
+        trl_arguments(sft, "sft", 1234, tmp_path, Precision("fp32", "test"), world, cpu=True)
+    cpu_ddp = sft.model_copy(update={"distributed": "auto"})
+    assert "fsdp" not in trl_arguments(cpu_ddp, "sft", 1234, tmp_path, Precision("fp32", "t"), world, cpu=True)
     config = trl_config(dpo, trl_arguments(dpo, "dpo", 1234, tmp_path, Precision("fp32", "test"),
-                                           World(), cpu=True), "dpo")
+                                           World(), cpu=False), "dpo")
     assert (config.beta, config.learning_rate, config.num_train_epochs, config.lr_scheduler_type) == (
         0.01, 5e-7, 1.0, "cosine_with_min_lr")
     assert config.fsdp_config["reshard_after_forward"] is True and config.fsdp_config["activation_checkpointing"]

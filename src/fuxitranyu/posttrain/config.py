@@ -174,8 +174,8 @@ class PostTrainRecipe(Section):
     attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
     """Attention kernel (paper A: FlashAttention-2)."""
     distributed: Literal["auto", "ddp", "fsdp"] = "auto"
-    """Data parallelism under torchrun / accelerate launch: `fsdp` is FSDP2 through the Trainer; `auto` picks fsdp
-    when there is more than one process."""
+    """Data parallelism under torchrun / accelerate launch: `fsdp` is FSDP2 through the Trainer (GPUs only: accelerate
+    does not shard on CPUs); `auto` picks fsdp when there is more than one process on GPUs, ddp on CPUs."""
     reshard_after_forward: bool = False
     """FSDP: False keeps the weights gathered between forward and backward (ZeRO-2, the paper's SFT); True frees them
     (ZeRO-3, the paper's DPO policy)."""

@@ -34,8 +34,13 @@ def gradient_accumulation(section: PostTrainRecipe, world: World, key: str) -> i
     return section.global_batch_size // per_step
 
 
-def _distributed(section: PostTrainRecipe, world: World) -> dict[str, Any]:
-    fsdp = section.distributed == "fsdp" or (section.distributed == "auto" and world.distributed)
+def _distributed(section: PostTrainRecipe, key: str, world: World, cpu: bool) -> dict[str, Any]:
+    """FSDP2 through the Trainer, or nothing (the Trainer then runs DDP under torchrun). accelerate shards with FSDP
+    only on accelerators: on CPUs it would silently run DDP, so an explicit `fsdp` there is an error."""
+    if section.distributed == "fsdp" and cpu:
+        raise FuxiError(f"{key}.distributed=fsdp: accelerate runs FSDP only on GPUs (and other accelerators); on CPUs "
+                        f"use ddp (or auto, which picks it)")
+    fsdp = section.distributed == "fsdp" or (section.distributed == "auto" and world.distributed and not cpu)
     if not fsdp:
         return {}
     config = {"version": 2, "reshard_after_forward": section.reshard_after_forward}
@@ -80,7 +85,7 @@ def trl_arguments(section: PostTrainRecipe, key: str, seed: int, out_dir: Path, 
                     packing=section.packing, packing_strategy="bfd", padding_free=section.packing)
     if isinstance(section, DpoRecipe):
         args.update(beta=section.beta)
-    args.update(_distributed(section, world))
+    args.update(_distributed(section, key, world, cpu))
     args.update(section.overrides)
     return args
 
