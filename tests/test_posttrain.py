@@ -497,16 +497,25 @@ def test_chat_with_piped_input_keeps_the_conversation(trained, chat_model, monke
 
     from fuxitranyu.cli import main
 
+    prompts = []
+    generate = ChatModel.generate
+
+    def recording(self, batch, sampling, streamer=None):
+        prompts.append(batch[0])
+        return generate(self, batch, sampling, streamer)
+
+    monkeypatch.setattr(ChatModel, "generate", recording)
     monkeypatch.setattr(sys, "stdin", io.StringIO("the brown fox\nnumber two\n/reset\nthe brown fox\n"))
     with pytest.raises(SystemExit) as info:
         main(chat_command(trained["run"] / "sft" / "model")[3:])
     assert info.value.code == 0
-    first = greedy_reply(chat_model, [{"role": "user", "content": "the brown fox"}], 8)
-    second = greedy_reply(chat_model, [{"role": "user", "content": "the brown fox"},
-                                       {"role": "assistant", "content": first},
-                                       {"role": "user", "content": "number two"}], 8)
+    first_turn = [{"role": "user", "content": "the brown fox"}]
+    first = greedy_reply(chat_model, first_turn, 8)
+    second_turn = first_turn + [{"role": "assistant", "content": first}, {"role": "user", "content": "number two"}]
+    second = greedy_reply(chat_model, second_turn, 8)
     captured = capsys.readouterr()
     assert first and second and captured.out == f"{first}\n{second}\n{first}\n"
+    assert prompts == [chat_model.encode(first_turn), chat_model.encode(second_turn), chat_model.encode(first_turn)]
     assert "(conversation reset)" in captured.err
 
 
