@@ -234,7 +234,7 @@ def test_unreadable_file_and_bad_recipe_values_are_clear_errors(tmp_path, base_d
                                                     "did you mean lr_scheduler_type?",
         "sft.overrides={learning_rate: 1}": "overrides.learning_rate is set by the recipe: use max_lr instead",
         "dpo.overrides={output_dir: x}": "overrides.output_dir is set by the stage",
-        "sft.global_batch_size=33": "global_batch_size 33 is not a multiple of micro_batch_size 16",
+        "sft.global_batch_size=33": "global_batch_size 33 is not a multiple of micro_batch_size 4",
         "sft.language_filter.languages=[xx]": "unknown language code 'xx'",
         "sft.data.demo=null": "data: give `sets` or `demo`",
     }
@@ -378,6 +378,7 @@ def trained(tmp_path_factory, base_dir):
     recipe = tiny_recipe(
         root / "run", f"sft.model={base_dir}", "sft.data.demo=null",
         f"sft.data.sets=[{{path: {write_jsonl(root / 'chat.jsonl', chat_records)}}}]", "sft.max_length=128",
+        "sft.packing=false",  # batches of conversations, so that the steps are known (packing: its own test)
         "sft.max_lr=3e-3", "sft.epochs=4", "sft.global_batch_size=8", "sft.micro_batch_size=4",
         "dpo.data.demo=null", f"dpo.data.sets=[{{path: {write_jsonl(root / 'pairs.jsonl', pairs)}}}]",
         "dpo.max_length=128", "dpo.max_lr=1e-3", "dpo.epochs=2", "dpo.global_batch_size=8", "dpo.micro_batch_size=4")
