@@ -308,7 +308,8 @@ def test_demo_instructions_have_the_real_translation_as_answer(parallel_dir):
         unit = next(u for u in units if answer in u.values() and any(t in user for t in u.values() if t != answer))
         target = next(lang for lang, text in unit.items() if text == answer)
         assert NATIVE_NAMES[target] in user and target != "zz"
-    assert sum(demo.stats["prompt_languages"].values()) == 60 and set(demo.stats["prompt_languages"]) == {"en", "zh", "fr"}
+    languages = demo.stats["prompt_languages"]
+    assert sum(languages.values()) == 60 and set(languages) == {"en", "zh", "fr"}
     assert build_demo(parallel_dir, 60, ["en", "zh", "fr"], 300, seed=1, preference=False).records == demo.records
     assert build_demo(parallel_dir, 60, ["en", "zh", "fr"], 300, seed=2, preference=False).records != demo.records
 
@@ -316,7 +317,8 @@ def test_demo_instructions_have_the_real_translation_as_answer(parallel_dir):
 def test_demo_preference_pairs_reject_a_plausible_wrong_answer(parallel_dir):
     units = [json.loads(line)["texts"] for line in (parallel_dir / "set.jsonl").read_text().splitlines()]
     demo = build_demo(parallel_dir, 80, ["en"], 300, seed=1, preference=True)
-    assert set(demo.stats["rejected"]) == {"wrong_language", "wrong_unit"} and sum(demo.stats["rejected"].values()) == 80
+    kinds = demo.stats["rejected"]
+    assert set(kinds) == {"wrong_language", "wrong_unit"} and sum(kinds.values()) == 80
     for record in demo.records:
         chosen, rejected = record["chosen"][0]["content"], record["rejected"][0]["content"]
         unit = next(u for u in units if chosen in u.values())
@@ -431,6 +433,29 @@ def test_rerun_with_the_same_inputs_is_skipped(trained):
     assert [p.action for p in pipeline.plan(logging_only, only=["sft"])] == ["skip"]
 
 
+def test_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path, base_dir, monkeypatch):
+    from fuxitranyu.posttrain import train
+
+    path = write_jsonl(tmp_path / "chat.jsonl", [conversation(i) for i in range(16)])
+    recipe = tiny_recipe(tmp_path / "run", f"sft.model={base_dir}", "sft.data.demo=null",
+                         f"sft.data.sets=[{{path: {path}}}]", "sft.max_length=128", "sft.packing=false",
+                         "sft.global_batch_size=4", "sft.micro_batch_size=4", "sft.epochs=1", "sft.save_every_steps=2")
+
+    class Interrupted(train.MetricsWriter):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "MetricsWriter", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_pipeline(recipe, only=["sft"])
+    monkeypatch.undo()
+    stats = pipeline.run_pipeline(recipe, only=["sft"])[0]["stats"]
+    assert stats["resumed_from_step"] == 2 and stats["steps"] == 4
+    logged = [json.loads(line) for line in (tmp_path / "run" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if "loss" in entry] == [1, 2, 3, 4]
+
+
 def test_stages_read_their_base_model_from_the_stage_before():
     recipe = load_recipe("tiny")
     assert pipeline.stage_named("sft").needs_for(recipe) == ("data", "pretrain")
@@ -447,7 +472,8 @@ def test_8b_recipe_carries_the_papers_post_training_settings(tmp_path):
 
     recipe = load_recipe("fuxitranyu-8b")
     sft, dpo = recipe.sft, recipe.dpo
-    assert (sft.max_lr, sft.warmup_ratio, sft.global_batch_size, sft.epochs, sft.max_length) == (2e-5, 0.1, 320, 2, 4096)
+    assert (sft.max_lr, sft.warmup_ratio, sft.global_batch_size, sft.epochs, sft.max_length) == (
+        2e-5, 0.1, 320, 2, 4096)
     assert sft.neftune_alpha is not None and sft.activation_checkpointing and sft.reshard_after_forward is False
     assert (dpo.beta, dpo.max_lr, dpo.warmup_ratio, dpo.epochs, dpo.global_batch_size, dpo.max_length) == (
         0.01, 5e-7, 0.1, 1, 320, 4096)

@@ -112,8 +112,9 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     device = default_device(ctx.world)
     precision = choose_precision(section.precision, device)
     ctx.console.print(f"{key}: {len(mixture.dataset)} examples, {precision.name} ({precision.reason})")
-    args = trl_config(section, trl_arguments(section, key, ctx.recipe.seed, ctx.out_dir, precision, ctx.world,
-                                                    cpu=device.type == "cpu"), key)
+    arguments = trl_arguments(section, key, ctx.recipe.seed, ctx.out_dir, precision, ctx.world,
+                              cpu=device.type == "cpu")
+    args = trl_config(section, arguments, key)
     trainer = _trainer(key, model, args, mixture, chat, section, base)
     summary = train(trainer, ctx.out_dir, ctx.resume)
     trainer.save_model(str(ctx.out_dir / "model"))  # weights, config, generation config, tokenizer (FSDP-aware)
