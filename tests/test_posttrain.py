@@ -244,6 +244,16 @@ def test_unreadable_file_and_bad_recipe_values_are_clear_errors(tmp_path, base_d
         assert expected in str(info.value), str(info.value)
 
 
+def test_dpo_reference_with_another_vocabulary_is_refused(tmp_path, base_dir):
+    other = save_tiny_model(tmp_path / "other", vocab_size=300, vocab_multiple=1)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [pair(i) for i in range(4)])
+    recipe = tiny_recipe(tmp_path / "run", f"dpo.model={base_dir}", f"dpo.reference={other}", "dpo.data.demo=null",
+                         f"dpo.data.sets=[{{path: {path}}}]", "dpo.max_length=128")
+    with pytest.raises(FuxiError, match="the reference model's vocabulary differs from the policy's") as info:
+        pipeline.run_pipeline(recipe, only=["dpo"])
+    assert info.value.path == str(other)
+
+
 LANGUAGE_SAMPLES = {  # sentence -> the language the filter must name
     "The committee will publish its annual report on the state of the rivers next week.": "en",
     "Le comité publiera la semaine prochaine son rapport annuel sur l'état des rivières.": "fr",

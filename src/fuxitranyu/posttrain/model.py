@@ -141,6 +141,19 @@ def load_model(model_dir: Path, chat: ChatTokenizer, attention: str) -> PreTrain
     return model
 
 
+def saved_vocab_size(model_dir: Path) -> int:
+    """The vocabulary size in a model directory's config.json."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        message = f"not a model directory: config.json is missing or unreadable ({err})"
+        raise FuxiError(message, path=model_dir) from None
+    config = config.get("text_config", config)
+    if "vocab_size" not in config:
+        raise FuxiError("config.json has no vocab_size", path=model_dir)
+    return config["vocab_size"]
+
+
 def check_fits(model: PreTrainedModel, max_length: int, key: str) -> None:
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None and max_length > positions:

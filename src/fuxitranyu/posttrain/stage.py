@@ -21,7 +21,14 @@ from fuxitranyu.io import atomic_write_json, atomic_write_text
 from fuxitranyu.posttrain.config import PostTrainRecipe
 from fuxitranyu.posttrain.data import Mixture, SourceSet, mix, read_sets
 from fuxitranyu.posttrain.demo import DemoSet, build_demo
-from fuxitranyu.posttrain.model import ChatTokenizer, check_fits, describe, load_chat_tokenizer, load_model
+from fuxitranyu.posttrain.model import (
+    ChatTokenizer,
+    check_fits,
+    describe,
+    load_chat_tokenizer,
+    load_model,
+    saved_vocab_size,
+)
 from fuxitranyu.posttrain.train import CHECKPOINTS, METRICS, train, trl_arguments, trl_config
 from fuxitranyu.runtime import choose_precision, default_device
 from fuxitranyu.stage import Stage, StageContext
@@ -78,11 +85,14 @@ def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, secti
     from trl import DPOTrainer
 
     reference = None  # TRL loads the base again as the reference (or, with precompute_ref_log_probs, needs none)
+    if section.reference:
+        vocabularies = [saved_vocab_size(Path(section.reference)), saved_vocab_size(base)]
+        if vocabularies[0] != vocabularies[1]:
+            raise FuxiError(f"the reference model's vocabulary differs from the policy's ({vocabularies[0]} and "
+                            f"{vocabularies[1]} ids); DPO compares their log-probabilities token by token",
+                            path=section.reference)
     if section.reference or chat.pad.how == "added":  # another model, or embeddings grown for a new <PAD>
         reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention)
-        if reference.get_input_embeddings().num_embeddings != model.get_input_embeddings().num_embeddings:
-            raise FuxiError("the reference model's vocabulary differs from the policy's; DPO compares their "
-                            "log-probabilities token by token", path=section.reference)
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=mixture.dataset,
                       processing_class=chat.tokenizer)
 
