@@ -83,6 +83,108 @@ def pretrain(
 
 
 @app.command()
+def sft(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint of an interrupted run.")] = True,
+    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+):
+    """Supervised fine-tuning with TRL's SFTTrainer: the `sft` stage alone (the recipe needs an `sft` section; the
+    default base model is the pretrain stage's). Under `torchrun`/`accelerate launch` it runs data-parallel."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["sft"], force=force, console=err, resume=resume)
+
+
+@app.command()
+def dpo(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint of an interrupted run.")] = True,
+    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
+):
+    """DPO with TRL's DPOTrainer: the `dpo` stage alone (the recipe needs a `dpo` section; the default base and
+    reference model is the sft stage's)."""
+    from fuxitranyu.pipeline import run_pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    run_pipeline(load_recipe(recipe, set_ or []), only=["dpo"], force=force, console=err, resume=resume)
+
+
+ModelDirArg = Annotated[Path, typer.Argument(help="A model directory whose tokenizer has a chat template, e.g. "
+                                                  "runs/tiny/sft/model.")]
+MaxNewTokensOpt = Annotated[int, typer.Option(help="Longest reply in tokens.")]
+TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature; 0 decodes greedily.")]
+TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass.")]
+TopKOpt = Annotated[int, typer.Option(help="Keep only the k most likely tokens; 0 keeps all.")]
+RepetitionOpt = Annotated[float, typer.Option(help="Penalty on tokens already generated (1: none).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: what the hardware does fast).")]
+
+
+@app.command()
+def chat(
+    model: ModelDirArg,
+    system: Annotated[Optional[str], typer.Option(help="A system message that starts the conversation.")] = None,
+    max_new_tokens: MaxNewTokensOpt = 256,
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 0.9,
+    top_k: TopKOpt = 0,
+    repetition_penalty: RepetitionOpt = 1.0,
+    seed: SeedOpt = 0,
+    precision: PrecisionOpt = "auto",
+):
+    """Talk to a model: replies stream as they are generated and the conversation is kept; /reset, /exit, /help.
+    With piped input, every line is a user turn and only the replies are printed."""
+    import torch
+
+    from fuxitranyu.posttrain.chat import Sampling, chat_loop, load_chat_model
+
+    sampling = Sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    loaded = load_chat_model(model, precision)
+    torch.manual_seed(seed)
+    chat_loop(loaded, sampling, system, sys.stdin, sys.stdout, sys.stderr)
+
+
+@app.command()
+def generate(
+    model: ModelDirArg,
+    prompts: Annotated[Path, typer.Option(help="A .jsonl file of {\"prompt\": ...} or {\"messages\": [...]} "
+                                                "records (an `id` is kept), or a text file of one prompt per line.")],
+    output: Annotated[Optional[Path], typer.Option(help="JSONL file to write (default: standard output).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts generated together.")] = 8,
+    max_new_tokens: MaxNewTokensOpt = 256,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 0.9,
+    top_k: TopKOpt = 0,
+    repetition_penalty: RepetitionOpt = 1.0,
+    seed: SeedOpt = 0,
+    precision: PrecisionOpt = "auto",
+):
+    """Answer every prompt of a file in batches; one JSON line per prompt: the input record plus `response`,
+    `finish_reason` (stop or length) and `new_tokens`."""
+    import json
+
+    import torch
+
+    from fuxitranyu.io import atomic_write_text
+    from fuxitranyu.posttrain.chat import Sampling, generate_records, load_chat_model, read_prompts
+
+    sampling = Sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    records = read_prompts(prompts)
+    loaded = load_chat_model(model, precision)
+    torch.manual_seed(seed)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate_records(loaded, records, sampling,
+                                                                                      batch_size))
+    if output is None:
+        sys.stdout.write(lines)
+    else:
+        atomic_write_text(output, lines)
+        typer.echo(f"wrote {len(records)} responses to {output}", err=True)
+
+
+@app.command()
 def data(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,

@@ -30,19 +30,20 @@ from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
 from fuxitranyu.logs import route_library_output
 from fuxitranyu.mix.stage import STAGE as MIX
 from fuxitranyu.model.stage import STAGE as MODEL
+from fuxitranyu.posttrain.stage import DPO, SFT
 from fuxitranyu.pretrain.stage import STAGE as PRETRAIN
 from fuxitranyu.recipe import Recipe
 from fuxitranyu.runtime import world
 from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, EVALUATE)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE)
 """In pipeline order; a stage only reads stages before it."""
 
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("fuxitranyu", "torch", "transformers", "tokenizers", "datatrove", "numpy"):
+    for package in ("fuxitranyu", "torch", "transformers", "tokenizers", "datatrove", "numpy", "trl", "datasets"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -24,6 +24,7 @@ from fuxitranyu.errors import RecipeError
 from fuxitranyu.evaluate.config import EvaluateRecipe
 from fuxitranyu.mix.config import MixRecipe
 from fuxitranyu.model.config import ModelRecipe
+from fuxitranyu.posttrain.config import DpoRecipe, SftRecipe
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.tokenizer.config import TokenizerRecipe
 
@@ -40,6 +41,10 @@ class Recipe(Section):
     tokenizer: TokenizerRecipe = TokenizerRecipe()
     mix: MixRecipe = MixRecipe()
     pretrain: PretrainRecipe = PretrainRecipe()
+    sft: SftRecipe | None = None
+    """Supervised fine-tuning (paper 4, Appendix A); null leaves the stage out."""
+    dpo: DpoRecipe | None = None
+    """DPO after SFT (paper 4, Appendix A); null leaves the stage out."""
     evaluate: EvaluateRecipe | None = None
     """Evaluation of the recipe's models (the `evaluate` stage); left out, the stage does not run."""
 
@@ -192,12 +197,16 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    """The section model of a field typed `Section` or `Section | None` (an optional stage's section)."""
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _optional_section(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a field typed `Section` or `Section | None`; None for other fields."""
+    def is_section(candidate: Any) -> bool:
+        return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+    if is_section(annotation):
+        return annotation
+    members = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    optional = type(None) in getattr(annotation, "__args__", ())
+    return members[0] if optional and len(members) == 1 and is_section(members[0]) else None
 
 
 def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -206,11 +215,17 @@ def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        section = _section_type(annotation)
+        section = _optional_section(annotation)
         if section is not None:
+            if field.description and section is not annotation:
+                rows.append((key, f"{section.__name__} | None", json.dumps(to_jsonable_python(field.default)),
+                             field.description))
             rows.extend(field_docs(section, key + "."))
             continue
         type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         default = "(required)" if field.is_required() else json.dumps(to_jsonable_python(field.default))
         rows.append((key, type_name, default, field.description or ""))
+        items = getattr(annotation, "__args__", ()) if getattr(annotation, "__origin__", None) is list else ()
+        if items and _optional_section(items[0]) is not None:  # a list of sections: document one item's keys
+            rows.extend(field_docs(items[0], key + "[]."))
     return rows

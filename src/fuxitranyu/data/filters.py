@@ -61,16 +61,26 @@ class LanguageIdentifier(DocumentFilter):
 
         return Identifier.from_model_file(MODEL_FILE)
 
-    def detect(self, text: str) -> tuple[str | None, float]:
+    def predict(self, text: str) -> tuple[str | None, float]:
+        """fastText's language code (any of its 176, e.g. `sw`) and probability."""
         line = " ".join(text[:_LANGID_CHARS].split())
         labels, scores = self.fasttext.predict(line, k=1)
         if not labels:
             return None, 0.0
-        return supported_code(labels[0].removeprefix("__label__")), float(scores[0])
+        return labels[0].removeprefix("__label__"), float(scores[0])
+
+    def detect(self, text: str) -> tuple[str | None, float]:
+        """fastText's answer as a supported language code (None for the others) and its probability."""
+        code, score = self.predict(text)
+        return (supported_code(code) if code else None), score
+
+    def second_prediction(self, text: str) -> str:
+        """py3langid's language code (any of its 97)."""
+        code, _ = self.py3langid.classify(" ".join(text[:_LANGID_CHARS].split()))
+        return code
 
     def second_opinion(self, text: str) -> str | None:
-        code, _ = self.py3langid.classify(" ".join(text[:_LANGID_CHARS].split()))
-        return supported_code(code)
+        return supported_code(self.second_prediction(text))
 
     def decide(self, doc: Document) -> str | None:
         declared = doc.metadata.get("language")

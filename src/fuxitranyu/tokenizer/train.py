@@ -143,11 +143,17 @@ def save_pretrained(tokenizer: Tokenizer, out_dir: str | Path, chat_tokens: bool
         chat_template=CHAT_TEMPLATE if chat_tokens else None,
     )
     fast.save_pretrained(out_dir)
-    # transformers 5 writes its new class name; the old one loads in transformers 4 and 5 (vLLM, lm-eval pins).
-    config_path = Path(out_dir) / "tokenizer_config.json"
+    portable_tokenizer_class(out_dir)
+
+
+def portable_tokenizer_class(tokenizer_dir: str | Path) -> None:
+    """transformers 5 saves a fast tokenizer under its new class name; the old one loads in transformers 4 and 5
+    (vLLM, lm-eval pins)."""
+    config_path = Path(tokenizer_dir) / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    atomic_write_json(config_path, config)
+    if config.get("tokenizer_class") in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        atomic_write_json(config_path, config)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Post-training: SFT and DPO as pipeline stages on TRL, offline demo data, and the `chat` / `generate` commands."""
