@@ -311,7 +311,7 @@ def parallel_dir(tmp_path_factory):
 
 def test_demo_instructions_have_the_real_translation_as_answer(parallel_dir):
     units = [json.loads(line)["texts"] for line in (parallel_dir / "set.jsonl").read_text().splitlines()]
-    demo = build_demo(parallel_dir, 60, ["en", "zh", "fr"], 300, seed=1, preference=False)
+    demo = build_demo([parallel_dir / "set.jsonl"], 60, ["en", "zh", "fr"], 300, seed=1, preference=False)
     assert len(demo.records) == 60 and demo.stats["units"] == 20
     for record in demo.records:
         user, answer = record["messages"][0]["content"], record["messages"][1]["content"]
@@ -320,13 +320,13 @@ def test_demo_instructions_have_the_real_translation_as_answer(parallel_dir):
         assert NATIVE_NAMES[target] in user and target != "zz"
     languages = demo.stats["prompt_languages"]
     assert sum(languages.values()) == 60 and set(languages) == {"en", "zh", "fr"}
-    assert build_demo(parallel_dir, 60, ["en", "zh", "fr"], 300, seed=1, preference=False).records == demo.records
-    assert build_demo(parallel_dir, 60, ["en", "zh", "fr"], 300, seed=2, preference=False).records != demo.records
+    assert build_demo([parallel_dir / "set.jsonl"], 60, ["en", "zh", "fr"], 300, seed=1, preference=False).records == demo.records
+    assert build_demo([parallel_dir / "set.jsonl"], 60, ["en", "zh", "fr"], 300, seed=2, preference=False).records != demo.records
 
 
 def test_demo_preference_pairs_reject_a_plausible_wrong_answer(parallel_dir):
     units = [json.loads(line)["texts"] for line in (parallel_dir / "set.jsonl").read_text().splitlines()]
-    demo = build_demo(parallel_dir, 80, ["en"], 300, seed=1, preference=True)
+    demo = build_demo([parallel_dir / "set.jsonl"], 80, ["en"], 300, seed=1, preference=True)
     kinds = demo.stats["rejected"]
     assert set(kinds) == {"wrong_language", "wrong_unit"} and sum(kinds.values()) == 80
     for record in demo.records:
@@ -472,7 +472,7 @@ def test_stages_read_their_base_model_from_the_stage_before():
     assert pipeline.stage_named("dpo").needs_for(recipe) == ("data", "sft")
     named = load_recipe("tiny", ["sft.model=/m", "sft.data.demo=null", "sft.data.sets=[{path: x.jsonl}]"])
     assert pipeline.stage_named("sft").needs_for(named) == ()
-    off = load_recipe("tiny", ["sft=null", "dpo=null"])
+    off = load_recipe("tiny", ["sft=null", "dpo=null", "evaluate=null"])
     assert [s.name for s in pipeline.STAGES if s.enabled_in(off)] == ["data", "tokenizer", "model", "mix", "pretrain"]
 
 
@@ -617,3 +617,17 @@ def test_commands_have_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
     assert info.value.code == 0 and "Usage: fuxitranyu" in capsys.readouterr().out
+
+
+def test_parallel_sets_are_chosen_by_name(tmp_path, parallel_dir):
+    from fuxitranyu.data.parallel import parallel_sets
+    from fuxitranyu.errors import FuxiError
+
+    (tmp_path / "a.jsonl").write_text("{}\n")
+    (tmp_path / "b.jsonl").write_text("{}\n")
+    assert [p.name for p in parallel_sets(tmp_path, [])] == ["a.jsonl", "b.jsonl"]
+    assert [p.name for p in parallel_sets(tmp_path, ["b"])] == ["b.jsonl"]
+    with pytest.raises(FuxiError, match="no parallel set named c; the data stage wrote: a, b"):
+        parallel_sets(tmp_path, ["c"])
+    with pytest.raises(FuxiError, match="wrote no held-out parallel sets"):
+        parallel_sets(tmp_path / "empty", [])

@@ -109,3 +109,17 @@ def test_pretraining_on_real_text_learns_and_writes_a_servable_model(smoke_run):
     ids = tokenizer("Le fichier n'existe pas", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     assert out.shape[1] == ids["input_ids"].shape[1] + 5 or out[0, -1] == tokenizer.eos_token_id
+
+
+def test_post_training_demo_data_never_shows_the_evaluation_its_test_set(smoke_run):
+    """Post-training learns translation from some held-out parallel sets; the offline evaluation is cut from others.
+    No target text of an evaluation item may appear in the demo conversations."""
+    demo = stage_dir(smoke_run, "sft") / "demo.jsonl"
+    learned = {message["content"] for line in demo.read_text(encoding="utf-8").splitlines()
+               for message in json.loads(line)["messages"]}
+    evaluated = set()
+    for path in (stage_dir(smoke_run, "evaluate") / "data").rglob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            evaluated.update(v for v in json.loads(line).values() if isinstance(v, str) and len(v) > 15)
+    assert len(learned) > 40 and len(evaluated) > 40
+    assert not {text for text in learned if any(text in item for item in evaluated)}

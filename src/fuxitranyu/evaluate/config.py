@@ -32,6 +32,9 @@ class OfflineTasks(Section):
     min_units: int = Field(8, ge=4)
     """A language enters the offline tasks only with at least this many units (the multiple choice needs three wrong
     translations beside the right one)."""
+    parallel_sets: list[str] = []
+    """Which of the data stage's parallel sets the tasks are cut from (file names without `.jsonl`); empty: all of
+    them. Keep them apart from the sets post-training's demo data learns from (`sft.data.demo.parallel_sets`)."""
 
 
 class EvaluateRecipe(Section):

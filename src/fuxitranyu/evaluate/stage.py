@@ -19,6 +19,7 @@ from fuxitranyu.evaluate.run import evaluate_models, prepare
 from fuxitranyu.evaluate.suite import load_suite
 from fuxitranyu.evaluate.sweep import sweep
 from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.tokenizer.fertility import read_parallel
 
 
@@ -55,7 +56,9 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     if not ctx.resume:
         shutil.rmtree(ctx.out_dir / "sweep", ignore_errors=True)
     suite = load_suite(section.suite)
-    units = read_parallel([ctx.inputs["data"] / "parallel"]).units if suite.needs_parallel else None
+    units = None
+    if suite.needs_parallel:
+        units = read_parallel(parallel_sets(ctx.inputs["data"] / "parallel", section.offline.parallel_sets)).units
     evaluation = prepare(suite, ctx.out_dir, section.data_dir, units, section.offline, ctx.recipe.seed)
     settings = Settings.from_recipe(section, ctx.recipe.seed)
     models = [ModelToEvaluate(model_name(entry), str(model_directory(entry, ctx.inputs)), entry in section.chat_models)

@@ -50,7 +50,8 @@ class DataSet(Section):
 class DemoData(Section):
     """Translation instructions built from the data stage's held-out parallel sets, so that post-training runs with
     nothing downloaded. Demo data only: it teaches the chat format and translation, not general instruction
-    following, and it uses the held-out sets, so translation scores on them after post-training are not held-out."""
+    following. Give it other parallel sets than the evaluation's (`parallel_sets`), or the translation scores of the
+    post-trained model are no longer held out."""
 
     examples: Count = Field(512, gt=0)
     """SFT conversations (or DPO preference pairs) to build."""
@@ -58,6 +59,9 @@ class DemoData(Section):
     """Languages the instructions are written in (each has a template in `posttrain/demo.py`)."""
     max_chars: int = Field(300, gt=0)
     """Units whose texts are longer than this are left out (short UI strings keep the demo fast)."""
+    parallel_sets: list[str] = []
+    """Which of the data stage's parallel sets to build from (file names without `.jsonl`); empty: all of them.
+    Sets used here should not be the evaluation's or the analyses' (`evaluate.offline.parallel_sets`)."""
 
     @field_validator("prompt_languages")
     @classmethod

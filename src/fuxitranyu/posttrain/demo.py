@@ -60,16 +60,12 @@ class DemoSet:
     stats: dict
 
 
-def usable_units(parallel_dir: Path, max_chars: int) -> list[dict[str, str]]:
+def usable_units(files: list[Path], max_chars: int) -> list[dict[str, str]]:
     """The texts of every unit with at least two languages whose texts are at most `max_chars` long."""
     from fuxitranyu.tokenizer.fertility import read_parallel
 
-    if not parallel_dir.is_dir() or not any(parallel_dir.glob("*.jsonl")):
-        raise FuxiError("the data stage wrote no held-out parallel sets, which the demo data is built from; give "
-                        "real sets in data.sets, or hold out some of the data stage's sources",
-                        path=parallel_dir)
     units = []
-    for unit in read_parallel(sorted(parallel_dir.glob("*.jsonl"))).units:
+    for unit in read_parallel(files).units:
         texts = {lang: " ".join(text.split()) for lang, text in unit["texts"].items() if len(text) <= max_chars}
         texts = {lang: text for lang, text in texts.items() if lang in NATIVE_NAMES and text}
         if len(texts) >= 2:
@@ -112,11 +108,12 @@ def wrong_answer(translation: Translation, units: list[dict[str, str]], rng: np.
     raise FuxiError(f"the parallel sets hold too few distinct {translation.target} texts for preference pairs")
 
 
-def build_demo(parallel_dir: Path, examples: int, prompt_languages: list[str], max_chars: int, seed: int,
+def build_demo(files: list[Path], examples: int, prompt_languages: list[str], max_chars: int, seed: int,
                preference: bool) -> DemoSet:
-    """`examples` SFT conversations, or preference pairs when `preference`, deterministic given the seed."""
+    """`examples` SFT conversations, or preference pairs when `preference`, deterministic given the seed, from the
+    parallel set `files`."""
     rng = np.random.default_rng([seed, int(preference)])
-    units = usable_units(parallel_dir, max_chars)
+    units = usable_units(files, max_chars)
     translations = sample_translations(units, examples, prompt_languages, rng)
     records, kinds = [], Counter()
     for item in translations:

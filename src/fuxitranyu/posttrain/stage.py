@@ -16,6 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text
 from fuxitranyu.posttrain.config import PostTrainRecipe
@@ -53,8 +54,8 @@ def _needs(key: str) -> Callable[[Recipe], tuple[str, ...]]:
 
 def _demo(ctx: StageContext, section: PostTrainRecipe, preference: bool) -> DemoSet:
     demo = section.data.demo
-    built = build_demo(ctx.inputs["data"] / "parallel", demo.examples, demo.prompt_languages, demo.max_chars,
-                       ctx.recipe.seed, preference)
+    files = parallel_sets(ctx.inputs["data"] / "parallel", demo.parallel_sets)
+    built = build_demo(files, demo.examples, demo.prompt_languages, demo.max_chars, ctx.recipe.seed, preference)
     if ctx.world.is_main:
         atomic_write_text(ctx.out_dir / "demo.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in built.records))
