@@ -5,7 +5,6 @@ import gzip
 import json
 
 import numpy as np
-import pytest
 
 from fuxitranyu import pipeline
 from fuxitranyu.recipe import load_recipe

@@ -71,7 +71,8 @@ def usable_units(files: list[Path], max_chars: int) -> list[dict[str, str]]:
         if len(texts) >= 2:
             units.append(texts)
     if not units:
-        raise FuxiError(f"no parallel unit has two languages within {max_chars} characters", path=parallel_dir)
+        raise FuxiError(f"no parallel unit has two languages within {max_chars} characters",
+                        path=", ".join(str(f) for f in files))
     return units
 
 
