@@ -1,16 +1,21 @@
-"""Pretraining throughput: our loop against the fp32 GEMM rate and a plain loop over transformers' ArceeForCausalLM of
-the same architecture, in one run, at two sizes.
+"""Pretraining throughput and MFU of our trainer, against a plain transformers loop, on a CPU or a GPU.
 
-- GEMM rate: the best of a few square fp32 matmuls (1024-4096), measured here; the denominator of MFU.
-- ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic mix (random tokens), fp32, fused AdamW, chunked loss,
-  each decoder layer compiled (`pretrain.compile`), one process.
-- baseline: `ArceeForCausalLM(**same config**)`, `loss = model(ids, labels=ids).loss; loss.backward();
-  AdamW.step()`, the plain PyTorch loop with transformers' defaults.
+CPU (default), two sizes, in one run:
+- ours in the precision `auto` picks here (bf16 autocast where the CPU has a bf16 unit, else fp32),
+- ours in fp32,
+- baseline: the plain loop over transformers' `ArceeForCausalLM` of the same architecture in fp32
+  (`loss = model(ids, labels=ids).loss; loss.backward(); AdamW.step()`).
+Ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic packed mix (random tokens), fused AdamW, chunked loss, layers
+compiled. MFU divides by the matmul peak of the dtype in use, measured here with the trainer's own probe. The
+first (compiling) step is timed too, which gives the break-even of `torch.compile`.
 
-FLOPs per token = 6·N_non-embedding + 6·N_lm_head + 12·L·d·T (fuxitranyu.model.summary). Steps after the first
-`--warmup` (compilation) are timed; the median step time is reported.
+GPU: `--device cuda --preset fuxitranyu-1b`: bf16 autocast, SDPA (FlashAttention kernels), FSDP2 on one device
+(`distributed: fsdp`, a process group of one), activation checkpointing off and on; tokens/s, MFU against the GPU's
+dense bf16 peak (from its name), and peak memory. About 3-4 minutes on an H100.
 
-    python benchmarks/bench_pretrain.py [--steps 12] [--warmup 4]
+    python benchmarks/bench_pretrain.py [--steps 12] [--warmup 3]
+    python benchmarks/bench_pretrain.py --device cuda --preset fuxitranyu-1b [--micro-batch 4 --context 4096]
+    python benchmarks/bench_pretrain.py --device cpu --preset tiny --micro-batch 2 --context 64 --steps 2  # path check
 """
 
 from __future__ import annotations
@@ -22,35 +27,26 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-SIZES = {  # name: (hidden, layers, heads, vocab, sequences, context)
-    "hidden 256 x 4 layers, vocab 32k, 8 x 256": (256, 4, 4, 32_000, 8, 256),
-    "hidden 512 x 8 layers, vocab 32k, 4 x 512": (512, 8, 8, 32_000, 4, 512),
+CPU_SIZES = {  # name: (hidden, layers, heads, sequences, context)
+    "hidden 256 x 4 layers, vocab 32k, 8 x 256": (256, 4, 4, 8, 256),
+    "hidden 512 x 8 layers, vocab 32k, 4 x 512": (512, 8, 8, 4, 512),
 }
+CPU_VOCAB = 32_000
+
+# Dense bf16 peak FLOP/s (no sparsity) from the vendors' datasheets, by a substring of torch.cuda.get_device_name().
+GPU_BF16_PEAK = {"H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+                 "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
 
 
-def gemm_flops() -> float:
-    best = 0.0
-    for size in (1024, 2048, 4096):
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        a @ b
-        for _ in range(3):
-            started = time.perf_counter()
-            a @ b
-            best = max(best, 2 * size**3 / (time.perf_counter() - started))
-    return best
-
-
-def config_for(hidden, layers, heads, vocab, context):
-    from fuxitranyu.model import FuxiTranyuConfig
-
-    return FuxiTranyuConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden,
-                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
+def gpu_peak(name: str) -> float | None:
+    return next((peak for key, peak in GPU_BF16_PEAK.items() if key in name), None)
 
 
 def synthetic_mix(folder: Path, vocab: int, context: int, tokens: int) -> None:
@@ -59,47 +55,72 @@ def synthetic_mix(folder: Path, vocab: int, context: int, tokens: int) -> None:
     from fuxitranyu.mix.plan import plan_mix
 
     rng = np.random.default_rng(0)
-    docs = rng.integers(1, vocab, tokens).astype(np.uint16)
+    dtype = np.uint16 if vocab <= 2**16 else np.uint32
     (folder / "tokens").mkdir(parents=True)
-    docs.tofile(folder / "tokens" / "en.bin")
-    np.arange(0, tokens + 1, 1000, dtype=np.int64).tofile(folder / "tokens" / "en.idx")
-    available = tokens + tokens // 1000
+    document = max(min(1000, tokens // 8), 1)
+    tokens = tokens // document * document
+    rng.integers(1, vocab, tokens).astype(dtype).tofile(folder / "tokens" / "en.bin")
+    np.arange(0, tokens + 1, document, dtype=np.int64).tofile(folder / "tokens" / "en.idx")
+    available = tokens + tokens // document
     plan = plan_mix({"en": available}, MixRecipe(strategy="proportional"), available)
     pack(plan, folder / "tokens", folder / "mix", context, 0, vocab, 4096, 0)
 
 
-def ours(config, sequences, context, steps, warmup, work: Path) -> list[float]:
+@dataclass
+class Measured:
+    tokens_per_s: float
+    first_step_s: float
+    peak_flops: float
+    precision: str
+    peak_memory_gib: float | None = None
+
+
+def ours(config, sequences: int, context: int, steps: int, warmup: int, work: Path, settings: list[str],
+         materialize_now: bool = True) -> Measured:
+    """Our Trainer on `steps + warmup` steps of a synthetic mix; the median of the steps after `warmup`."""
     from fuxitranyu.model import FuxiTranyuForCausalLM
     from fuxitranyu.pretrain.train import Trainer
     from fuxitranyu.recipe import load_recipe
 
     torch.manual_seed(0)
-    FuxiTranyuForCausalLM(config).save_pretrained(work / "model")
+    if materialize_now:
+        FuxiTranyuForCausalLM(config).save_pretrained(work / "model")
+    else:  # as the model stage writes a large preset: the config; weights are initialised after sharding
+        config.save_pretrained(work / "model")
     batch = sequences * context
     synthetic_mix(work, config.vocab_size, context, batch * (steps + warmup + 2))
     recipe = load_recipe("tiny", [
-        f"output_dir={work}", f"pretrain.context_length={context}", f"pretrain.total_tokens={batch * (steps + warmup)}",
+        f"output_dir={work}", f"mix.context_length={context}", f"pretrain.total_tokens={batch * (steps + warmup)}",
         f"pretrain.batch=[{{from_tokens: 0, batch_tokens: {batch}}}]", f"pretrain.micro_batch_size={sequences}",
-        "pretrain.compile=true", "pretrain.warmup_tokens=0", f"pretrain.checkpoints=[{{from_tokens: 0, every_tokens: {10**12}}}]",
-        "pretrain.peak_flops=1e12"])
+        "pretrain.warmup_tokens=0", f"pretrain.checkpoints=[{{from_tokens: 0, every_tokens: {10**15}}}]",
+        f"model.overrides.max_position_embeddings={context}", *settings])
     (work / "out").mkdir()
     trainer = Trainer(recipe, work / "model", work / "mix", work / "out")
+    if trainer.runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     times = []
     original = trainer.step
 
     def timed(*args):
+        if trainer.runtime.device.type == "cuda":
+            torch.cuda.synchronize()
         started = time.perf_counter()
         result = original(*args)
+        if trainer.runtime.device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
         return result
 
     trainer.step = timed
     trainer.save = lambda: None  # checkpoint writing is not part of the measured loop
     trainer.train()
-    return times[warmup:]
+    memory = torch.cuda.max_memory_allocated() / 2**30 if trainer.runtime.device.type == "cuda" else None
+    return Measured(batch / statistics.median(times[warmup:]), times[0], trainer.peak_flops,
+                    trainer.runtime.precision.name, memory)
 
 
-def baseline(config, sequences, context, steps, warmup) -> list[float]:
+def baseline(config, sequences: int, context: int, steps: int, warmup: int) -> float:
+    """tokens/s of the plain transformers loop over ArceeForCausalLM in fp32."""
     from transformers import ArceeForCausalLM
 
     from fuxitranyu.model.export import convert_config
@@ -117,41 +138,110 @@ def baseline(config, sequences, context, steps, warmup) -> list[float]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
-    return times[warmup:]
+    return sequences * context / statistics.median(times[warmup:])
 
 
-def main():
+def cpu(args) -> None:
+    from fuxitranyu.model import FuxiTranyuConfig
+    from fuxitranyu.model.summary import summarize
+    from fuxitranyu.runtime import choose_precision
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    load = os.getloadavg()[0]
+    auto = choose_precision("auto", torch.device("cpu"))
+    rows = []
+    for name, (hidden, layers, heads, sequences, context) in CPU_SIZES.items():
+        config = FuxiTranyuConfig(vocab_size=CPU_VOCAB, hidden_size=hidden, intermediate_size=4 * hidden,
+                                  num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
+        flops = summarize(config, context).training_flops_per_token
+        measured = {}
+        for label, settings in (("auto", ["pretrain.precision=auto", "pretrain.compile=true"]),
+                                ("fp32", ["pretrain.precision=fp32", "pretrain.compile=true"]),
+                                ("fp32 eager", ["pretrain.precision=fp32", "pretrain.compile=false"])):
+            with tempfile.TemporaryDirectory() as tmp:
+                measured[label] = ours(config, sequences, context, args.steps, args.warmup, Path(tmp), settings)
+        arcee = baseline(config, sequences, context, args.steps, args.warmup)
+        compiled, eager = measured["fp32"], measured["fp32 eager"]
+        gain = 1 / eager.tokens_per_s - 1 / compiled.tokens_per_s  # seconds per token saved
+        break_even = (compiled.first_step_s - eager.first_step_s) / (gain * sequences * context) if gain > 0 else None
+        rows.append({"size": name, "auto_precision": measured["auto"].precision,
+                     **{f"{k}_tokens_per_s": round(v.tokens_per_s, 1) for k, v in measured.items()},
+                     **{f"{k}_mfu": round(v.tokens_per_s * flops / v.peak_flops, 4) for k, v in measured.items()},
+                     "arcee_fp32_tokens_per_s": round(arcee, 1),
+                     "arcee_fp32_mfu": round(arcee * flops / compiled.peak_flops, 4),
+                     "auto_over_fp32": measured["auto"].tokens_per_s / compiled.tokens_per_s,
+                     "fp32_over_arcee": compiled.tokens_per_s / arcee,
+                     "compile_first_step_extra_s": round(compiled.first_step_s - eager.first_step_s, 1),
+                     "compile_break_even_steps": None if break_even is None else round(break_even)})
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {load:.2f} -> {os.getloadavg()[0]:.2f}, torch {torch.__version__}; "
+          f"auto = {auto.name} ({auto.reason})")
+    print("| size | ours auto | ours fp32 | Arcee fp32 | auto / fp32 | fp32 / Arcee | MFU auto / fp32 / Arcee | "
+          "compile: extra first step, break-even |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['auto_tokens_per_s']:,.0f} tok/s ({r['auto_precision']}) | "
+              f"{r['fp32_tokens_per_s']:,.0f} | {r['arcee_fp32_tokens_per_s']:,.0f} | {r['auto_over_fp32']:.2f}x | "
+              f"{r['fp32_over_arcee']:.2f}x | {r['auto_mfu']:.0%} / {r['fp32_mfu']:.0%} / {r['arcee_fp32_mfu']:.0%} | "
+              f"{r['compile_first_step_extra_s']} s, {r['compile_break_even_steps']} steps |")
+    print(json.dumps(rows))
+
+
+def preset_run(args) -> None:
+    """One preset on one device: FSDP2 over a mesh of one, bf16 on a GPU (auto on a CPU), activation checkpointing
+    off and on. On a CPU this checks the GPU path end to end with a tiny preset; its numbers mean little."""
+    from fuxitranyu.model import preset_config
     from fuxitranyu.model.summary import summarize
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=4)
-    args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    load = os.getloadavg()
-    peak = gemm_flops()
+    on_gpu = args.device == "cuda"
+    name = torch.cuda.get_device_name() if on_gpu else platform.processor() or platform.machine()
+    peak = gpu_peak(name) if on_gpu else None
+    config = preset_config(args.preset, max_position_embeddings=args.context)
+    flops = summarize(config, args.context).training_flops_per_token
     rows = []
-    for name, (hidden, layers, heads, vocab, sequences, context) in SIZES.items():
-        config = config_for(hidden, layers, heads, vocab, context)
-        flops_per_token = summarize(config, context).training_flops_per_token
-        tokens = sequences * context
+    for checkpointing in (False, True):
+        settings = [f"pretrain.precision={'bf16' if on_gpu else 'auto'}", "pretrain.attention=sdpa",
+                    "pretrain.distributed=fsdp", f"pretrain.compile={str(on_gpu).lower()}",
+                    f"pretrain.activation_checkpointing={str(checkpointing).lower()}",
+                    *([f"pretrain.peak_flops={peak}"] if peak else [])]
         with tempfile.TemporaryDirectory() as tmp:
-            ours_times = ours(config, sequences, context, args.steps, args.warmup, Path(tmp))
-        base_times = baseline(config, sequences, context, args.steps, args.warmup)
-        ours_rate, base_rate = tokens / statistics.median(ours_times), tokens / statistics.median(base_times)
-        rows.append({"size": name, "ours_tokens_per_s": round(ours_rate, 1), "ours_mfu": ours_rate * flops_per_token / peak,
-                     "arcee_tokens_per_s": round(base_rate, 1), "arcee_mfu": base_rate * flops_per_token / peak,
-                     "ratio": ours_rate / base_rate})
-    print(f"# pretraining throughput on {platform.node()} ({os.cpu_count()} cores), load average "
-          f"{load[0]:.2f} -> {os.getloadavg()[0]:.2f}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"torch {torch.__version__}")
-    print(f"fp32 GEMM peak measured: {peak / 1e9:.0f} GFLOP/s")
-    print("| size | ours tok/s | ours MFU | Arcee loop tok/s | Arcee MFU | ours / Arcee |")
-    print("|---|---|---|---|---|---|")
+            measured = ours(config, args.micro_batch, args.context, args.steps, args.warmup, Path(tmp), settings,
+                            materialize_now=False)
+        rows.append({"activation_checkpointing": checkpointing, "tokens_per_s": round(measured.tokens_per_s, 1),
+                     "mfu": round(measured.tokens_per_s * flops / measured.peak_flops, 4),
+                     "peak_memory_gib": None if measured.peak_memory_gib is None else round(measured.peak_memory_gib, 2),
+                     "first_step_s": round(measured.first_step_s, 1), "precision": measured.precision})
+    peak_text = f"dense bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "peak measured by the trainer's probe"
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {name} ({peak_text}), torch {torch.__version__}, "
+          f"preset {args.preset}, micro-batch {args.micro_batch} x {args.context}, {rows[0]['precision']}, SDPA, "
+          f"FSDP2 on one device")
+    print("| activation checkpointing | tokens/s | MFU | peak memory | first step |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['ours_tokens_per_s']:,.0f} | {r['ours_mfu']:.0%} | {r['arcee_tokens_per_s']:,.0f} | "
-              f"{r['arcee_mfu']:.0%} | {r['ratio']:.2f}x |")
+        mfu = "n/a" if r["mfu"] is None else f"{r['mfu']:.0%}"
+        memory = "n/a" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']} GiB"
+        print(f"| {'on' if r['activation_checkpointing'] else 'off'} | {r['tokens_per_s']:,.0f} | {mfu} | {memory} | "
+              f"{r['first_step_s']} s |")
     print(json.dumps(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--preset", help="train this model preset on --device (FSDP2 on one device, activation "
+                                             "checkpointing off and on) instead of the CPU comparison")
+    parser.add_argument("--micro-batch", type=int, default=4, help="--preset: sequences per step")
+    parser.add_argument("--context", type=int, default=4096, help="--preset: tokens per sequence")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    if args.preset:
+        preset_run(args)
+    elif args.device == "cpu":
+        cpu(args)
+    else:
+        raise SystemExit("--device cuda needs --preset (e.g. fuxitranyu-1b)")
 
 
 if __name__ == "__main__":

@@ -558,3 +558,62 @@ def test_a_loss_spike_rolls_back_after_min_steps_and_the_lower_lr_is_used(tmp_pa
     after = [r for r in steps if r["step"] > 10][-1]  # logged after the rollback
     before_tokens = after["tokens"] - after["batch_tokens"]
     assert after["lr"] == pytest.approx(0.5 * schedule.learning_rate(before_tokens, recipe))
+
+
+# ------------------------------------------------------------------------------------- precision and speed choices
+
+
+@pytest.mark.parametrize("bf16_unit, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu_bf16_probe(monkeypatch, bf16_unit, expected):
+    from fuxitranyu import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: bf16_unit)
+    choice = runtime.choose_precision("auto", torch.device("cpu"))
+    assert choice.name == expected and ("has a bf16" in choice.reason) == bf16_unit
+    assert choice.autocast_dtype == (torch.bfloat16 if bf16_unit else None) and not choice.needs_loss_scaling
+    assert runtime.choose_precision("fp16", torch.device("cpu")).needs_loss_scaling
+
+
+def test_mfu_divides_by_the_peak_of_the_dtype_in_use(tmp_path, monkeypatch):
+    from fuxitranyu.pretrain import train as train_module
+
+    probed = []
+
+    def probe(device, dtype):
+        probed.append(dtype)
+        return 1e12 if dtype is None else 4e12
+
+    monkeypatch.setattr(train_module, "measure_peak_flops", probe)
+    model_dir, mix_dir = toy_run(tmp_path)
+    for precision, out in (("bf16", "b"), ("fp32", "f")):
+        (tmp_path / out).mkdir()
+        recipe = toy_recipe(tmp_path, "pretrain.peak_flops=null", f"pretrain.precision={precision}")
+        trainer = train_module.Trainer(recipe, model_dir, mix_dir, tmp_path / out)
+        assert trainer.peak_flops == (4e12 if precision == "bf16" else 1e12)
+    assert probed == [torch.bfloat16, None]
+
+
+def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
+    bf16 = "pretrain.precision=bf16"
+    train(tmp_path, "reference", bf16)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "resumed", bf16, patch=kill_at_step(13))
+    train(tmp_path, "resumed", bf16, resume=True)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "reference")
+    train(tmp_path, "fp32")
+    low, full = [loss for _, loss in losses(tmp_path / "reference")], [loss for _, loss in losses(tmp_path / "fp32")]
+    np.testing.assert_allclose(low, full, rtol=0.02)  # bf16 autocast follows the fp32 curve within 2%
+
+
+def test_compile_auto_decides_from_the_device_and_the_run_length(tmp_path):
+    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.train import COMPILE_MIN_STEPS_CPU, Runtime, compile_decision
+    from fuxitranyu.runtime import Precision, World
+
+    cpu = Runtime(World(), torch.device("cpu"), Precision("fp32", "test"))
+    gpu = Runtime(World(), torch.device("cuda", 0), Precision("bf16", "test"))
+    auto = PretrainRecipe()
+    assert compile_decision(auto, gpu, 10).compile
+    assert not compile_decision(auto, cpu, COMPILE_MIN_STEPS_CPU - 1).compile
+    assert compile_decision(auto, cpu, COMPILE_MIN_STEPS_CPU).compile
+    assert not compile_decision(PretrainRecipe(compile=False), gpu, 10**6).compile

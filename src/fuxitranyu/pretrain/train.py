@@ -72,12 +72,22 @@ class Runtime:
         return self.world.world_size
 
 
+def sharded(recipe: PretrainRecipe, current: World) -> bool:
+    """FSDP2 under several ranks by default (`auto`), or whenever the recipe asks for it: one process then shards
+    over a mesh of one device, which is how the memory and speed of the sharded path are measured on one GPU."""
+    return recipe.distributed == "fsdp" or (recipe.distributed == "auto" and current.distributed)
+
+
 def setup_runtime(recipe: PretrainRecipe, current: World, console: Console) -> Runtime:
     device = default_device(current)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if current.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        if current.distributed:
+            dist.init_process_group(backend)
+        elif sharded(recipe, current):  # a process group of one, without torchrun's environment
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     precision = choose_precision(recipe.precision, device)
     if current.is_main:
         console.print(f"  precision {precision.name}: {precision.reason}")
@@ -120,24 +130,25 @@ def materialize(model, device: torch.device, seed: int) -> None:
         model._init_weights(module)
 
 
-def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int) -> tuple[torch.nn.Module, bool]:
+def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int, compile_layers: bool
+         ) -> tuple[torch.nn.Module, bool]:
     """(the module to call, whether its parameters are sharded). Layers are compiled / checkpointed first."""
     on_meta = any(p.is_meta for p in model.parameters())
     model.train()  # from_pretrained returns eval mode, where transformers skips activation checkpointing
     if recipe.activation_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    if recipe.compile:
+    if compile_layers:
         for layer in model.model.layers:
             layer.compile()
-    strategy = recipe.distributed if recipe.distributed != "auto" else "fsdp"
-    if on_meta and (runtime.world_size == 1 or strategy == "ddp"):
+    shard = sharded(recipe, runtime.world)
+    if on_meta and not shard:
         materialize(model, runtime.device, seed)
     if not any(p.is_meta for p in model.parameters()):
         model.to(runtime.device)
     wrapper = CausalLMLoss(model, recipe.loss_chunk_tokens)
-    if runtime.world_size == 1:
+    if not shard and runtime.world_size == 1:
         return wrapper, False
-    if strategy == "ddp":
+    if not shard:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -155,6 +166,38 @@ def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int) -> tuple[to
     if on_meta:
         materialize(model, runtime.device, seed + runtime.rank)  # a seed per rank: shards must not repeat each other
     return wrapper, True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+COMPILE_MIN_STEPS_CPU = 300
+"""`compile: auto` compiles on a CPU only for runs of at least this many optimizer steps: compiling the layers costs
+a few seconds to a minute up front and saves ~10-25% of a step (benchmarks/RESULTS.md, `bench_pretrain.py`)."""
+
+
+@dataclass(frozen=True)
+class CompileDecision:
+    compile: bool
+    reason: str
+
+
+def compile_decision(recipe: PretrainRecipe, runtime: Runtime, planned_steps: int) -> CompileDecision:
+    """Whether to compile the decoder layers, and why (printed, and written to the manifest)."""
+    if recipe.compile != "auto":
+        return CompileDecision(bool(recipe.compile), "set in the recipe")
+    if runtime.device.type == "cuda":
+        return CompileDecision(True, "on a GPU compiling pays within the first steps")
+    if planned_steps >= COMPILE_MIN_STEPS_CPU:
+        return CompileDecision(True, f"{planned_steps} steps amortise the compilation on a CPU "
+                                     f"(break-even ~{COMPILE_MIN_STEPS_CPU // 3})")
+    return CompileDecision(False, f"{planned_steps} steps are too few to amortise the compilation on a CPU "
+                                  f"(needs {COMPILE_MIN_STEPS_CPU})")
 
 
 def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
@@ -220,7 +263,10 @@ class Trainer:
             raise FuxiError(f"the mix was packed for context {self.context_length}, longer than the model's "
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
-        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed)
+        self.compiled = compile_decision(self.recipe, self.runtime, self.planned_steps())
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.compile)
+        if self.runtime.rank == 0:
+            self.console.print(f"  torch.compile {'on' if self.compiled.compile else 'off'}: {self.compiled.reason}")
         self.optimizer = make_optimizer(self.wrapper, self.recipe)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
@@ -228,6 +274,14 @@ class Trainer:
         self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
                                                                        self.runtime.precision.autocast_dtype)
         self.tensorboard = self.open_tensorboard()
+
+    def planned_steps(self) -> int:
+        """Optimizer steps of the whole run under the batch ramp."""
+        tokens = steps = 0
+        while tokens < self.recipe.total_tokens:
+            tokens += schedule.batch_tokens(tokens, self.recipe)
+            steps += 1
+        return steps
 
     def verify_shards(self) -> None:
         """Hash the mix's shards once per run (each rank a share) against the index; every rank raises the same
