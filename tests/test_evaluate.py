@@ -411,6 +411,8 @@ def test_evaluate_stage_reads_models_and_parallel_sets_through_its_inputs(tmp_pa
     for stage in ("data", "pretrain"):
         (run / stage / "manifest.json").write_text(json.dumps({"fingerprint": f"fake-{stage}"}))
     recipe = load_recipe("tiny", [f"output_dir={run}", "evaluate.precision=fp32", "evaluate.max_new_tokens=4",
+                                  "evaluate.models=[pretrain]", "evaluate.chat_models=[]",
+                                  "evaluate.offline.parallel_sets=[]",
                                   "evaluate.offline.units_per_language=8", "evaluate.offline.translation_units=2"])
     evaluate = next(p for p in plan(recipe, only=["evaluate"]) if p.stage.name == "evaluate")
     assert evaluate.inputs == {"data": run / "data", "pretrain": run / "pretrain"}
@@ -426,7 +428,8 @@ def test_evaluate_section_is_validated():
 
     with pytest.raises(RecipeError, match="chat_models: sft not in evaluate.models"):
         load_recipe("tiny", ["evaluate.chat_models=[sft]"])
-    recipe = load_recipe("tiny", ["evaluate.models=[pretrain, ./elsewhere/model]", "evaluate.suite=paper-base"])
+    recipe = load_recipe("tiny", ["evaluate.models=[pretrain, ./elsewhere/model]", "evaluate.chat_models=[]",
+                                  "evaluate.suite=paper-base"])
     from fuxitranyu.evaluate.stage import evaluate_needs, model_name
 
     assert evaluate_needs(recipe) == ("pretrain",)

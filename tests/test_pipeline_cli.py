@@ -69,7 +69,7 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch, corpu
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_pipeline(recipe, only=["model"], force=True)
     assert (tmp_path / "model" / "manifest.json").read_text() == before
-    partial = [p for p in tmp_path.iterdir() if p.name not in MODEL and p.name != ".lock"]
+    partial = [p for p in tmp_path.iterdir() if p.name not in MODEL and p.name not in (".lock", "logs")]
     assert len(partial) == 1 and partial[0].name.startswith(".model.partial-")  # kept for a resume, hidden
 
     calls = []
@@ -81,7 +81,7 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch, corpu
     monkeypatch.setattr(pipeline, "STAGES", (pipeline.Stage("model", sections=("model",), needs=(), run=resume),))
     pipeline.run_pipeline(recipe, only=["model"], force=True)
     assert calls == [["model.safetensors"]]  # the re-run found the interrupted run's files
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == MODEL[::-1]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in (".lock", "logs")) == MODEL[::-1]
 
 
 def test_unknown_stage_is_a_clear_error(tmp_path):

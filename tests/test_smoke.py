@@ -120,5 +120,5 @@ def test_post_training_demo_data_never_shows_the_evaluation_its_test_set(smoke_r
     for path in (stage_dir(smoke_run, "evaluate") / "data").rglob("*.jsonl"):
         for line in path.read_text(encoding="utf-8").splitlines():
             evaluated.update(v for v in json.loads(line).values() if isinstance(v, str) and len(v) > 15)
-    assert len(learned) > 40 and len(evaluated) > 40
+    assert len(learned) > 40 and len(evaluated) > 20
     assert not {text for text in learned if any(text in item for item in evaluated)}

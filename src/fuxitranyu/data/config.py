@@ -286,6 +286,40 @@ class DedupRecipe(Section):
     """The paper's multi-turn micro-deduplication instead of one complete pass; null: complete dedup."""
 
 
+class RayExecution(Section):
+    """Where and how the `ray` executor runs the data stage's tasks (datatrove's RayPipelineExecutor)."""
+
+    address: str | None = None
+    """The Ray cluster: `auto` (a cluster this machine belongs to), `ray://<head>:10001`, or null: the RAY_ADDRESS
+    environment variable if set, else a Ray instance started here and stopped at the end of the stage."""
+    cpus_per_task: int = Field(1, ge=1)
+    """CPUs reserved per task."""
+    mem_per_cpu_gb: float = Field(2.0, gt=0)
+    """Memory reserved per CPU, in GB."""
+
+
+class SlurmExecution(Section):
+    """How the `slurm` executor submits the data stage's tasks (datatrove's SlurmPipelineExecutor, one array job per
+    phase); the stage waits for each job and reads its outputs from the shared file system."""
+
+    partition: str = "cpu"
+    """Slurm partition."""
+    time: str = "24:00:00"
+    """Time limit per task (Slurm's format)."""
+    cpus_per_task: int = Field(1, ge=1)
+    """CPUs per task."""
+    mem_per_cpu_gb: float = Field(2.0, gt=0)
+    """Memory per CPU, in GB."""
+    qos: str = "normal"
+    """Slurm quality of service."""
+    venv_path: str | None = None
+    """A virtual environment to activate on the nodes (the one fuxitranyu is installed in)."""
+    sbatch_args: dict[str, str] = {}
+    """Further sbatch options, e.g. {account: my-project}."""
+    poll_seconds: int = Field(60, ge=1)
+    """How often the stage checks whether a submitted phase has finished."""
+
+
 class DataRecipe(Section):
     sources: list[SourceSpec] = [SourceSpec(type="system")]
     """Where documents come from; all sources are processed together."""
@@ -302,7 +336,11 @@ class DataRecipe(Section):
     workers: int = Field(2, ge=1)
     """Processes running tasks at once on this machine."""
     executor: Literal["local", "slurm", "ray"] = "local"
-    """datatrove executor: local processes, a Slurm cluster, or Ray."""
+    """datatrove executor: local processes, a Slurm cluster, or Ray. The output does not depend on it."""
+    ray: RayExecution = RayExecution()
+    """Settings of the `ray` executor."""
+    slurm: SlurmExecution = SlurmExecution()
+    """Settings of the `slurm` executor."""
 
     @field_validator("languages")
     @classmethod

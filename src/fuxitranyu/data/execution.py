@@ -8,16 +8,20 @@ errors pickle, see `fuxitranyu.errors`); and pool workers must not outlive a kil
 from __future__ import annotations
 
 import ctypes
+import os
+import pickle
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import multiprocess
-from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 from loguru import logger
 
-from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.data.config import DataRecipe, RayExecution
+from fuxitranyu.errors import FuxiError
 
 EXECUTOR_LOG = "executor.log"
 
@@ -115,6 +119,86 @@ def preload_in_workers() -> None:
     multiprocess.set_forkserver_preload(["fuxitranyu.data.stage"])
 
 
+ERRORS = "errors"
+"""`<logging dir>/errors/<rank>.pickle`: the error a task raised, for executors that do not return it (Ray, Slurm)."""
+
+
+def record_task_error(executor, rank: int, error: BaseException) -> None:
+    """Keep a task's error beside its logs, so the stage can raise it whole in the driver."""
+    if isinstance(error, FuxiError):
+        with executor.logging_dir.open(f"{ERRORS}/{rank:05d}.pickle", "wb") as f:
+            pickle.dump(error, f)
+
+
+def raise_task_errors(logging_dir: Path, executor) -> None:
+    """After a phase on Ray or Slurm: the first recorded task error, else a clear error for tasks that did not
+    complete."""
+    for path in sorted((logging_dir / ERRORS).glob("*.pickle")):
+        with open(path, "rb") as f:
+            raise pickle.load(f)
+    incomplete = executor.get_incomplete_ranks(range(executor.world_size))
+    if incomplete:
+        raise FuxiError(f"{len(incomplete)} of {executor.world_size} tasks did not complete (tasks "
+                        f"{', '.join(map(str, incomplete[:10]))}); their logs are in {logging_dir / 'logs'}",
+                        path=logging_dir)
+
+
+class RayExecutor(RayPipelineExecutor):
+    """datatrove's Ray executor, whose tasks record their error (Ray logs it and goes on)."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        try:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        except Exception as error:
+            record_task_error(self, rank, error)
+            raise
+
+
+class SlurmExecutor(SlurmPipelineExecutor):
+    """datatrove's Slurm executor, whose tasks record their error, and whose launch the stage waits on."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        try:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        except Exception as error:
+            record_task_error(self, rank, error)
+            raise
+
+
+@contextmanager
+def executor_session(recipe: DataRecipe, verbose: bool):
+    """What the executor needs for the whole stage: for Ray, a connection to the recipe's cluster, or a local
+    instance started for the duration (and stopped); nothing for the others."""
+    if recipe.executor != "ray":
+        yield
+        return
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    settings: RayExecution = recipe.ray
+    address = settings.address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, log_to_driver=verbose, include_dashboard=False, configure_logging=verbose,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def wait_for_slurm(executor: SlurmExecutor, poll_seconds: int) -> None:
+    """Block until the submitted array job has finished: every task complete, or the job gone from the queue."""
+    import subprocess
+
+    while executor.get_incomplete_ranks(range(executor.world_size)):
+        queued = subprocess.run(["squeue", "--noheader", "--job", str(executor.job_id)], capture_output=True,
+                                text=True)
+        if queued.returncode != 0 or not queued.stdout.strip():
+            return  # finished or failed; raise_task_errors says which
+        time.sleep(poll_seconds)
+
+
 def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False):
     """A datatrove executor for one phase; `local` runs `workers` processes over `tasks` shards here."""
     if recipe.executor == "local":
@@ -124,16 +208,23 @@ def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose
         return LocalExecutor(pipeline, tasks=recipe.tasks, workers=workers, logging_dir=str(logging_dir),
                              verbose=verbose)
     if recipe.executor == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        return SlurmPipelineExecutor(pipeline, tasks=recipe.tasks, logging_dir=str(logging_dir), time="24:00:00",
-                                     partition="cpu", job_name=f"fuxitranyu-{logging_dir.name}")
-    from datatrove.executor import RayPipelineExecutor
-
-    return RayPipelineExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir))
+        slurm = recipe.slurm
+        return SlurmExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir),
+                             time=slurm.time, partition=slurm.partition, cpus_per_task=slurm.cpus_per_task,
+                             mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos, venv_path=slurm.venv_path,
+                             sbatch_args=slurm.sbatch_args or None, job_name=f"fuxitranyu-{logging_dir.name}")
+    ray = recipe.ray
+    return RayExecutor(pipeline, tasks=recipe.tasks, workers=recipe.workers, logging_dir=str(logging_dir),
+                       cpus_per_task=ray.cpus_per_task, mem_per_cpu_gb=ray.mem_per_cpu_gb)
 
 
 def run_phase(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False) -> None:
-    """Run one phase to completion; the first task that fails stops it and its error is raised here."""
+    """Run one phase to completion (inside `executor_session`); the first task that fails stops it (on Ray and Slurm: when the phase ends) and
+    its error is raised here, whole, whatever the executor."""
     with executor_logs(logging_dir, verbose):
-        make_executor(pipeline, recipe, logging_dir, verbose).run()
+        executor = make_executor(pipeline, recipe, logging_dir, verbose)
+        executor.run()
+        if recipe.executor == "slurm":
+            wait_for_slurm(executor, recipe.slurm.poll_seconds)
+        if recipe.executor != "local":
+            raise_task_errors(logging_dir, executor)

@@ -30,7 +30,7 @@ from fuxitranyu.data.filters import (
     LanguageIdentifier,
     StatisticalFilter,
 )
-from fuxitranyu.data.execution import run_phase
+from fuxitranyu.data.execution import executor_session, run_phase
 from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
@@ -85,7 +85,7 @@ def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs:
     config, folder = recipe.dedup.minhash, str(out / "work" / "minhash")
 
     def reader():
-        return JsonlReader(str(source), glob_pattern="*/*.jsonl.gz")
+        return JsonlReader(str(source), glob_pattern="*/*.jsonl.gz", add_file_path=False)
 
     run_phase([reader(), MinHashSignatures(folder, config)], recipe, logs / "dedup-signatures", verbose)
     buckets = recipe.model_copy(update={"tasks": min(recipe.tasks, config.num_shards)})
@@ -146,6 +146,11 @@ def step_tables(logs: Path, phases: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run_data_stage(ctx: StageContext) -> dict[str, Any]:
+    with executor_session(ctx.recipe.data, ctx.verbose):
+        return run_phases(ctx)
+
+
+def run_phases(ctx: StageContext) -> dict[str, Any]:
     recipe: DataRecipe = ctx.recipe.data
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
     check_sources(recipe)
@@ -159,7 +164,7 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
     if recipe.perplexity.enabled:
         models, thresholds, report["perplexity"] = perplexity.prepare_models(recipe.perplexity, current, out / "kenlm")
         scored = out / "work" / "perplexity"
-        steps = [JsonlReader(str(current), glob_pattern="*/*.jsonl.gz"),
+        steps = [JsonlReader(str(current), glob_pattern="*/*.jsonl.gz", add_file_path=False),
                  perplexity.PerplexityFilter(models, thresholds, dropped_writer(recipe, out, "perplexity")),
                  JsonlWriter(str(scored), output_filename=BY_LANGUAGE)]
         run_phase(steps, recipe, logs / "perplexity", ctx.verbose)
@@ -183,5 +188,5 @@ STAGE = Stage(
     "data", sections=("data",), needs=(), run=run_data_stage,
     description="sources -> language ID -> filters -> dedup -> clean documents per language + parallel sets",
     # how many processes run the tasks, and on which executor, does not change a byte of the output
-    fingerprint_excludes=("data.workers", "data.executor"),
+    fingerprint_excludes=("data.workers", "data.executor", "data.ray", "data.slurm"),
 )
