@@ -1,0 +1,196 @@
+"""Will a pretraining recipe fit its devices, and how long will it take? Estimated before any compute is spent.
+
+Memory per device (bytes), P parameters over N data-parallel devices:
+- **training state** under the recipe's data parallelism: FSDP2 keeps fp32 parameters, fp32 gradients and AdamW's
+  two fp32 moments sharded (16·P/N); with `reshard_after_forward: false` (ZeRO-2, the paper's) it also holds every
+  layer's unsharded low-precision weights from forward to backward (2·P in bf16/fp16), with `true` (ZeRO-3) one
+  layer's at a time. DDP holds everything whole (16·P, plus 2·P of autocast's weight copies).
+- **activations**, what autograd saves for backward per token and decoder layer, counted from the tensors each op
+  saves in `fuxitranyu.model.modeling` (d hidden, f MLP, k key/value width, h heads):
+  fp32 `32d + 8k + 8f + 4h + 8`; under bf16/fp16 autocast `30d + 4k + 4f + 4h + 8` (norms compute in fp32, the
+  linear layers' inputs are low-precision copies; attention kernels save no T×T matrix). Checked against the bytes
+  `torch.autograd.graph.saved_tensors_hooks` sees (tests/test_plan.py: within 10%). With activation checkpointing a
+  layer keeps only its input (4d), and one layer's activations exist again during its backward.
+- **the loss**: the chunked cross-entropy materialises `loss_chunk_tokens × vocab` fp32 logits and their gradient
+  at once; the last norm and the saved logits of an unchunked loss are counted too.
+Not counted: the CUDA context and allocator fragmentation (`headroom` is left for them), temporary buffers of
+collectives.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fuxitranyu.errors import FuxiError
+from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.summary import summarize
+from fuxitranyu.pretrain.config import PretrainRecipe
+
+GIB = 2**30
+HEADROOM = 0.9
+"""Share of a device's memory a plan may use: the rest is the CUDA context, the allocator's fragmentation and the
+collectives' buffers."""
+
+# Dense (no sparsity) bf16/fp16 peak FLOP/s from the vendors' datasheets.
+GPU_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,
+                  "L40S": 362e12, "A10G": 70e12, "L4": 121e12, "V100": 125e12}
+
+
+def parse_bytes(text: str) -> int:
+    """`80GiB`, `80GB`, `512MiB`, or a number of bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B?)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise FuxiError(f"expected a size such as 80GiB, 80GB or 512MiB, got {text!r}")
+    units = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+    unit = (match[2] or "").upper().removesuffix("B")
+    return int(float(match[1]) * units[unit])
+
+
+@dataclass(frozen=True)
+class ActivationModel:
+    """Bytes autograd saves for backward, per token."""
+
+    per_layer: int
+    """One decoder layer without activation checkpointing (its input included)."""
+    per_layer_checkpointed: int
+    """One decoder layer with activation checkpointing: its input."""
+    outside_layers: int
+    """The final norm and, for an unchunked loss, the saved fp32 logits."""
+
+    def saved(self, layers: int, checkpointing: bool) -> int:
+        return layers * (self.per_layer_checkpointed if checkpointing else self.per_layer) + self.outside_layers
+
+
+def activation_model(config: FuxiTranyuConfig, mixed_precision: bool, logits_saved: bool) -> ActivationModel:
+    d, f, h = config.hidden_size, config.intermediate_size, config.num_attention_heads
+    k = config.num_key_value_heads * config.head_dim
+    if mixed_precision:
+        layer = 30 * d + 4 * k + 4 * f + 4 * h + 8
+    else:
+        layer = 32 * d + 8 * k + 8 * f + 4 * h + 8
+    # the last norm (its fp32 input, normalised value and output); the fp32 logits when the loss is one chunk
+    outside = 12 * d + (4 * config.vocab_size if logits_saved else 0)
+    return ActivationModel(layer, 4 * d, outside)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    strategy: str
+    """ddp, fsdp (ZeRO-2: reshard_after_forward false) or fsdp-zero3, or single (one device)."""
+    world_size: int
+    micro_batch: int
+    context: int
+    checkpointing: bool
+    training_state: int
+    """Parameters, gradients and optimizer state on one device."""
+    activations: int
+    """Saved for backward at the end of a micro-batch's forward, plus (with checkpointing) one layer recomputed."""
+    loss_logits: int
+    """The chunked loss's logits and their gradient, materialised one chunk at a time."""
+    device_memory: int | None
+    largest_micro_batch: int | None
+    """The largest micro-batch that fits (None without a device size)."""
+
+    @property
+    def total(self) -> int:
+        return self.training_state + self.activations + self.loss_logits
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.device_memory is None else self.total <= HEADROOM * self.device_memory
+
+    def rows(self) -> list[tuple[str, str]]:
+        rows = [("data parallelism", f"{self.strategy} over {self.world_size} device(s)"),
+                ("micro-batch", f"{self.micro_batch} × {self.context} tokens, activation checkpointing "
+                                f"{'on' if self.checkpointing else 'off'}"),
+                ("parameters + gradients + AdamW state", f"{self.training_state / GIB:.2f} GiB"),
+                ("activations saved for backward", f"{self.activations / GIB:.2f} GiB"),
+                ("loss logits (one chunk and its gradient)", f"{self.loss_logits / GIB:.2f} GiB"),
+                ("total per device", f"{self.total / GIB:.2f} GiB")]
+        if self.device_memory is not None:
+            verdict = "fits" if self.fits else "does NOT fit"
+            rows.append(("verdict", f"{verdict} in {self.device_memory / GIB:.0f} GiB (using at most "
+                                    f"{HEADROOM:.0%}); largest micro-batch that fits: {self.largest_micro_batch}"))
+        return rows
+
+
+def training_state_bytes(parameters: int, world_size: int, strategy: str, largest_layer: int) -> int:
+    if strategy == "single":
+        return 16 * parameters + 2 * parameters  # fp32 weights, grads, 2 moments; autocast's low-precision copies
+    if strategy == "ddp":
+        return 18 * parameters
+    sharded = 16 * parameters // world_size
+    if strategy == "fsdp":  # ZeRO-2: every layer's unsharded low-precision weights stay from forward to backward
+        return sharded + 2 * parameters
+    return sharded + 2 * 2 * largest_layer  # ZeRO-3: a layer gathered at a time (and the next one prefetched)
+
+
+def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, world_size: int,
+                mixed_precision: bool, device_memory: int | None = None) -> MemoryPlan:
+    strategy = {"ddp": "ddp", "fsdp": "fsdp"}.get(recipe.distributed, "fsdp" if world_size > 1 else "single")
+    if strategy == "fsdp" and recipe.reshard_after_forward:
+        strategy = "fsdp-zero3"
+    summary = summarize(config, context)
+    layer_parameters = summary.non_embedding_parameters // config.num_hidden_layers
+    state = training_state_bytes(summary.parameters, world_size, strategy, layer_parameters)
+    tokens_per_micro = recipe.micro_batch_size * context
+    logits_saved = tokens_per_micro <= recipe.loss_chunk_tokens
+    model = activation_model(config, mixed_precision, logits_saved)
+
+    def activations(micro_batch: int) -> int:
+        tokens = micro_batch * context
+        saved = model.saved(config.num_hidden_layers, recipe.activation_checkpointing) * tokens
+        if recipe.activation_checkpointing:
+            saved += model.per_layer * tokens  # the layer being recomputed in backward
+        return saved
+
+    loss = 2 * 4 * min(recipe.loss_chunk_tokens, tokens_per_micro) * config.vocab_size
+    largest = None
+    if device_memory is not None:
+        budget = HEADROOM * device_memory - state - loss
+        per_sequence = activations(1)
+        largest = max(int(budget // per_sequence), 0) if per_sequence else None
+    return MemoryPlan(strategy, world_size, recipe.micro_batch_size, context, recipe.activation_checkpointing, state,
+                      activations(recipe.micro_batch_size), loss, device_memory, largest)
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    device: str
+    peak_flops: float
+    mfu: float
+    world_size: int
+    flops_per_token: float
+    total_tokens: int
+
+    @property
+    def tokens_per_second_per_device(self) -> float:
+        return self.peak_flops * self.mfu / self.flops_per_token
+
+    @property
+    def days(self) -> float:
+        return self.total_tokens / (self.tokens_per_second_per_device * self.world_size) / 86_400
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [("device", f"{self.device}: {self.peak_flops / 1e12:.0f} TFLOP/s dense bf16/fp16 peak"),
+                ("assumed MFU", f"{self.mfu:.0%}"),
+                ("training FLOPs per token", f"{self.flops_per_token:.3e}"),
+                ("tokens/s per device", f"{self.tokens_per_second_per_device:,.0f}"),
+                ("time for the token budget", f"{self.days:,.1f} days on {self.world_size} devices "
+                                             f"({self.total_tokens:,} tokens)")]
+
+
+def gpu_peak_flops(name: str) -> float:
+    for key, peak in GPU_PEAK_FLOPS.items():
+        if key.lower() in name.lower():
+            return peak
+    raise FuxiError(f"no datasheet peak for GPU {name!r}; known: {', '.join(GPU_PEAK_FLOPS)}")
+
+
+def time_plan(config: FuxiTranyuConfig, context: int, total_tokens: int, world_size: int, gpu: str,
+              mfu: float) -> TimePlan:
+    if not 0 < mfu <= 1:
+        raise FuxiError(f"--mfu must be in (0, 1], got {mfu}")
+    flops = summarize(config, context).training_flops_per_token
+    return TimePlan(gpu, gpu_peak_flops(gpu), mfu, world_size, flops, total_tokens)

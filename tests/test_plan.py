@@ -1,0 +1,87 @@
+"""The memory and time plan: the activation estimate against what autograd really saves, and the paper's recipe
+against the paper's hardware."""
+
+import pytest
+import torch
+
+from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
+from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.loss import CausalLMLoss
+from fuxitranyu.pretrain.plan import GIB, activation_model, memory_plan, parse_bytes, time_plan
+from fuxitranyu.recipe import load_recipe
+
+
+def saved_for_backward(model, ids, dtype, checkpointing, chunk_tokens) -> int:
+    """Bytes of the distinct storages autograd saves during one forward of the training loss (weights excluded)."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        CausalLMLoss(model, chunk_tokens)(ids[:, :-1], ids[:, 1:])
+    return sum(size for pointer, size in storages.items() if pointer not in weights)
+
+
+SHAPES = {
+    "small": dict(hidden_size=128, intermediate_size=512, num_attention_heads=4, num_hidden_layers=3),
+    "gqa-wide-mlp": dict(hidden_size=192, intermediate_size=1024, num_attention_heads=6, num_key_value_heads=2,
+                         num_hidden_layers=2),
+}
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("chunk", [4096, 128], ids=["one-chunk", "chunked"])
+def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, dtype, checkpointing, chunk):
+    config = preset_config("tiny", vocab_size=1024, max_position_embeddings=256, **SHAPES[shape])
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(config)
+    context = 128
+    # Saved bytes at 2 and 4 sequences: the difference is what 2 sequences of activations cost, without the
+    # low-precision weight copies autocast also saves (counted with the training state, not per token).
+    two, four = (saved_for_backward(model, torch.randint(0, config.vocab_size, (batch, context + 1)), dtype,
+                                    checkpointing, chunk) for batch in (2, 4))
+    measured = four - two
+    estimate = activation_model(config, dtype is not None, 2 * context <= chunk).saved(
+        config.num_hidden_layers, checkpointing) * 2 * context
+    assert abs(estimate - measured) / measured < 0.10, (estimate, measured)
+
+
+def test_the_papers_recipe_fits_32_gpus_of_80_gb_and_a_bad_one_is_refused():
+    recipe = load_recipe("fuxitranyu-8b")
+    config = recipe.model.to_config()
+    plan = memory_plan(config, recipe.pretrain, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
+    assert plan.strategy == "fsdp" and plan.fits and plan.largest_micro_batch >= recipe.pretrain.micro_batch_size
+    assert 15 < plan.training_state / GIB < 25  # ZeRO-2: 2 B/param unsharded + 16 B/param over 32
+    heavy = recipe.pretrain.model_copy(update={"micro_batch_size": 8, "activation_checkpointing": False})
+    too_much = memory_plan(config, heavy, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
+    assert not too_much.fits and too_much.largest_micro_batch < 8
+    days = time_plan(config, recipe.mix.context_length, recipe.pretrain.total_tokens, 32, "A800", 0.4).days
+    assert 50 < days < 200
+
+
+def test_sizes_parse():
+    assert parse_bytes("80GiB") == 80 * 2**30 and parse_bytes("80GB") == 80 * 10**9 and parse_bytes("512") == 512
+    with pytest.raises(Exception, match="expected a size"):
+        parse_bytes("lots")
+
+
+def test_zero3_and_ddp_state_per_device():
+    config = preset_config("fuxitranyu-8b")
+    parameters = 8_095_313_920
+    base = PretrainRecipe()
+    zero2 = memory_plan(config, base.model_copy(update={"distributed": "fsdp"}), 4096, 32, True)
+    zero3 = memory_plan(config, base.model_copy(update={"distributed": "fsdp", "reshard_after_forward": True}),
+                        4096, 32, True)
+    ddp = memory_plan(config, base.model_copy(update={"distributed": "ddp"}), 4096, 32, True)
+    assert zero2.training_state == 16 * parameters // 32 + 2 * parameters
+    assert zero3.training_state < zero2.training_state and ddp.training_state == 18 * parameters
