@@ -304,6 +304,11 @@ def tokenizer_fertility(
         fertility.plot(measurements, plot)
 
 
+from fuxitranyu.analyze.cli import analyze_app  # noqa: E402  (a sub-typer; its commands import lazily)
+
+app.add_typer(analyze_app, name="analyze")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="fuxitranyu", standalone_mode=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from fuxitranyu.analyze.stage import STAGE as ANALYZE
 from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
@@ -33,7 +34,7 @@ from fuxitranyu.runtime import world
 from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, ANALYZE)
 """In pipeline order; a stage only reads stages before it."""
 
 

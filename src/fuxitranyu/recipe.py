@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import types
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
+from fuxitranyu.analyze.config import AnalyzeRecipe
 from fuxitranyu.config_base import Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.errors import RecipeError
@@ -39,6 +42,8 @@ class Recipe(Section):
     tokenizer: TokenizerRecipe = TokenizerRecipe()
     mix: MixRecipe = MixRecipe()
     pretrain: PretrainRecipe = PretrainRecipe()
+    analyze: AnalyzeRecipe | None = None
+    """Neuron and representation analyses of the trained models (paper section 6); absent: the stage is off."""
 
     @property
     def run_dir(self) -> Path:
@@ -189,14 +194,24 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def _optional_section(annotation: Any) -> type[BaseModel] | None:
+    """The section model of `Section` or `Section | None` (an optional section, e.g. `analyze`), else None."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    candidates = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    if len(candidates) == 1 and isinstance(candidates[0], type) and issubclass(candidates[0], BaseModel):
+        return candidates[0]
+    return None
+
+
 def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(dotted key, type, default, description) for every field, nested sections flattened."""
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(field_docs(annotation, key + "."))
+        section = _optional_section(annotation)
+        if section is not None:
+            rows.extend(field_docs(section, key + "."))
             continue
         type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         default = "(required)" if field.is_required() else json.dumps(to_jsonable_python(field.default))
