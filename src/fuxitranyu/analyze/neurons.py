@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from fuxitranyu.analyze.batches import Batch, encode, run_batches
+from fuxitranyu.analyze.batches import Batch, Encoded, encode, run_batches
 from fuxitranyu.analyze.hooks import DecoderLayout, ImportanceHooks, find_layout
 from fuxitranyu.analyze.inputs import ParallelTexts
 from fuxitranyu.errors import FuxiError
@@ -62,24 +62,37 @@ class NeuronImportance:
 
 
 def sentence_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B,) mean next-token cross-entropy over each sentence's predicted tokens, in fp32 at least."""
+    """(B,) mean next-token cross-entropy over each sentence's predicted tokens, in fp32 at least.
+
+    Computed on the (B·T, vocab) view of the logits with the targets shifted instead (the last position and padding
+    ignored): slicing the logits would copy them, and their gradient, at vocabulary width."""
+    batch, length, vocab = logits.shape
+    targets = torch.full_like(input_ids, -100)
+    targets[:, :-1] = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)  # position t predicts t+1
     dtype = torch.promote_types(logits.dtype, torch.float32)
-    predicted = attention_mask[:, 1:].to(dtype)  # (B, T-1): position t predicts token t+1
-    nll = F.cross_entropy(logits[:, :-1].to(dtype).transpose(1, 2), input_ids[:, 1:], reduction="none")
-    return (nll * predicted).sum(dim=1) / predicted.sum(dim=1)
+    nll = F.cross_entropy(logits.reshape(batch * length, vocab).to(dtype), targets.reshape(-1), reduction="none")
+    return nll.view(batch, length).sum(dim=1) / (targets != -100).sum(dim=1)
 
 
 def neuron_importance(model: torch.nn.Module, tokenizer, texts: ParallelTexts, *, name: str, batch_tokens: int,
                       device: torch.device, console: Console | None = None,
                       layout: DecoderLayout | None = None) -> NeuronImportance:
     """Φ per language, layer and component of `model` on `texts` (see the module docstring)."""
-    layout = layout or find_layout(model)
-    languages = len(texts.languages)
     max_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-    encoded = encode(tokenizer, texts.by_language(), max_length).longer_than(1)
+    encoded = encode(tokenizer, texts.by_language(), max_length)
+    return importance_of_ids(model, encoded, texts.languages, name=name, batch_tokens=batch_tokens, device=device,
+                             console=console, layout=layout)
+
+
+def importance_of_ids(model: torch.nn.Module, encoded: Encoded, languages: tuple[str, ...], *, name: str,
+                      batch_tokens: int, device: torch.device, console: Console | None = None,
+                      layout: DecoderLayout | None = None) -> NeuronImportance:
+    """`neuron_importance` on sentences already tokenized (`encoded.language` indexes `languages`)."""
+    layout = layout or find_layout(model)
+    encoded = encoded.longer_than(1)
     if not encoded.ids:
         raise FuxiError(f"{name}: no sentence has the two tokens a loss needs")
-    hooks = ImportanceHooks(layout, languages)
+    hooks = ImportanceHooks(layout, len(languages))
 
     def step(batch: Batch) -> None:
         hooks.start(batch.language, batch.attention_mask)
@@ -95,16 +108,16 @@ def neuron_importance(model: torch.nn.Module, tokenizer, texts: ParallelTexts, *
     finally:
         for parameter, flag in zip(model.parameters(), frozen):
             parameter.requires_grad_(flag)
-    sentences = np.array(encoded.sentences_per_language(languages), dtype=np.float64)
-    return _aggregate(hooks, layout, texts, name, sentences,
-                      np.array(encoded.tokens_per_language(languages), dtype=np.int64))
+    sentences = np.array(encoded.sentences_per_language(len(languages)), dtype=np.float64)
+    return _aggregate(hooks, layout, languages, name, sentences,
+                      np.array(encoded.tokens_per_language(len(languages)), dtype=np.int64))
 
 
-def _aggregate(hooks: ImportanceHooks, layout: DecoderLayout, texts: ParallelTexts, name: str,
+def _aggregate(hooks: ImportanceHooks, layout: DecoderLayout, languages: tuple[str, ...], name: str,
                sentences: np.ndarray, tokens: np.ndarray) -> NeuronImportance:
     """Per-unit totals -> means per sentence, summed per component."""
     per_sentence = np.where(sentences > 0, sentences, np.nan)[:, None]
-    importance = np.zeros((len(texts.languages), len(layout.layers), len(layout.components)))
+    importance = np.zeros((len(languages), len(layout.layers), len(layout.components)))
     units = {}
     for tracked, totals in zip(layout.modules, hooks.totals):
         if totals is None:
@@ -118,5 +131,5 @@ def _aggregate(hooks: ImportanceHooks, layout: DecoderLayout, texts: ParallelTex
         for column, component in enumerate(tracked.components):
             importance[:, tracked.layer, layout.components.index(component)] += by_component[:, column].numpy()
         units[tracked.path] = totals.numpy() / per_sentence
-    return NeuronImportance(name, texts.languages, layout.components, importance / per_sentence[:, :, None],
+    return NeuronImportance(name, tuple(languages), layout.components, importance / per_sentence[:, :, None],
                             sentences.astype(np.int64), tokens, units)
