@@ -411,13 +411,15 @@ def test_stage_writes_tables_and_figures(run_dir):
     assert [(p.stage.name, sorted(p.inputs)) for p in planned] == [("analyze", ["data", "mix", "pretrain"])]
     manifest = pipeline.run_pipeline(recipe, only=["analyze"])[0]
     out = run_dir / "analyze"
-    models = [(m["name"], m["tokens_seen"]) for m in manifest["stats"]["models"]]
-    assert models == [("pretrain", None), ("step-000001", 100), ("step-000003", 300)]
+    models = [(m["name"], m["tokens_seen"], m.get("same_as")) for m in manifest["stats"]["models"]]
+    assert models == [("pretrain", None, None), ("step-000001", 100, None), ("step-000003", 300, "pretrain")]
     rows = _rows(out / "neurons" / "importance.csv")
     assert len(rows) == 3 * 3 * 2 * 8
     assert {(r["model"], r["tokens_seen"]) for r in rows} == {("pretrain", ""), ("step-000001", "100"),
                                                               ("step-000003", "300")}
     assert all(float(r["importance"]) > 0 for r in rows)
+    last = [r for r in rows if r["model"] == "step-000003"]
+    assert [r["importance"] for r in last] == [r["importance"] for r in rows if r["model"] == "pretrain"]
     similarity = json.loads((out / "representations" / "similarity.json").read_text())
     assert similarity["models"][0]["languages"] == ["zh", "en", "de", "fr"]  # by share of the mix
     assert similarity["models"][0]["points"] == ["emb", "0", "1"]

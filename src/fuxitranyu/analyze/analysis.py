@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ def analyze_models(specs: Sequence[ModelSpec], neuron_texts: ParallelTexts | Non
     precision = analysis_precision(settings.precision, device)
     results = Results(precision=precision, device=str(device))
     for spec in specs:
+        if spec.same_as is not None:
+            _reuse(results, spec)
+            continue
         started = time.perf_counter()
         loaded = load_model(spec, device, precision.autocast_dtype or torch.float32)
         layout = find_layout(loaded.model)
@@ -90,6 +93,15 @@ def analyze_models(specs: Sequence[ModelSpec], neuron_texts: ParallelTexts | Non
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def _reuse(results: Results, spec: ModelSpec) -> None:
+    """Results of the model `spec.same_as` (analysed before it) under `spec`'s name and tokens seen."""
+    for found in (results.neurons, results.representations):
+        found += [replace(r, model=spec.name, tokens_seen=spec.tokens) for r in found if r.model == spec.same_as]
+    entry = next(m for m in results.models if m["name"] == spec.same_as)
+    results.models.append({**entry, "name": spec.name, "path": str(spec.path), "step": spec.step,
+                           "tokens_seen": spec.tokens, "seconds": 0.0, "same_as": spec.same_as})
 
 
 def write_results(results: Results, out_dir: Path, settings: Settings, neuron_texts: ParallelTexts | None,

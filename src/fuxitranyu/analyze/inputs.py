@@ -116,6 +116,8 @@ class ModelSpec:
     """For a pretraining checkpoint: its step."""
     tokens: int | None = None
     """For a pretraining checkpoint: training tokens seen."""
+    same_as: str | None = None
+    """The name of another model in the same analysis with these very weights: its results are reused."""
 
 
 def has_tokenizer(directory: Path) -> bool:

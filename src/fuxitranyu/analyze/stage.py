@@ -3,6 +3,7 @@ held-out parallel texts, tables and figures into the stage directory (layout in 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results
@@ -30,7 +31,10 @@ def recipe_models(section: AnalyzeRecipe, ctx: StageContext) -> list[ModelSpec]:
             specs.append(model_spec(split_named_path(entry)[1], model_name(entry)))
     if section.checkpoints:
         pretrain = ctx.inputs["pretrain"]
-        specs += checkpoint_specs(pretrain / "checkpoints", pretrain / "model", section.checkpoints)
+        checkpoints = checkpoint_specs(pretrain / "checkpoints", pretrain / "model", section.checkpoints)
+        if "pretrain" in section.models:  # the stage's model/ is its last checkpoint: analysed once
+            checkpoints[-1] = replace(checkpoints[-1], same_as="pretrain")
+        specs += checkpoints
     return specs
 
 
