@@ -88,7 +88,7 @@ def naive_importance(model, encoded: Encoded, languages: int, batch_tokens: int)
             phi = (grad.float() * outputs[i].detach().float() * mask).sum(1, dtype=torch.float64).abs()
             if totals[i] is None:
                 totals[i] = torch.zeros(languages, phi.shape[1], dtype=torch.float64)
-            totals[i].index_add_(0, batch.language, phi)
+            totals[i].index_put_((batch.language,), phi, accumulate=True)
         outputs.clear()
     for handle in handles:
         handle.remove()

@@ -49,6 +49,15 @@ UNITS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: a second thread only adds the thread pool's overhead, large on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE trained on the test sentences: every script encodes, nothing is downloaded."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,8 +38,16 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the sentence sample.")]
 FiguresOpt = Annotated[bool, typer.Option(help="Write PNG figures (needs matplotlib).")]
 
 
-def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed):
-    """(model specs, aligned texts) from the arguments, the recipe's run directory filling what is not given."""
+@dataclass(frozen=True)
+class _Inputs:
+    """What a command analyses: the models and the aligned texts."""
+
+    specs: list
+    texts: object
+
+
+def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed) -> _Inputs:
+    """The models and aligned texts of the arguments, the recipe's run directory filling what is not given."""
     from fuxitranyu.analyze.config import language_labels
     from fuxitranyu.analyze.inputs import aligned_texts, parse_model_argument
     from fuxitranyu.errors import FuxiError
@@ -57,7 +66,7 @@ def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, r
                                     "--language")
     except ValueError as error:
         raise FuxiError(str(error)) from None
-    return specs, aligned_texts(units, languages, max_sentences or None, seed)
+    return _Inputs(specs, aligned_texts(units, languages, max_sentences or None, seed))
 
 
 @analyze_app.command("neurons")
@@ -71,10 +80,11 @@ def neurons(models: ModelsArg = None, parallel: ParallelOpt = None, language: La
     (paper 6.1, Figures 4 and 5)."""
     from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results
 
-    specs, texts = _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed)
+    given = _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed)
+    texts = given.texts
     settings = Settings(batch_tokens=batch_tokens, precision=_precision(precision), figures=figures,
                         save_units=save_units)
-    results = analyze_models(specs, texts, None, settings, err)
+    results = analyze_models(given.specs, texts, None, settings, err)
     write_results(results, out_dir, settings, texts, None, err)
     for result in results.neurons:
         table = Table("language", *map(str, range(result.importance.shape[1])),
@@ -101,12 +111,13 @@ def representations(models: ModelsArg = None, parallel: ParallelOpt = None, lang
     from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results
     from fuxitranyu.analyze.inputs import order_by_share, training_shares
 
-    specs, texts = _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed)
+    given = _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed)
+    texts = given.texts
     if order_by is not None:
         texts = texts.reordered(order_by_share(texts.languages, training_shares(order_by)))
     settings = Settings(batch_tokens=batch_tokens, precision=_precision(precision), figures=figures,
                         heatmap_layer=heatmap_layer)
-    results = analyze_models(specs, None, texts, settings, err)
+    results = analyze_models(given.specs, None, texts, settings, err)
     write_results(results, out_dir, settings, None, texts, err)
     points = max((r.points for r in results.representations), key=len)
     table = Table("model", *points, title="mean similarity between languages")

@@ -78,6 +78,22 @@ class DecoderLayout:
         return ("emb", *map(str, range(len(self.layers))))
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A tracked module of one decoder layer, by its name within the layer."""
+
+    name: str
+    components: tuple[str, ...]
+    unit_component: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _Heads:
+    query: int
+    key_value: int
+    size: int
+
+
 def is_projection(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, Conv1D))
 
@@ -96,17 +112,18 @@ def find_layout(model: nn.Module) -> DecoderLayout:
     config = model.config.get_text_config() if hasattr(model, "config") else None
     model_class = type(model).__name__
     depth = getattr(config, "num_hidden_layers", None)
-    layers_path, layers = _decoder_layers(model, depth, model_class)
+    layers_path = _decoder_layers(model, depth, model_class)
+    layers = list(model.get_submodule(layers_path))
     modules, components = [], None
     for index, layer in enumerate(layers):
         found = _layer_components(layer, config, model_class, f"{layers_path}.{index}")
-        names = tuple(sorted({c for _, comps, _ in found for c in comps}, key=COMPONENTS.index))
+        names = tuple(sorted({c for part in found for c in part.components}, key=COMPONENTS.index))
         if components is not None and names != components:
             raise FuxiError(f"{model_class}: layer {index} has components {names}, layer 0 has {components}; "
                             f"layers of different shapes are not supported")
         components = names
-        modules += [TrackedModule(index, f"{layers_path}.{index}.{name}", comps, dict(layer.named_modules())[name],
-                                  units) for name, comps, units in found]
+        modules += [TrackedModule(index, f"{layers_path}.{index}.{part.name}", part.components,
+                                  layer.get_submodule(part.name), part.unit_component) for part in found]
     return DecoderLayout(model_class, layers_path, tuple(layers), components, tuple(modules),
                          _final_norm(model, layers_path))
 
@@ -120,20 +137,19 @@ def _final_norm(model: nn.Module, layers_path: str) -> nn.Module | None:
     return after[-1] if after else None
 
 
-def _decoder_layers(model: nn.Module, depth: int | None, model_class: str) -> tuple[str, list[nn.Module]]:
-    """The first `ModuleList` of `depth` blocks of one class (the outermost, in definition order)."""
+def _decoder_layers(model: nn.Module, depth: int | None, model_class: str) -> str:
+    """The path of the first `ModuleList` of `depth` blocks of one class (the outermost, in definition order)."""
     for name, module in model.named_modules():
         if not isinstance(module, nn.ModuleList) or not len(module) or (depth and len(module) != depth):
             continue
         if len({type(block) for block in module}) == 1 and any(is_projection(m) for m in module[0].modules()):
-            return name, list(module)
+            return name
     raise FuxiError(f"{model_class}: found no list of {depth or 'identical'} decoder layers; supported layouts: "
                     f"{SUPPORTED}")
 
 
-def _layer_components(layer: nn.Module, config, model_class: str, where: str
-                      ) -> list[tuple[str, tuple[str, ...], torch.Tensor | None]]:
-    """(module name within the layer, its components, unit -> component index or None) for one decoder layer."""
+def _layer_components(layer: nn.Module, config, model_class: str, where: str) -> list[_Part]:
+    """The tracked modules of one decoder layer."""
     children = dict(layer.named_children())
     norms = [name for name, child in children.items() if is_norm(child)]
     attention = next((n for n, c in children.items() if _projections(c).keys() & {*SEPARATE_QKV, *FUSED_QKV_PER_HEAD,
@@ -143,7 +159,7 @@ def _layer_components(layer: nn.Module, config, model_class: str, where: str
         found = f"norms {norms or 'none'}, attention {attention or 'none'}, MLP {mlp or 'none'}"
         raise FuxiError(f"{model_class}: cannot map {where} ({type(layer).__name__}: {found}) to the tracked "
                         f"components; supported layouts: {SUPPORTED}")
-    found = [(norms[0], ("attn_norm",), None), (norms[1], ("mlp_norm",), None)]
+    found = [_Part(norms[0], ("attn_norm",)), _Part(norms[1], ("mlp_norm",))]
     found += _attention_components(attention, _projections(children[attention]), config, model_class, where)
     found += _mlp_components(mlp, _projections(children[mlp]), model_class, where)
     return found
@@ -154,11 +170,11 @@ def _projections(block: nn.Module) -> dict[str, nn.Module]:
 
 
 def _attention_components(prefix: str, projections: dict[str, nn.Module], config, model_class: str, where: str
-                          ) -> list[tuple[str, tuple[str, ...], torch.Tensor | None]]:
+                          ) -> list[_Part]:
     found = []
     separate = {name: role for name, role in SEPARATE_QKV.items() if name in projections}
     if sorted(separate.values()) == ["k", "q", "v"]:
-        found += [(f"{prefix}.{name}", (role,), None) for name, role in separate.items()]
+        found += [_Part(f"{prefix}.{name}", (role,)) for name, role in separate.items()]
     else:
         fused = next((n for n in (*FUSED_QKV_PER_HEAD, *FUSED_QKV_BLOCKS) if n in projections), None)
         if fused is None:
@@ -169,16 +185,15 @@ def _attention_components(prefix: str, projections: dict[str, nn.Module], config
         if split is None:
             raise FuxiError(f"{model_class}: {where}.{prefix}.{fused} has {units} output units, which do not split "
                             f"into q, k and v for this config's heads; supported layouts: {SUPPORTED}")
-        found.append((f"{prefix}.{fused}", ("q", "k", "v"), split))
+        found.append(_Part(f"{prefix}.{fused}", ("q", "k", "v"), split))
     out = next((n for n in ATTENTION_OUT if n in projections), None)
     if out is None:
         raise FuxiError(f"{model_class}: {where}.{prefix} has no output projection ({', '.join(projections)}); "
                         f"supported layouts: {SUPPORTED}")
-    return found + [(f"{prefix}.{out}", ("o",), None)]
+    return found + [_Part(f"{prefix}.{out}", ("o",))]
 
 
-def _mlp_components(prefix: str, projections: dict[str, nn.Module], model_class: str, where: str
-                    ) -> list[tuple[str, tuple[str, ...], torch.Tensor | None]]:
+def _mlp_components(prefix: str, projections: dict[str, nn.Module], model_class: str, where: str) -> list[_Part]:
     down = next(n for n in MLP_DOWN if n in projections)
     up = next((n for n in MLP_UP if n in projections and n != down), None)
     gate = next((n for n in MLP_GATE if n in projections), None)
@@ -186,32 +201,31 @@ def _mlp_components(prefix: str, projections: dict[str, nn.Module], model_class:
     if gate_up is not None:
         units = output_units(projections[gate_up])
         halves = torch.arange(units) // (units // 2)
-        return [(f"{prefix}.{gate_up}", ("mlp_gate", "mlp_up"), halves), (f"{prefix}.{down}", ("mlp_down",), None)]
+        return [_Part(f"{prefix}.{gate_up}", ("mlp_gate", "mlp_up"), halves), _Part(f"{prefix}.{down}", ("mlp_down",))]
     if up is None:
         raise FuxiError(f"{model_class}: {where}.{prefix} has no up projection ({', '.join(projections)}); "
                         f"supported layouts: {SUPPORTED}")
-    found = [(f"{prefix}.{gate}", ("mlp_gate",), None)] if gate is not None else []
-    return found + [(f"{prefix}.{up}", ("mlp_up",), None), (f"{prefix}.{down}", ("mlp_down",), None)]
+    found = [_Part(f"{prefix}.{gate}", ("mlp_gate",))] if gate is not None else []
+    return found + [_Part(f"{prefix}.{up}", ("mlp_up",)), _Part(f"{prefix}.{down}", ("mlp_down",))]
 
 
-def _heads(config) -> tuple[int, int, int]:
-    """(query heads, key/value heads, head size) from a config's standard attributes."""
+def _heads(config) -> _Heads:
+    """Query heads, key/value heads and head size from a config's standard attributes."""
     heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return heads, kv_heads, head_dim
+    return _Heads(heads, getattr(config, "num_key_value_heads", None) or heads,
+                  getattr(config, "head_dim", None) or config.hidden_size // heads)
 
 
 def _per_head_qkv(units: int, config) -> torch.Tensor | None:
-    heads, kv_heads, head_dim = _heads(config)
-    if kv_heads != heads or units != 3 * heads * head_dim:
+    heads = _heads(config)
+    if heads.key_value != heads.query or units != 3 * heads.query * heads.size:
         return None
-    return (torch.arange(units) // head_dim) % 3
+    return (torch.arange(units) // heads.size) % 3
 
 
 def _blocked_qkv(units: int, config) -> torch.Tensor | None:
-    heads, kv_heads, head_dim = _heads(config)
-    q_width, kv_width = heads * head_dim, kv_heads * head_dim
+    heads = _heads(config)
+    q_width, kv_width = heads.query * heads.size, heads.key_value * heads.size
     if units != q_width + 2 * kv_width:
         return None
     return torch.cat([torch.zeros(q_width), torch.ones(kv_width), torch.full((kv_width,), 2)]).long()
@@ -249,7 +263,9 @@ class ImportanceHooks:
             if self.totals[index] is None:
                 self.totals[index] = torch.zeros(self.languages, signed.shape[-1], dtype=torch.float64,
                                                  device=signed.device)
-            self.totals[index].index_add_(0, self._language, signed.abs())
+            # index_put_ rather than index_add_: the latter opens a thread pool even for a few rows, which costs tens of
+            # milliseconds per call on a busy CPU
+            self.totals[index].index_put_((self._language,), signed.abs(), accumulate=True)
         self._pending.clear()
 
     @contextmanager
@@ -304,7 +320,7 @@ class LastTokenHooks:
             if self.sums is None:
                 self.sums = torch.zeros(len(self.layout.points), self.languages, states.shape[-1],
                                         dtype=torch.float64, device=states.device)
-            self.sums[point].index_add_(0, self._language, states)
+            self.sums[point].index_put_((self._language,), states, accumulate=True)
         self.counts += torch.bincount(self._language.cpu(), minlength=self.languages).double()
         self._pending.clear()
 

@@ -126,8 +126,9 @@ def _aggregate(hooks: ImportanceHooks, layout: DecoderLayout, languages: tuple[s
         if tracked.unit_component is None:
             by_component = totals.sum(dim=1, keepdim=True)
         else:
-            by_component = torch.zeros(totals.shape[0], len(tracked.components), dtype=totals.dtype)
-            by_component.index_add_(1, tracked.unit_component, totals)
+            by_component = torch.zeros(len(tracked.components), totals.shape[0], dtype=totals.dtype)
+            by_component.index_put_((tracked.unit_component,), totals.T, accumulate=True)  # see ImportanceHooks
+            by_component = by_component.T
         for column, component in enumerate(tracked.components):
             importance[:, tracked.layer, layout.components.index(component)] += by_component[:, column].numpy()
         units[tracked.path] = totals.numpy() / per_sentence

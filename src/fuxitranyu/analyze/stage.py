@@ -3,7 +3,7 @@ held-out parallel texts, tables and figures into the stage directory (layout in 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results
@@ -38,8 +38,15 @@ def recipe_models(section: AnalyzeRecipe, ctx: StageContext) -> list[ModelSpec]:
     return specs
 
 
-def recipe_texts(section: AnalyzeRecipe, ctx: StageContext) -> tuple[ParallelTexts | None, ParallelTexts | None]:
-    """(neuron texts, representation texts) of the recipe's parallel sets, or None for an analysis left out."""
+@dataclass(frozen=True)
+class RecipeTexts:
+    """The aligned texts of each analysis; None for an analysis the recipe leaves out."""
+
+    neurons: ParallelTexts | None
+    representations: ParallelTexts | None
+
+
+def recipe_texts(section: AnalyzeRecipe, ctx: StageContext) -> RecipeTexts:
     parallel = read_parallel(section.parallel or [ctx.inputs["data"] / "parallel"], keep_unsupported=True)
     seed = ctx.recipe.seed
     neurons = representations = None
@@ -50,12 +57,13 @@ def recipe_texts(section: AnalyzeRecipe, ctx: StageContext) -> tuple[ParallelTex
         if section.representations.order_by_share:
             shares = training_shares(ctx.inputs["mix"])
             representations = representations.reordered(order_by_share(representations.languages, shares))
-    return neurons, representations
+    return RecipeTexts(neurons, representations)
 
 
 def run_analyze_stage(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.analyze
-    neuron_texts, representation_texts = recipe_texts(section, ctx)
+    texts = recipe_texts(section, ctx)
+    neuron_texts, representation_texts = texts.neurons, texts.representations
     settings = Settings(batch_tokens=section.batch_tokens, precision=section.precision, figures=section.figures,
                         save_units=section.neurons is not None and section.neurons.save_units,
                         heatmap_layer=section.representations.heatmap_layer if section.representations else None)
