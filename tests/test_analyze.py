@@ -205,6 +205,18 @@ def test_components_sum_their_units_and_first_order_predicts_zeroing(tokenizer, 
     np.testing.assert_allclose(result.share.sum(axis=(1, 2)), 1.0)
 
 
+def test_bf16_gives_the_fp32_picture(tokenizer, texts):
+    """The bf16 path (weights and activations in bf16, loss in fp32, sums in fp64) runs and agrees with fp32."""
+    model = build("fuxitranyu", torch.float32)
+    exact = neuron_importance(model, tokenizer, texts, name="fp32", batch_tokens=4096, device=CPU)
+    similar = representation_similarity(model, tokenizer, texts, name="fp32", batch_tokens=4096, device=CPU)
+    model.to(torch.bfloat16)
+    rough = neuron_importance(model, tokenizer, texts, name="bf16", batch_tokens=4096, device=CPU)
+    np.testing.assert_allclose(rough.layer_importance, exact.layer_importance, rtol=0.1)
+    rough_similar = representation_similarity(model, tokenizer, texts, name="bf16", batch_tokens=4096, device=CPU)
+    np.testing.assert_allclose(rough_similar.similarity, similar.similarity, atol=0.05)
+
+
 def test_component_forced_to_zero_has_zero_importance(tokenizer, texts):
     """Zeroing layer 0's o_proj zeroes o's importance, and (chain rule) that of everything whose only way to the
     loss went through it: layer 0's attn_norm, q, k, v. Likewise layer 1's mlp_down, mlp_up, mlp_norm. Nothing
