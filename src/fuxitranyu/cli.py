@@ -444,6 +444,10 @@ def evaluate_command(
     if (out / "tables.md").is_file():
         typer.echo((out / "tables.md").read_text(encoding="utf-8"), nl=False)
 
+from fuxitranyu.analyze.cli import analyze_app  # noqa: E402  (a sub-typer; its commands import lazily)
+
+app.add_typer(analyze_app, name="analyze")
+
 
 def main(argv: list[str] | None = None) -> None:
     try:

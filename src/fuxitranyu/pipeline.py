@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from fuxitranyu.analyze.stage import STAGE as ANALYZE
 from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.stage import STAGE as EVALUATE
@@ -37,7 +38,7 @@ from fuxitranyu.runtime import world
 from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE, ANALYZE)
 """In pipeline order; a stage only reads stages before it."""
 
 

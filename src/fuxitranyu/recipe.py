@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import types
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
+from fuxitranyu.analyze.config import AnalyzeRecipe
 from fuxitranyu.config_base import Section
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.errors import RecipeError
@@ -47,6 +50,8 @@ class Recipe(Section):
     """DPO after SFT (paper 4, Appendix A); null leaves the stage out."""
     evaluate: EvaluateRecipe | None = None
     """Evaluation of the recipe's models (the `evaluate` stage); left out, the stage does not run."""
+    analyze: AnalyzeRecipe | None = None
+    """Neuron and representation analyses of the trained models (paper section 6); absent: the stage is off."""
 
     @property
     def run_dir(self) -> Path:
@@ -198,15 +203,12 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 
 
 def _optional_section(annotation: Any) -> type[BaseModel] | None:
-    """The section model of a field typed `Section` or `Section | None`; None for other fields."""
-    def is_section(candidate: Any) -> bool:
-        return isinstance(candidate, type) and issubclass(candidate, BaseModel)
-
-    if is_section(annotation):
-        return annotation
-    members = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    optional = type(None) in getattr(annotation, "__args__", ())
-    return members[0] if optional and len(members) == 1 and is_section(members[0]) else None
+    """The section model of `Section` or `Section | None` (an optional section, e.g. `analyze`), else None."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    candidates = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    if len(candidates) == 1 and isinstance(candidates[0], type) and issubclass(candidates[0], BaseModel):
+        return candidates[0]
+    return None
 
 
 def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:

@@ -45,15 +45,25 @@ _BATCH = 1024
 class ParallelSet:
     units: list[dict] = field(default_factory=list)
     skipped_languages: set[str] = field(default_factory=set)
-    """Codes in the input that are none of the supported languages."""
+    """Codes in the input that are none of the supported languages (and were left out)."""
+    keep_unsupported: bool = False
+    """Keep texts in languages outside the supported ones under their code as written (`slk_Latn`), instead of
+    leaving them out: the analyses study any model on any language."""
+
+    def label(self, code: str) -> str | None:
+        """The label texts of `code` are kept under, or None when they are left out."""
+        lab = label_or_none(code)
+        if lab is None and self.keep_unsupported and code.strip():
+            return code.strip()
+        if lab is None:
+            self.skipped_languages.add(code)
+        return lab
 
     def add(self, unit_id: str, texts: dict[str, str]) -> None:
         kept = {}
         for code, text in texts.items():
-            lab = label_or_none(code)
-            if lab is None:
-                self.skipped_languages.add(code)
-            elif text.strip():
+            lab = self.label(code)
+            if lab is not None and text.strip():
                 kept.setdefault(lab, text)
         if kept:
             self.units.append({"id": unit_id, "texts": kept})
@@ -106,11 +116,8 @@ def _read_flores(folder: Path, into: ParallelSet) -> None:
         folder = split
     by_language: dict[str, list[Path]] = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        code = path.name.split(".")[0]
-        lab = label_or_none(code)
-        if lab is None:
-            into.skipped_languages.add(code)
-        else:
+        lab = into.label(path.name.split(".")[0])
+        if lab is not None:
             by_language.setdefault(lab, []).append(path)
     columns = {}
     for lab, paths in by_language.items():
@@ -124,10 +131,10 @@ def _read_flores(folder: Path, into: ParallelSet) -> None:
         into.add(f"{folder.name}:{index + 1}", {lab: lines[index] for lab, lines in columns.items()})
 
 
-def read_parallel(paths: Iterable[str | Path]) -> ParallelSet:
+def read_parallel(paths: Iterable[str | Path], keep_unsupported: bool = False) -> ParallelSet:
     """Units from JSONL files (the data stage's `parallel/*.jsonl`), TSV files, folders of those, or a FLORES-200
-    folder."""
-    paths, found = list(paths), ParallelSet()
+    folder. `keep_unsupported`: see `ParallelSet.keep_unsupported`."""
+    paths, found = list(paths), ParallelSet(keep_unsupported=keep_unsupported)
     for item in paths:
         path = Path(item)
         if path.is_dir():

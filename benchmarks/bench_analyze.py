@@ -1,0 +1,199 @@
+"""Neuron importance: our one forward + one backward per batch against one backward per component, and the memory
+an 8B model needs.
+
+- ours: `fuxitranyu.analyze.neurons.importance_of_ids`: hooks on every tracked module, one forward and one backward
+  per batch give every unit's importance.
+- baseline ("one backward per component"): the same batches and the same forward, then for every tracked module
+  `torch.autograd.grad(loss, its output, retain_graph=True)`: the loop one writes without tensor hooks.
+
+Both run on 15 languages × 200 random "sentences" (token ids, 8–96 tokens, longer for some languages as real
+fertility differs) through a random-weight model of the `small` preset (59M parameters, vocab 32k), fp32 on CPU (bf16
+where --precision bf16). The baseline is too slow for the full set on a CPU: it runs on the first `--subset` sentences
+of each language, ours on the same subset (the ratio) and on the full set (the time and memory asked for). Each run
+is a fresh subprocess, so its peak resident memory (ru_maxrss) is its own; the two results are checked to agree.
+
+`--memory-8b` measures, in bf16, the memory the neuron analysis takes per token per layer at the 8B model's width
+(hidden 4096, MLP 16384) and per token per vocabulary entry, from one- and two-layer models of that width, and
+prints what the 30-layer model with its 250,752-entry vocabulary needs.
+
+    python benchmarks/bench_analyze.py [--languages 15] [--sentences 200] [--subset 8] [--memory-8b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from fuxitranyu.analyze.batches import Encoded, collate, plan_batches
+from fuxitranyu.analyze.hooks import find_layout
+from fuxitranyu.analyze.neurons import importance_of_ids, sentence_losses
+
+GIB = 2**30
+
+
+def rss_gib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+
+
+def synthetic_sentences(languages: int, per_language: int, vocab: int, seed: int = 0) -> Encoded:
+    rng = np.random.default_rng(seed)
+    fertility = rng.uniform(1.0, 2.0, size=languages)  # some languages take twice the tokens of others
+    ids, language = [], []
+    for lang in range(languages):
+        lengths = np.clip(rng.normal(28, 10, size=per_language) * fertility[lang], 8, 96).astype(int)
+        ids += [rng.integers(1, vocab, size=n).tolist() for n in lengths]
+        language += [lang] * per_language
+    return Encoded(ids, language, 0, 0)
+
+
+def build_model(preset: str, dtype: torch.dtype, **overrides):
+    from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
+
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in its dtype: no fp32 copy raises the peak memory before the run
+    try:
+        return FuxiTranyuForCausalLM(preset_config(preset, **overrides)).eval()
+    finally:
+        torch.set_default_dtype(default)
+
+
+def naive_importance(model, encoded: Encoded, languages: int, batch_tokens: int) -> np.ndarray:
+    """Per module (languages, units) totals, one backward per tracked module per batch."""
+    layout = find_layout(model)
+    model.requires_grad_(False)
+    model.enable_input_require_grads()
+    outputs: dict[int, torch.Tensor] = {}
+    handles = [t.module.register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
+               for i, t in enumerate(layout.modules)]
+    totals = [None] * len(layout.modules)
+    for indices in plan_batches([len(i) for i in encoded.ids], batch_tokens):
+        batch = collate(encoded, indices, torch.device("cpu"))
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        loss = sentence_losses(logits, batch.input_ids, batch.attention_mask).sum()
+        mask = batch.attention_mask[..., None].float()
+        for i in range(len(layout.modules)):
+            (grad,) = torch.autograd.grad(loss, outputs[i], retain_graph=True)
+            phi = (grad.float() * outputs[i].detach().float() * mask).sum(1, dtype=torch.float64).abs()
+            if totals[i] is None:
+                totals[i] = torch.zeros(languages, phi.shape[1], dtype=torch.float64)
+            totals[i].index_put_((batch.language,), phi, accumulate=True)
+        outputs.clear()
+    for handle in handles:
+        handle.remove()
+    return np.concatenate([t.numpy() for t in totals], axis=1)
+
+
+def worker(args) -> dict:
+    """One measurement in this (fresh) process."""
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    model = build_model(args.preset, dtype, **json.loads(args.overrides))
+    encoded = synthetic_sentences(args.languages, args.count, model.config.vocab_size)
+    before = rss_gib()
+    started = time.perf_counter()
+    if args.worker == "naive":
+        totals = naive_importance(model, encoded, args.languages, args.batch_tokens)
+    else:
+        result = importance_of_ids(model, encoded, tuple(map(str, range(args.languages))), name="bench",
+                                   batch_tokens=args.batch_tokens, device=torch.device("cpu"))
+        counts = result.sentences[:, None].astype(np.float64)
+        totals = np.concatenate([units * counts for units in result.units.values()], axis=1)
+    seconds = time.perf_counter() - started
+    if args.save:
+        np.save(args.save, totals)
+    return {"seconds": seconds, "peak_gib": rss_gib(), "setup_gib": before, "sentences": len(encoded.ids),
+            "tokens": sum(map(len, encoded.ids))}
+
+
+def spawn(args, kind: str, count: int, save: str = "", overrides: dict | None = None, preset: str | None = None,
+          precision: str | None = None) -> dict:
+    command = [sys.executable, __file__, "--worker", kind, "--count", str(count), "--languages", str(args.languages),
+               "--batch-tokens", str(args.batch_tokens), "--precision", precision or args.precision,
+               "--preset", preset or args.preset, "--threads", str(args.threads),
+               "--overrides", json.dumps(overrides or {}), "--save", save]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args) -> None:
+    load = os.getloadavg()[0]
+    with_subset = f"/tmp/bench_analyze_{os.getpid()}"
+    ours_full = spawn(args, "ours", args.sentences)
+    ours = spawn(args, "ours", args.subset, save=with_subset + "_ours.npy")
+    naive = spawn(args, "naive", args.subset, save=with_subset + "_naive.npy")
+    a, b = np.load(with_subset + "_ours.npy"), np.load(with_subset + "_naive.npy")
+    agreement = float(np.abs(a - b).max() / np.abs(b).max())
+    ratio = naive["seconds"] / ours["seconds"]
+    print(f"## Analyses: neuron importance, one pass against one backward per component\n\n"
+          f"`python benchmarks/bench_analyze.py` — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
+          f"torch {torch.__version__}, load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, "
+          f"{args.precision}.\n")
+    print("| run | sentences | tokens | seconds | sentences/s | peak RSS GiB (after setup) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, run in (("ours, full set", ours_full), ("ours, subset", ours), ("baseline, subset", naive)):
+        print(f"| {name} | {run['sentences']:,} | {run['tokens']:,} | {run['seconds']:.1f} | "
+              f"{run['sentences'] / run['seconds']:.1f} | {run['peak_gib']:.2f} ({run['setup_gib']:.2f}) |")
+    print(f"\nRatio baseline / ours on the subset: **{ratio:.1f}×**; the baseline would take about "
+          f"{naive['seconds'] / naive['tokens'] * ours_full['tokens'] / 60:.0f} min on the full set. "
+          f"Largest difference between the two results: {agreement:.1e} of the largest value.")
+
+
+def memory_8b(args) -> None:
+    """Per token per layer and per token per vocabulary entry at the 8B width, bf16, from three small models."""
+    width = dict(hidden_size=4096, intermediate_size=16384, num_attention_heads=32, max_position_embeddings=4096)
+    runs = {}
+    for layers, vocab in ((1, 8192), (2, 8192), (1, 32768)):
+        runs[(layers, vocab)] = spawn(args, "ours", args.subset, preset="tiny", precision="bf16",
+                                      overrides={**width, "num_hidden_layers": layers, "vocab_size": vocab})
+    activations = {key: run["peak_gib"] - run["setup_gib"] for key, run in runs.items()}
+    tokens = args.batch_tokens
+    per_layer = (activations[(2, 8192)] - activations[(1, 8192)]) * GIB / tokens
+    per_vocab = (activations[(1, 32768)] - activations[(1, 8192)]) * GIB / tokens / (32768 - 8192)
+    weights = 8_095_313_920 * 2 / GIB
+    total = weights + (30 * per_layer + 250_752 * per_vocab) * tokens / GIB
+    print(f"bf16 at the 8B width, {tokens} tokens per batch: {per_layer / 2**10:.0f} KiB per token per layer, "
+          f"{per_vocab:.1f} B per token per vocabulary entry; 8B model: weights {weights:.1f} GiB + activations "
+          f"{total - weights:.1f} GiB = {total:.1f} GiB")
+    for (layers, vocab), run in runs.items():
+        print(f"  {layers} layer(s), vocab {vocab}: peak {run['peak_gib']:.2f} GiB, after setup {run['setup_gib']:.2f} "
+              f"GiB, {run['tokens']:,} tokens in {run['seconds']:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--languages", type=int, default=15)
+    parser.add_argument("--sentences", type=int, default=200, help="per language, ours")
+    parser.add_argument("--subset", type=int, default=8, help="per language, ours and the baseline")
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-8b", action="store_true")
+    parser.add_argument("--worker", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--save", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+    elif args.memory_8b:
+        memory_8b(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
