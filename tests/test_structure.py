@@ -87,9 +87,10 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 
 def test_stage_packages_never_import_the_pipeline():
+    """Only the command line (fuxitranyu.cli and the stage packages' own `cli` modules) runs the pipeline."""
     graph = import_graph()
     offenders = [name for name, targets in graph.items()
-                 if "fuxitranyu.pipeline" in targets and name not in ("fuxitranyu.cli", "fuxitranyu.__main__")]
+                 if "fuxitranyu.pipeline" in targets and name.rpartition(".")[2] not in ("cli", "__main__")]
     assert offenders == []
 
 
