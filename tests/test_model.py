@@ -193,9 +193,12 @@ def test_8b_preset_parameter_count():
     assert config.vocab_size % 128 == 0 and config.vocab_size - 250_680 == 72
     summary = summarize(config)
     assert summary.non_embedding_parameters == expected - 2 * v * d
-    # 16 bytes/parameter on one device; ZeRO-2 over 32 GPUs keeps 2-byte weights whole and shards the rest.
-    assert summary.training_gib_per_device() == pytest.approx(16 * expected / 2**30)
-    assert summary.training_gib_per_device(32, 2) == pytest.approx((2 + 14 / 32) * expected / 2**30)
+    from fuxitranyu.pretrain.plan import training_state_bytes
+
+    # ZeRO-2 over 32 GPUs: fp32 weights, gradients and both Adam moments sharded (16 B/param / 32), every layer's
+    # low-precision weights whole from forward to backward (2 B/param); DDP holds everything whole.
+    assert training_state_bytes(expected, 32, "fsdp", 0) == 16 * expected // 32 + 2 * expected
+    assert training_state_bytes(expected, 32, "ddp", 0) == 18 * expected
 
 
 def test_small_presets_sizes():

@@ -85,3 +85,72 @@ def test_zero3_and_ddp_state_per_device():
     ddp = memory_plan(config, base.model_copy(update={"distributed": "ddp"}), 4096, 32, True)
     assert zero2.training_state == 16 * parameters // 32 + 2 * parameters
     assert zero3.training_state < zero2.training_state and ddp.training_state == 18 * parameters
+
+
+def test_pretraining_refuses_a_configuration_that_cannot_fit(tmp_path, monkeypatch):
+    from test_pretrain import toy_recipe, toy_run
+
+    from fuxitranyu.errors import FuxiError
+    from fuxitranyu.pretrain import train
+
+    from fuxitranyu.model import FuxiTranyuConfig
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    (tmp_path / "out").mkdir()
+    recipe = toy_recipe(tmp_path, "pretrain.micro_batch_size=4").pretrain
+    config = FuxiTranyuConfig.from_pretrained(model_dir)
+    one = memory_plan(config, recipe.model_copy(update={"micro_batch_size": 1}), 16, 1, False)
+    small_device = int((one.training_state + one.loss_logits + 2.5 * one.activations) / 0.9)  # room for 2 sequences
+    monkeypatch.setattr(train, "device_memory_bytes", lambda device: small_device)
+    with pytest.raises(FuxiError, match=r"needs about .* GiB per device .* lower pretrain.micro_batch_size to 2"):
+        train.Trainer(toy_recipe(tmp_path, "pretrain.micro_batch_size=4"), model_dir, mix_dir, tmp_path / "out")
+    trainer = train.Trainer(toy_recipe(tmp_path, "pretrain.micro_batch_size=4", "pretrain.ignore_memory_plan=true"),
+                            model_dir, mix_dir, tmp_path / "out")
+    assert trainer.context_length == 16
+
+
+def test_the_8b_recipe_names_the_papers_sources_and_58_checkpoints():
+    from fuxitranyu.pretrain import schedule
+
+    recipe = load_recipe("fuxitranyu-8b")
+    sources = {source.source_name: source for source in recipe.data.sources}
+    assert {"culturax", "starcoderdata", "redpajama-github", "s2orc", "gutenberg", "multiun", "opensubtitles"} <= \
+        set(sources)
+    assert len(sources["culturax"].per_language) == 43
+    assert {label for label in sources["starcoderdata"].per_language} == {
+        label for label in __import__("fuxitranyu.languages", fromlist=["LABELS"]).LABELS if label.startswith("code-")}
+    pretrain, tokens, saved = recipe.pretrain, 0, []
+    while tokens < pretrain.total_tokens:
+        step = schedule.batch_tokens(tokens, pretrain)
+        if schedule.checkpoint_due(tokens, tokens + step, pretrain):
+            saved.append(tokens + step)
+        tokens += step
+    assert len(saved) == 58 and saved[-1] >= pretrain.total_tokens
+    assert saved[1] - saved[0] < saved[-1] - saved[-2]  # denser early
+
+
+def test_a_default_schedule_scales_with_the_run():
+    from fuxitranyu.pretrain import schedule
+
+    for total in (10**6, 10**9, 606 * 10**9):
+        recipe = PretrainRecipe(total_tokens=total, batch=[{"from_tokens": 0, "batch_tokens": total // 1000}])
+        due = [t for t in range(0, total, total // 1000) if schedule.checkpoint_due(t, t + total // 1000, recipe)]
+        assert len(due) == 20 and due[1] - due[0] < due[-1] - due[-2]
+
+
+def test_offline_the_paper_data_stage_fails_at_once_listing_every_unreachable_dataset(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "fuxitranyu", "data", "fuxitranyu-8b", f"--set=output_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 2 and time.monotonic() - started < 120
+    message = result.stderr
+    assert "Traceback" not in message and "can be read neither from disk, the caches nor the hub" in message
+    for part in ("uonlp/CulturaX[fr]", "uonlp/CulturaX[lo]", "bigcode/starcoderdata[python]", "allenai/peS2o",
+                 "Helsinki-NLP/multi_un[en-fr]"):
+        assert part in message

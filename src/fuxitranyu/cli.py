@@ -65,6 +65,7 @@ def run(
         typer.echo(recipe_to_yaml(resolved), nl=False)
         for item in plan(resolved, only, force, start):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
+        _print_sources_and_plan(resolved)
         return
     run_stages(recipe, set_, only, force, resume, start, verbose)
 
@@ -281,15 +282,29 @@ def model_presets():
 
 @model_app.command("info")
 def model_info(
-    target: Annotated[str, typer.Argument(help="A preset name, a model directory, or a recipe (its model).")],
+    target: Annotated[Optional[str], typer.Argument(help="A preset name or a model directory.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A recipe: its model, and its training plan (memory per "
+                                                       "device with a verdict, days of training).")] = None,
     context_length: Annotated[Optional[int], typer.Option(help="Sequence length for FLOPs (default: the model's).")] = None,
-    world_size: Annotated[int, typer.Option(help="Data-parallel devices for the per-device memory estimate.")] = 8,
+    world_size: Annotated[Optional[int], typer.Option(help="Data-parallel devices (default: the recipe's "
+                                                           "pretrain.hardware, else 8).")] = None,
+    device_memory: Annotated[Optional[str], typer.Option(help="Memory per device for the recipe's plan, e.g. "
+                                                              "80GiB.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU model for the time plan (A800, H100, ...).")] = None,
+    mfu: Annotated[Optional[float], typer.Option(help="Assumed model FLOPs utilisation for the time plan.")] = None,
 ):
-    """Parameter counts (computed on the meta device), memory and FLOP estimates."""
+    """Parameter counts (computed on the meta device), memory and FLOP estimates; for a recipe also the memory plan
+    per device (training state, activations, loss) with a verdict, and the days its token budget takes."""
     from fuxitranyu.model.summary import summarize
+    from fuxitranyu.recipe import load_recipe
 
-    config = _resolve_model_config(target)
-    s = summarize(config, context_length)
+    if (target is None) == (recipe is None):
+        raise FuxiError("give a preset or model directory, or --recipe RECIPE")
+    resolved = load_recipe(recipe) if recipe else None
+    config = resolved.model.to_config() if resolved else _resolve_model_config(target)
+    target = target or recipe
+    s = summarize(config, context_length or (resolved.mix.context_length if resolved else None))
+    devices = world_size or 8
     table = Table(title=f"{target}: {config.num_hidden_layers} layers × {config.hidden_size} wide, "
                         f"{config.num_attention_heads} heads, MLP {config.intermediate_size}, vocab {config.vocab_size}")
     table.add_column("quantity")
@@ -299,16 +314,42 @@ def model_info(
         ("  embeddings + lm_head (untied)", f"{s.embedding_parameters:,}"),
         ("  non-embedding", f"{s.non_embedding_parameters:,}"),
         ("weights fp32 / bf16", f"{s.weights_gib(4):.2f} / {s.weights_gib(2):.2f} GiB"),
-        ("training state, 1 device (16 B/param)", f"{s.training_gib_per_device():.2f} GiB"),
-        (f"training state per device, ZeRO-2 × {world_size}", f"{s.training_gib_per_device(world_size, 2):.2f} GiB"),
-        (f"training state per device, ZeRO-3 × {world_size}", f"{s.training_gib_per_device(world_size, 3):.2f} GiB"),
         ("KV cache per token (bf16)", f"{s.kv_cache_bytes_per_token_bf16 / 2**10:.1f} KiB"),
         (f"training FLOPs per token (T={context_length or config.max_position_embeddings})",
          f"{s.training_flops_per_token:.3e}"),
     ]
+    if resolved is not None:
+        from fuxitranyu.pretrain.plan import recipe_plan
+
+        plan = recipe_plan(resolved, world_size, device_memory, gpu, mfu)
+        rows += [("", ""), ("memory plan per device", "")] + plan.memory.rows()
+        if plan.time is not None:
+            rows += [("", ""), ("time plan", "")] + plan.time.rows()
+    else:
+        from fuxitranyu.pretrain.plan import GIB, training_state_bytes
+
+        layer = s.non_embedding_parameters // config.num_hidden_layers
+        for name, strategy in (("ZeRO-2 (FSDP2, the paper's)", "fsdp"), ("ZeRO-3", "fsdp-zero3"), ("DDP", "ddp")):
+            state = training_state_bytes(s.parameters, devices, strategy, layer)
+            rows.append((f"training state per device, {name} × {devices}", f"{state / GIB:.2f} GiB"))
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
+
+
+def _print_sources_and_plan(recipe) -> None:
+    """`--dry-run`'s account of what the recipe reads and what its training needs."""
+    from fuxitranyu.pretrain.plan import recipe_plan
+
+    for source in recipe.data.sources:
+        where = source.dataset or ", ".join(source.paths) or source.locale_dir
+        parts = f", {len(source.per_language)} languages" if source.per_language else ""
+        size = f", {source.approximate_size}" if source.approximate_size else ""
+        typer.echo(f"# source {source.source_name}: {source.type} {where}{parts}{size}")
+    if recipe.pretrain.hardware is not None:
+        plan = recipe_plan(recipe)
+        for name, value in plan.memory.rows() + (plan.time.rows() if plan.time else []):
+            typer.echo(f"# {name}: {value}")
 
 
 def _resolve_model_config(target: str):

@@ -35,6 +35,9 @@ class SourceSpec(Section):
     30 articles + preamble; `parallel/mediawiki.jsonl`: messages aligned by key); false: training documents."""
     text_field: str = "text"
     """Field holding the document text (jsonl, parquet, huggingface)."""
+    translation_field: str | None = None
+    """huggingface: a field holding {language code: text} (OPUS corpora such as MultiUN and OpenSubtitles): each
+    supported language's text becomes a document of that language, instead of reading `text_field`."""
     id_field: str | None = "id"
     """Field holding a document id; missing ids become `<file>:<line>`."""
     language_field: str | None = "language"
@@ -48,6 +51,17 @@ class SourceSpec(Section):
     """huggingface: dataset name or local path for `datasets.load_dataset`."""
     subset: str | None = None
     """huggingface: configuration name."""
+    data_dir: str | None = None
+    """huggingface: the `data_dir` of `load_dataset` (datasets organised by folder, e.g. starcoderdata's
+    per-language folders)."""
+    per_language: dict[str, str] = {}
+    """huggingface: one part per language label, {label: configuration} (CulturaX: {fr: fr, zh: zh}); each part's
+    documents take that label. With `per_language_as: data_dir` the values are data_dirs (starcoderdata:
+    {code-python: python})."""
+    per_language_as: Literal["name", "data_dir"] = "name"
+    """huggingface: whether the values of `per_language` are configuration names or data_dirs."""
+    approximate_size: str | None = None
+    """What the source holds, for `--dry-run` and the plan (informational, e.g. "500GB" or "~2.6T tokens")."""
     split: str = "train"
     """huggingface: split to read."""
     streaming: bool = True
@@ -66,6 +80,13 @@ class SourceSpec(Section):
     """system: cap on files per programming language (the first ones in sorted path order)."""
     max_code_file_bytes: int = Field(200_000, gt=0)
     """system: larger source files are skipped (generated code, data tables)."""
+
+    @field_validator("per_language")
+    @classmethod
+    def _labelled(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            canonical_label(name, "per_language")
+        return value
 
     @field_validator("language")
     @classmethod

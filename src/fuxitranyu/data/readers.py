@@ -335,17 +335,80 @@ class SourceReader(CountingStep):
             logger.warning(f"system source skipped {line}")
 
     def huggingface_items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord]:
-        import datasets
-        from datasets.distributed import split_dataset_by_node
-
+        """This rank's share of each dataset part: the named configuration, or one per language (`per_language`)."""
         spec = self.spec
-        local = Path(spec.dataset)
-        if (local / "dataset_info.json").is_file() or (local / "state.json").is_file():
-            dataset = datasets.load_from_disk(str(local))
-        else:
-            dataset = datasets.load_dataset(spec.dataset, spec.subset, split=spec.split, streaming=spec.streaming)
-        if isinstance(dataset, datasets.DatasetDict):
-            dataset = dataset[spec.split]
-        dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
-        for row, record in enumerate(dataset, start=1):
-            yield record_document(record, spec, spec.dataset, row, f"{spec.dataset}:{rank}:{row}")
+        for part in hub_parts(spec):
+            if self.languages is not None and part.language is not None and part.language not in self.languages:
+                continue
+            dataset = open_hub_part(spec, part, rank, world_size)
+            where = f"{spec.dataset}[{part.name}]" if part.name else spec.dataset
+            declared = spec if part.language is None else spec.model_copy(update={"language": part.language})
+            for row, record in enumerate(dataset, start=1):
+                if spec.translation_field:
+                    yield from translation_documents(record, spec, where, row, rank)
+                else:
+                    yield record_document(record, declared, where, row, f"{where}:{rank}:{row}")
+
+
+def translation_documents(record: dict, spec: SourceSpec, where: str, row: int, rank: int
+                          ) -> Iterator[Document | BadRecord]:
+    """One document per language side of a translation record ({"translation": {"en": ..., "fr": ...}})."""
+    sides = record.get(spec.translation_field)
+    if not isinstance(sides, dict):
+        yield BadRecord("missing_text", f"field {spec.translation_field!r} is not a {{language: text}} mapping",
+                        path=where, record=row)
+        return
+    for code, text in sides.items():
+        side = spec.model_copy(update={"language": None, "language_field": "language", "text_field": "text"})
+        yield record_document({"text": text, "language": code}, side, where, row, f"{where}:{rank}:{row}:{code}")
+
+
+@dataclass(frozen=True)
+class HubPart:
+    """One `load_dataset` call of a huggingface source."""
+
+    name: str | None
+    """Configuration (or data_dir) name."""
+    language: str | None
+    """The language label its documents take (per_language sources)."""
+
+
+def hub_parts(spec: SourceSpec) -> list[HubPart]:
+    if spec.per_language:
+        return [HubPart(name, label) for label, name in spec.per_language.items()]
+    return [HubPart(spec.data_dir if spec.per_language_as == "data_dir" else spec.subset, None)]
+
+
+def is_saved_dataset(path: str) -> bool:
+    local = Path(path)
+    return (local / "dataset_info.json").is_file() or (local / "state.json").is_file()
+
+
+def open_hub_part(spec: SourceSpec, part: HubPart, rank: int, world_size: int):
+    """The rank's share of one part: a `save_to_disk` folder, a dataset from the cache (offline), or streamed."""
+    import datasets
+    from datasets.distributed import split_dataset_by_node
+
+    from fuxitranyu.hub import hub_offline
+
+    if is_saved_dataset(spec.dataset):
+        dataset = datasets.load_from_disk(spec.dataset)
+    else:
+        key = {"data_dir": part.name} if spec.per_language_as == "data_dir" else {"name": part.name}
+        dataset = datasets.load_dataset(spec.dataset, split=spec.split, streaming=spec.streaming and not hub_offline(),
+                                        **key)
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = dataset[spec.split]
+    return split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+
+
+def unreachable_hub_parts(spec: SourceSpec) -> list[str]:
+    """The parts of a huggingface source that can neither be read from disk or the caches nor from the hub."""
+    from fuxitranyu.hub import hub_answers, in_hf_cache
+
+    if is_saved_dataset(spec.dataset) or Path(spec.dataset).is_dir():
+        return []
+    missing = [part.name for part in hub_parts(spec) if not in_hf_cache(spec.dataset, part.name)]
+    if missing and not hub_answers(spec.dataset):
+        return [f"{spec.dataset}[{name}]" if name else spec.dataset for name in missing]
+    return []

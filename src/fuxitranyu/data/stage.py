@@ -31,7 +31,7 @@ from fuxitranyu.data.filters import (
     StatisticalFilter,
 )
 from fuxitranyu.data.execution import executor_session, run_phase
-from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths
+from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths, unreachable_hub_parts
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
@@ -113,10 +113,19 @@ def count_output(folder: Path) -> dict[str, dict[str, int]]:
 
 
 def check_sources(recipe: DataRecipe) -> None:
-    """Fail before any work starts for a source whose paths name nothing readable."""
+    """Fail before any work starts for a source whose paths name nothing readable, and with one message listing
+    every Hugging Face dataset that is neither on disk, in the caches, nor reachable."""
+    unreachable = []
     for source in recipe.sources:
         if source.type in SUFFIXES:
             expand_paths(source.paths, SUFFIXES[source.type])
+        elif source.type == "huggingface":
+            unreachable += unreachable_hub_parts(source)
+    if unreachable:
+        raise FuxiError(f"{len(unreachable)} Hugging Face dataset part(s) can be read neither from disk, the caches "
+                        f"nor the hub from here: {', '.join(unreachable)}. Download them where the hub is reachable "
+                        f"(huggingface-cli download --repo-type dataset NAME, or datasets' save_to_disk and give the "
+                        f"folder as `dataset`) and set HF_HOME to that cache")
 
 
 def require_documents(folder: Path, steps: dict[str, dict[str, Any]]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from fuxitranyu.hub import in_hf_cache
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.suite import SuiteTask
 from fuxitranyu.io import atomic_directory
@@ -61,19 +62,6 @@ def hub_offline() -> Iterator[None]:
         else:
             os.environ["HF_HUB_OFFLINE"] = saved[0]
         huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved[1], saved[2]
-
-
-def in_hf_cache(dataset_path: str, dataset_name: str | None) -> bool:
-    """Whether the hub cache holds a snapshot of the dataset, or the datasets cache a prepared copy of its config."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    repository = f"datasets--{dataset_path.replace('/', '--')}"
-    snapshots = Path(huggingface_hub.constants.HF_HUB_CACHE) / repository / "snapshots"
-    if snapshots.is_dir() and any(snapshots.iterdir()):
-        return True
-    prepared = Path(datasets.config.HF_DATASETS_CACHE) / dataset_path.replace("/", "___")
-    return (prepared / dataset_name).is_dir() if dataset_name else prepared.is_dir() and any(prepared.iterdir())
 
 
 def _data_files(config: dict) -> dict[str, str]:

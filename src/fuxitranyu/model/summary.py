@@ -45,22 +45,6 @@ class ModelSummary:
     def weights_gib(self, bytes_per_parameter: int) -> float:
         return self.parameters * bytes_per_parameter / 2**30
 
-    def training_gib_per_device(self, world_size: int = 1, zero_stage: int = 0) -> float:
-        """Weights + gradients + AdamW state under mixed precision, per device, before activations.
-
-        16 bytes per parameter: 2 (half weights) + 4 (fp32 master) + 8 (Adam moments) + 2 (half gradients).
-        ZeRO-1 shards optimizer state, ZeRO-2 also gradients, ZeRO-3 also weights (FSDP: full_shard).
-        """
-        n = self.parameters
-        weights, master_and_adam, grads = 2 * n, 12 * n, 2 * n
-        if zero_stage >= 1:
-            master_and_adam /= world_size
-        if zero_stage >= 2:
-            grads /= world_size
-        if zero_stage >= 3:
-            weights /= world_size
-        return (weights + master_and_adam + grads) / 2**30
-
 
 def summarize(config: FuxiTranyuConfig, context_length: int | None = None) -> ModelSummary:
     total = meta_parameter_count(config)

@@ -48,6 +48,20 @@ class BatchStep(Section):
     """Global batch in tokens (a multiple of mix.context_length; reached by gradient accumulation)."""
 
 
+class Hardware(Section):
+    """The devices a recipe is planned for: `--dry-run` and `fuxitranyu model info RECIPE` estimate memory per device
+    and days of training from it."""
+
+    gpu: str = "A800"
+    """GPU model, for its dense bf16/fp16 peak (A100, A800, H100, H200, H800, L40S, ...)."""
+    devices: int = Field(32, ge=1)
+    """Data-parallel devices."""
+    device_memory: str = "80GiB"
+    """Memory of one device."""
+    expected_mfu: float = Field(0.4, gt=0, le=1)
+    """Model FLOPs utilisation assumed for the time estimate."""
+
+
 class PretrainRecipe(Section):
     total_tokens: Count = Field(2_000_000, gt=0)
     """Training length in tokens (paper: 606B)."""
@@ -89,13 +103,21 @@ class PretrainRecipe(Section):
     loss_chunk_tokens: int = Field(4096, gt=0)
     """Tokens whose logits are materialised at once by the chunked cross-entropy (a 250k vocabulary would
     otherwise need a (batch × context × vocab) fp32 tensor)."""
-    checkpoints: list[CheckpointStep] = [CheckpointStep(from_tokens=0, every_tokens=1_000_000)]
+    checkpoints: list[CheckpointStep] = []
     """Checkpoint schedule: every `every_tokens` from `from_tokens` on (dense early, sparser later, as the paper's
-    58 released checkpoints)."""
+    58 released checkpoints). Empty: `auto_checkpoints` spread over the run, denser early; the last step always
+    saves one."""
+    auto_checkpoints: int = Field(20, ge=1)
+    """Without a `checkpoints` schedule: this many checkpoints, the k-th of K after (k/K)² of total_tokens, so that the
+    fast-changing early run is seen more often (with 20: at 0.25%, 1%, 2.25%, ... of the tokens)."""
     checkpoint_max_shard_size: str = "5GB"
     """Checkpoints split their weights into safetensors files of at most this size (`save_pretrained`'s
     max_shard_size, e.g. "5GB", "500MB")."""
     divergence: DivergenceGuard = DivergenceGuard()
+    hardware: Hardware | None = None
+    """The devices the recipe is planned for (a memory and time plan in `--dry-run`); null: no plan."""
+    ignore_memory_plan: bool = False
+    """Start even when the memory plan says a GPU's memory cannot hold the configuration."""
     peak_flops: float | None = Field(None, gt=0)
     """FLOP/s of one device for MFU; default: measured with a matmul in the training dtype at start-up."""
     log_every_steps: int = Field(1, gt=0)

@@ -194,3 +194,56 @@ def time_plan(config: FuxiTranyuConfig, context: int, total_tokens: int, world_s
         raise FuxiError(f"--mfu must be in (0, 1], got {mfu}")
     flops = summarize(config, context).training_flops_per_token
     return TimePlan(gpu, gpu_peak_flops(gpu), mfu, world_size, flops, total_tokens)
+
+
+def device_memory_bytes(device) -> int:
+    """Memory of a training device: a GPU's own, or the machine's physical memory for the CPU."""
+    import os
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def mixed_precision_planned(precision: str) -> bool:
+    """Plans assume GPUs: `auto` means bf16 or fp16 there."""
+    return precision != "fp32"
+
+
+def refuse_if_too_big(plan: MemoryPlan) -> None:
+    """The clear error `pretrain` gives before starting a configuration the plan says cannot fit."""
+    if plan.fits is not False:
+        return
+    advice = (f"lower pretrain.micro_batch_size to {plan.largest_micro_batch}" if plan.largest_micro_batch
+              else "even one sequence does not fit: shard more (pretrain.reshard_after_forward: true, more devices)")
+    if not plan.checkpointing:
+        advice += " or turn on pretrain.activation_checkpointing"
+    raise FuxiError(f"this configuration needs about {plan.total / GIB:.1f} GiB per device (training state "
+                    f"{plan.training_state / GIB:.1f}, activations {plan.activations / GIB:.1f}, loss "
+                    f"{plan.loss_logits / GIB:.1f}) and the device has {plan.device_memory / GIB:.1f} GiB: {advice}; "
+                    f"set pretrain.ignore_memory_plan to try anyway")
+
+
+@dataclass(frozen=True)
+class RecipePlan:
+    memory: MemoryPlan
+    time: TimePlan | None
+
+
+def recipe_plan(recipe, world_size: int | None = None, device_memory: str | None = None, gpu: str | None = None,
+                mfu: float | None = None) -> RecipePlan:
+    """The memory and time plan of a recipe on its `pretrain.hardware` (or the devices given here)."""
+    hardware = recipe.pretrain.hardware
+    world_size = world_size or (hardware.devices if hardware else 1)
+    memory_text = device_memory or (hardware.device_memory if hardware else None)
+    gpu = gpu or (hardware.gpu if hardware else None)
+    mfu = mfu or (hardware.expected_mfu if hardware else 0.4)
+    config = recipe.model.to_config()
+    context = recipe.mix.context_length
+    memory = memory_plan(config, recipe.pretrain, context, world_size,
+                         mixed_precision_planned(recipe.pretrain.precision),
+                         parse_bytes(memory_text) if memory_text else None)
+    time = time_plan(config, context, recipe.pretrain.total_tokens, world_size, gpu, mfu) if gpu else None
+    return RecipePlan(memory, time)

@@ -40,8 +40,17 @@ def batch_tokens(tokens: int, recipe: PretrainRecipe) -> int:
     return size
 
 
+def auto_checkpoint_marks(recipe: PretrainRecipe) -> list[int]:
+    """Tokens at which the automatic schedule saves: total·(k/K)², k = 1..K."""
+    count = recipe.auto_checkpoints
+    return [recipe.total_tokens * k * k // (count * count) for k in range(1, count + 1)]
+
+
 def checkpoint_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe) -> bool:
     """Whether a step that took the count from `tokens_before` to `tokens_after` crossed a checkpoint time."""
+    if not recipe.checkpoints:
+        return any(tokens_before < mark <= tokens_after for mark in auto_checkpoint_marks(recipe)) or \
+            tokens_after >= recipe.total_tokens > tokens_before
     for index, step in enumerate(recipe.checkpoints):
         end = recipe.checkpoints[index + 1].from_tokens if index + 1 < len(recipe.checkpoints) else math.inf
         low, high = max(tokens_before, step.from_tokens), min(tokens_after, end)

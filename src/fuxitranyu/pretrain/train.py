@@ -41,6 +41,7 @@ from fuxitranyu.pretrain.checkpoint import (
 )
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
+from fuxitranyu.pretrain.plan import device_memory_bytes, memory_plan, refuse_if_too_big
 from fuxitranyu.runtime import Precision, World, choose_precision, default_device, world
 
 
@@ -263,6 +264,7 @@ class Trainer:
             raise FuxiError(f"the mix was packed for context {self.context_length}, longer than the model's "
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
+        self.check_memory()
         self.compiled = compile_decision(self.recipe, self.runtime, self.planned_steps())
         self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.compile)
         if self.runtime.rank == 0:
@@ -274,6 +276,14 @@ class Trainer:
         self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
                                                                        self.runtime.precision.autocast_dtype)
         self.tensorboard = self.open_tensorboard()
+
+    def check_memory(self) -> None:
+        """Refuse, before any work, a configuration the memory plan says this device cannot hold."""
+        if self.recipe.ignore_memory_plan:
+            return
+        plan = memory_plan(self.model.config, self.recipe, self.context_length, self.runtime.world_size,
+                           self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device))
+        refuse_if_too_big(plan)
 
     def planned_steps(self) -> int:
         """Optimizer steps of the whole run under the batch ramp."""
