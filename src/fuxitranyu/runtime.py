@@ -7,6 +7,7 @@ decides the training dtype from what the hardware does fast, for pretraining, SF
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -83,9 +84,16 @@ def cpu_has_bf16_unit() -> bool:
         return False
 
 
-def choose_precision(requested: str, device: torch.device) -> Precision:
+BF16_MIN_SPEEDUP = 1.2
+"""On a CPU with a bf16 unit, `auto` takes bf16 only when the probe measures at least this speed-up: for small
+matrices the casts cost more than the unit saves (benchmarks/RESULTS.md: 0.7x at width 256, 2x at 512)."""
+
+
+def choose_precision(requested: str, device: torch.device,
+                     bf16_speedup: Callable[[], float] | None = None) -> Precision:
     """`auto` picks the fastest precision that trains safely on `device`; an explicit choice is kept (with the
-    reason that it was asked for)."""
+    reason that it was asked for). `bf16_speedup`, when given, measures on a CPU with a bf16 unit how much faster bf16
+    runs the model's own layers (fp32 time / bf16 time)."""
     if requested != "auto":
         if requested not in ("fp32", "bf16", "fp16"):
             raise FuxiError(f"unknown precision {requested!r}; expected auto, fp32, bf16 or fp16")
@@ -95,7 +103,14 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
             return Precision("bf16", f"{torch.cuda.get_device_name(device)} supports bf16")
         return Precision("fp16", f"{torch.cuda.get_device_name(device)} has no bf16: fp16 with loss scaling")
     if device.type == "cpu":
-        if cpu_has_bf16_unit():
+        if not cpu_has_bf16_unit():
+            return Precision("fp32", "the CPU has no bf16 matrix unit: bf16 would be far slower than fp32")
+        if bf16_speedup is None:
             return Precision("bf16", "the CPU has a bf16 matrix unit (AMX or AVX512-BF16, per oneDNN)")
-        return Precision("fp32", "the CPU has no bf16 matrix unit: bf16 would be far slower than fp32")
+        speedup = bf16_speedup()
+        if speedup >= BF16_MIN_SPEEDUP:
+            return Precision("bf16", f"the CPU has a bf16 matrix unit and bf16 runs this model's layers {speedup:.1f}x "
+                                     f"as fast as fp32 (measured)")
+        return Precision("fp32", f"the CPU has a bf16 matrix unit, but at this model's sizes bf16 runs {speedup:.1f}x "
+                                 f"as fast as fp32 (measured; needs {BF16_MIN_SPEEDUP}x)")
     return Precision("fp32", f"no mixed-precision rule for device type {device.type!r}")

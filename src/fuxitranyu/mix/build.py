@@ -165,15 +165,70 @@ def language_segments(unit_languages: np.ndarray, unit_sizes: np.ndarray, sequen
     return offsets, starts.astype(np.uint32), run_languages[runs].astype(np.uint8)
 
 
+def split_validation(documents: int, wanted: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) document indices: `wanted` documents drawn for validation, but never more than a tenth
+    of a language's documents (a language with fewer than 10 keeps all of them for training)."""
+    count = min(wanted, documents // 10)
+    order = rng.permutation(documents)
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+def document_stream(stores: list[TokenStore], unit_language: np.ndarray, unit_document: np.ndarray, eos: np.ndarray,
+                    block: int = 4096) -> Iterator[np.ndarray]:
+    """The documents in order, each followed by the end-of-text token, `block` documents per array (bounds memory,
+    amortises Python overhead)."""
+    for begin in range(0, len(unit_document), block):
+        pieces = []
+        for lang, doc in zip(unit_language[begin:begin + block], unit_document[begin:begin + block]):
+            store = stores[lang]
+            pieces.append(store.tokens[store.offsets[doc]:store.offsets[doc + 1]])
+            pieces.append(eos)
+        yield np.concatenate(pieces)
+
+
+def write_validation(stores: list[TokenStore], languages: list[str], held_out: list[np.ndarray], out_dir: Path,
+                     sequence_length: int, eos: np.ndarray) -> dict[str, dict]:
+    """validation/<lang>.npy: each language's held-out documents packed like the training data."""
+    entries = {}
+    for i, (language, documents) in enumerate(zip(languages, held_out)):
+        if len(documents) == 0:
+            continue
+        tokens = np.concatenate(list(document_stream(stores, np.full(len(documents), i), documents, eos)))
+        sequences = len(tokens) // sequence_length
+        if sequences == 0:
+            continue
+        name = f"validation/{language}.npy"
+        (out_dir / "validation").mkdir(exist_ok=True)
+        array = tokens[:sequences * sequence_length].reshape(sequences, sequence_length)
+        with open(out_dir / f"{name}.tmp", "wb") as f:
+            np.save(f, array)
+        (out_dir / f"{name}.tmp").replace(out_dir / name)
+        entries[language] = {"file": name, "documents": int(len(documents)), "sequences": int(sequences),
+                             "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    return entries
+
+
+def unigram_entropy(shards: list[dict], folder: Path, vocab_size: int) -> float:
+    """Entropy (nats) of the training targets' token distribution: the loss of a model that learned no context."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for shard in shards:
+        counts += np.bincount(np.load(folder / shard["file"], mmap_mode="r")[:, 1:].ravel(), minlength=vocab_size)
+    p = counts[counts > 0] / max(counts.sum(), 1)
+    return float(-(p * np.log(p)).sum())
+
+
 def pack(plan: MixPlan, token_dir: Path, out_dir: Path, context_length: int, eos_id: int, vocab_size: int,
-         per_shard: int, seed: int) -> dict:
-    """Sample, shuffle, concatenate with `eos_id` after every document, cut into `context_length + 1`-token
-    sequences and write the shards; returns the index (also written to `index.json`)."""
+         per_shard: int, seed: int, validation_documents: int = 0) -> dict:
+    """Set `validation_documents` documents per language aside, sample the rest per the plan, shuffle, concatenate
+    with `eos_id` after every document, cut into `context_length + 1`-token sequences and write the shards; returns
+    the index (also written to `index.json`)."""
     dtype = token_dtype(vocab_size)
     rng = np.random.default_rng(seed)
     languages = [row.language for row in plan.languages]
     stores = [TokenStore.open(token_dir, lang, dtype) for lang in languages]
-    picks = [sample_documents(store.lengths, row.tokens, rng) for store, row in zip(stores, plan.languages)]
+    splits = [split_validation(len(store.lengths), validation_documents, rng) for store in stores]
+    picks = [train[sample_documents(store.lengths[train], row.tokens, rng)]
+             for store, row, (train, _) in zip(stores, plan.languages, splits)]
     unit_language = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(picks)])
     unit_document = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
     order = rng.permutation(len(unit_document))
@@ -186,14 +241,8 @@ def pack(plan: MixPlan, token_dir: Path, out_dir: Path, context_length: int, eos
     sequence_length = context_length + 1
     writer = ShardWriter(out_dir / "shards", sequence_length, per_shard, dtype)
     eos = np.asarray([eos_id], dtype=dtype)
-    block = 4096  # documents concatenated per numpy call: bounds memory, amortises Python overhead
-    for begin in range(0, len(order), block):
-        pieces = []
-        for lang, doc in zip(unit_language[begin:begin + block], unit_document[begin:begin + block]):
-            store = stores[lang]
-            pieces.append(store.tokens[store.offsets[doc]:store.offsets[doc + 1]])
-            pieces.append(eos)
-        writer.add(np.concatenate(pieces))
+    for stream in document_stream(stores, unit_language, unit_document, eos):
+        writer.add(stream)
     tail = writer.close()
 
     offsets, starts, segment_languages = language_segments(unit_language, unit_sizes, writer.sequences,
@@ -213,6 +262,9 @@ def pack(plan: MixPlan, token_dir: Path, out_dir: Path, context_length: int, eos
         "planned_tokens": {row.language: row.tokens for row in plan.languages},
         "sampled_tokens": sampled,
         "tail_tokens_dropped": tail,
+        "unigram_entropy": round(unigram_entropy(writer.shards, out_dir, vocab_size), 4),
+        "validation": write_validation(stores, languages, [held for _, held in splits], out_dir, sequence_length,
+                                       eos),
     }
     atomic_write_json(out_dir / INDEX, index)
     return index

@@ -27,6 +27,9 @@ class MixRecipe(Section):
     """manual: share of the budget per language label; they must sum to 1."""
     languages: list[str] | None = None
     """Languages to mix (default: every language the data stage produced)."""
+    validation_documents: int = Field(16, ge=0)
+    """Documents per language kept out of the training shards for validation (never more than a tenth of a
+    language's documents); pretraining reports the loss on them per language."""
     sequences_per_shard: int = Field(16_384, gt=0)
     """Packed sequences per shard file."""
     batch_documents: int = Field(1024, gt=0)

@@ -82,13 +82,15 @@ def run_mix_stage(ctx: StageContext) -> dict[str, Any]:
     tokenizer = load_trained_tokenizer(ctx.inputs["tokenizer"])
     plan = make_plan(ctx, tokenizer)
     index = pack(plan, token_cache(ctx), ctx.out_dir, recipe.mix.context_length, tokenizer.eos_id,
-                 tokenizer.vocab_size, recipe.mix.sequences_per_shard, recipe.seed)
+                 tokenizer.vocab_size, recipe.mix.sequences_per_shard, recipe.seed, recipe.mix.validation_documents)
     ctx.console.print(plan_table(plan, index["sampled_tokens"]))
     ctx.console.print(f"{index['total_sequences']:,} sequences of {index['sequence_length']} tokens in "
                       f"{len(index['shards'])} shards; {index['tail_tokens_dropped']} tail tokens dropped")
     atomic_write_json(ctx.out_dir / "plan.json", plan.as_dict())
     return {"plan": plan.as_dict(), "sampled_tokens": index["sampled_tokens"],
-            "sequences": index["total_sequences"], "tail_tokens_dropped": index["tail_tokens_dropped"]}
+            "sequences": index["total_sequences"], "tail_tokens_dropped": index["tail_tokens_dropped"],
+            "unigram_entropy": index["unigram_entropy"],
+            "validation": {lang: entry["sequences"] for lang, entry in index["validation"].items()}}
 
 
 STAGE = Stage("mix", sections=("mix", "pretrain.total_tokens"), needs=("data", "tokenizer"), run=run_mix_stage,

@@ -120,6 +120,11 @@ class PretrainRecipe(Section):
     """Start even when the memory plan says a GPU's memory cannot hold the configuration."""
     peak_flops: float | None = Field(None, gt=0)
     """FLOP/s of one device for MFU; default: measured with a matmul in the training dtype at start-up."""
+    eval_every_tokens: Count | None = Field(None, gt=0)
+    """Measure the loss on the mix's validation sequences every this many tokens (and at the end); default: ten times
+    per run."""
+    eval_sequences_per_language: int = Field(16, gt=0)
+    """Validation sequences per language (at most) in each measurement."""
     log_every_steps: int = Field(1, gt=0)
     """Write metrics every this many optimizer steps."""
 

@@ -60,3 +60,10 @@ def checkpoint_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe
         if (high - step.from_tokens) // step.every_tokens > (low - step.from_tokens) // step.every_tokens:
             return True
     return tokens_after >= recipe.total_tokens > tokens_before
+
+
+def validation_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe) -> bool:
+    """Whether a step crossed a validation time: every `eval_every_tokens` (default: a tenth of the run) and at the
+    end."""
+    every = recipe.eval_every_tokens or max(recipe.total_tokens // 10, 1)
+    return tokens_after // every > tokens_before // every or tokens_after >= recipe.total_tokens > tokens_before

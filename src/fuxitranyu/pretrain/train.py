@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.mix.reader import ShardReader
+from fuxitranyu.mix.reader import ShardReader, read_index
 from fuxitranyu.model.summary import summarize
 from fuxitranyu.pretrain import schedule
 from fuxitranyu.io import atomic_write_text
@@ -79,7 +80,32 @@ def sharded(recipe: PretrainRecipe, current: World) -> bool:
     return recipe.distributed == "fsdp" or (recipe.distributed == "auto" and current.distributed)
 
 
-def setup_runtime(recipe: PretrainRecipe, current: World, console: Console) -> Runtime:
+def layer_bf16_speedup(config, tokens: int, repeats: int = 3) -> float:
+    """One decoder layer's forward and backward on `tokens` tokens: fp32 time over bf16-autocast time. Measured
+    rather than assumed: at small widths the casts and the fp32 norms cost more than the bf16 unit saves."""
+    from fuxitranyu.model.modeling import FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
+
+    layer = FuxiTranyuDecoderLayer(config, 0)
+    context = min(tokens, config.max_position_embeddings)
+    x = torch.randn(max(tokens // context, 1), context, config.hidden_size, requires_grad=True)
+    rope = FuxiTranyuRotaryEmbedding(config)
+
+    def best(dtype: torch.dtype | None) -> float:
+        times = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                cos_sin = rope(x, torch.arange(context)[None])
+                out = layer(x, position_embeddings=cos_sin, attention_mask=None)
+            out.float().sum().backward()
+            times.append(time.perf_counter() - started)
+        return min(times[1:])
+
+    return best(None) / best(torch.bfloat16)
+
+
+def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_tokens: int = 0
+                  ) -> Runtime:
     device = default_device(current)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -89,7 +115,12 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console) -> R
             dist.init_process_group(backend)
         elif sharded(recipe, current):  # a process group of one, without torchrun's environment
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    precision = choose_precision(recipe.precision, device)
+    probe = (lambda: layer_bf16_speedup(config, micro_tokens)) if config is not None and micro_tokens else None
+    precision = choose_precision(recipe.precision, device, probe)
+    if dist.is_initialized() and dist.get_world_size() > 1:  # a measured choice must be the same on every rank
+        box = [precision]
+        dist.broadcast_object_list(box, src=0)
+        precision = box[0]
     if current.is_main:
         console.print(f"  precision {precision.name}: {precision.reason}")
     return Runtime(current, device, precision)
@@ -251,7 +282,11 @@ class Trainer:
         self.seed = recipe.seed
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
-        self.runtime = setup_runtime(self.recipe, current or world(), self.console)
+        from fuxitranyu.model import FuxiTranyuConfig
+
+        micro_tokens = self.recipe.micro_batch_size * read_index(mix_dir)["context_length"]
+        self.runtime = setup_runtime(self.recipe, current or world(), self.console,
+                                     FuxiTranyuConfig.from_pretrained(model_dir), micro_tokens)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
         self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
@@ -276,6 +311,7 @@ class Trainer:
         self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
                                                                        self.runtime.precision.autocast_dtype)
         self.tensorboard = self.open_tensorboard()
+        self.validation: dict[str, Any] | None = None
 
     def check_memory(self) -> None:
         """Refuse, before any work, a configuration the memory plan says this device cannot hold."""
@@ -364,7 +400,8 @@ class Trainer:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if "event" in record or record.get("step", 0) <= step:
+            measured = "event" not in record or record["event"] == "validation"  # logged again by the resumed run
+            if not measured or record.get("step", 0) <= step:
                 kept.append(line + "\n")
         atomic_write_text(path, "".join(kept))
 
@@ -398,6 +435,8 @@ class Trainer:
             if progress is not None:
                 progress.update(progress.task_ids[0], completed=state.tokens,
                                 description=f"loss {result.loss:.3f} · {tokens_per_s:,.0f} tok/s")
+            if schedule.validation_due(tokens_before, state.tokens, recipe):
+                self.validation = self.validate()
             if schedule.checkpoint_due(tokens_before, state.tokens, recipe):
                 self.save()
                 last_saved = state.step
@@ -409,7 +448,32 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"steps": state.step, "tokens": state.tokens, "skipped_steps": state.skipped_steps,
                 "rollbacks": state.rollbacks, "seconds": round(seconds, 2),
-                "tokens_per_s": round((state.tokens - tokens_at_start) / max(seconds, 1e-9), 1)}
+                "tokens_per_s": round((state.tokens - tokens_at_start) / max(seconds, 1e-9), 1),
+                "validation": self.validation, "unigram_entropy": self.reader.index.get("unigram_entropy")}
+
+    def validate(self) -> dict[str, Any] | None:
+        """Mean next-token loss on the mix's held-out validation sequences, per language; their mean over languages
+        is the run's validation loss (every language counts the same). Logged as a `validation` event."""
+        validation = self.reader.index.get("validation") or {}
+        if not validation:
+            return None
+        dtype = self.runtime.precision.autocast_dtype
+        by_language = {}
+        with torch.no_grad(), torch.autocast(self.runtime.device.type, dtype=dtype, enabled=dtype is not None):
+            for language, entry in validation.items():
+                sequences = np.load(self.reader.mix_dir / entry["file"], mmap_mode="r")
+                sequences = sequences[:self.recipe.eval_sequences_per_language]
+                total = count = 0.0
+                for begin in range(0, len(sequences), self.recipe.micro_batch_size):
+                    chunk = torch.from_numpy(np.asarray(sequences[begin:begin + self.recipe.micro_batch_size],
+                                                        dtype=np.int64)).to(self.runtime.device)
+                    losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
+                    total, count = total + float(losses.sum()), count + losses.numel()
+                by_language[language] = round(total / count, 4)
+        result = {"loss": round(sum(by_language.values()) / len(by_language), 4), "loss_by_language": by_language}
+        self.log_event({"event": "validation", "step": self.state.step, "tokens": self.state.tokens, **result},
+                       echo=False)
+        return result
 
     def step(self, global_tokens: int, lr: float) -> StepResult:
         """One optimizer step over `global_tokens`. The update is not applied when the divergence guard objects."""
@@ -539,9 +603,10 @@ class Trainer:
             for language, value in metrics["loss_by_language"].items():
                 self.tensorboard.add_scalar(f"loss_by_language/{language}", value, metrics["tokens"])
 
-    def log_event(self, event: dict[str, Any]) -> None:
+    def log_event(self, event: dict[str, Any], echo: bool = True) -> None:
         if self.runtime.rank == 0:
-            self.console.print(f"[bold yellow]{event}[/]")
+            if echo:
+                self.console.print(f"[bold yellow]{event}[/]")
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
 
