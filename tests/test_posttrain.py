@@ -472,7 +472,7 @@ def test_stages_read_their_base_model_from_the_stage_before():
     assert pipeline.stage_named("dpo").needs_for(recipe) == ("data", "sft")
     named = load_recipe("tiny", ["sft.model=/m", "sft.data.demo=null", "sft.data.sets=[{path: x.jsonl}]"])
     assert pipeline.stage_named("sft").needs_for(named) == ()
-    off = load_recipe("tiny", ["sft=null", "dpo=null", "evaluate=null"])
+    off = load_recipe("tiny", ["sft=null", "dpo=null", "evaluate=null", "analyze=null", "report=null"])
     assert [s.name for s in pipeline.STAGES if s.enabled_in(off)] == ["data", "tokenizer", "model", "mix", "pretrain"]
 
 

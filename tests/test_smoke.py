@@ -3,8 +3,10 @@ what each stage promises about real data rather than synthetic strings."""
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fuxitranyu import pipeline
 from fuxitranyu.recipe import load_recipe
@@ -19,7 +21,7 @@ def test_every_stage_ran_and_a_second_run_does_nothing(smoke_run):
     recipe, manifests = smoke_run
     expected = [stage.name for stage in pipeline.STAGES if stage.enabled_in(recipe)]
     assert list(manifests) == expected and {"data", "mix", "pretrain", "evaluate"} <= set(expected)
-    assert [item.action for item in pipeline.plan(recipe)] == ["skip"] * len(expected)
+    assert [item.action for item in pipeline.plan(recipe) if item.action != "off"] == ["skip"] * len(expected)
     again = pipeline.run_pipeline(recipe)
     assert [m["fingerprint"] for m in again] == [manifests[name]["fingerprint"] for name in expected]
 
@@ -27,11 +29,11 @@ def test_every_stage_ran_and_a_second_run_does_nothing(smoke_run):
 def test_an_upstream_change_reruns_what_follows_and_nothing_before(smoke_run):
     recipe, manifests = smoke_run
     changed = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "tokenizer.vocab_size=1790"])
-    actions = {item.stage.name: item.action for item in pipeline.plan(changed)}
+    actions = {item.stage.name: item.action for item in pipeline.plan(changed) if item.action != "off"}
     assert actions["data"] == "skip"
     assert {name for name, action in actions.items() if action == "run"} == set(actions) - {"data"}
     later = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "pretrain.max_lr=1e-3"])
-    actions = {item.stage.name: item.action for item in pipeline.plan(later)}
+    actions = {item.stage.name: item.action for item in pipeline.plan(later) if item.action != "off"}
     assert [name for name, action in actions.items() if action == "run"] == \
         [name for name in actions if list(actions).index(name) >= list(actions).index("pretrain")]
 
@@ -122,3 +124,72 @@ def test_post_training_demo_data_never_shows_the_evaluation_its_test_set(smoke_r
             evaluated.update(v for v in json.loads(line).values() if isinstance(v, str) and len(v) > 15)
     assert len(learned) > 40 and len(evaluated) > 20
     assert not {text for text in learned if any(text in item for item in evaluated)}
+
+
+def test_the_report_shows_every_stage_from_its_artifacts(smoke_run):
+    recipe, manifests = smoke_run
+    report = stage_dir(smoke_run, "report")
+    page = (report / "report.html").read_text(encoding="utf-8")
+    twin = (report / "report.md").read_text(encoding="utf-8")
+    for title in ("Overview", "Data", "Tokenizer", "Mix", "Pretraining", "SFT", "DPO", "Evaluation", "Recipe"):
+        assert f">{title}</h2>" in page and f"## {title}" in twin, title
+    assert set(manifests["report"]["stats"]["stages"]) == set(manifests) - {"report"}
+    assert page.count("data:image/png;base64,") == manifests["report"]["stats"]["figures"] >= 8
+    assert "src='figures/" not in page and "http" not in page.split("<body>")[1]  # self-contained
+    linked = [line.split("](")[1].rstrip(")") for line in twin.splitlines() if line.startswith("![")]
+    assert linked and all((report / path).is_file() for path in linked)
+    final = [json.loads(line) for line in (stage_dir(smoke_run, "pretrain") / "metrics.jsonl").read_text().splitlines()
+             if '"validation"' in line][-1]
+    assert f"Final validation loss, mean over languages: {final['loss']:.3f}" in page
+
+
+def test_the_report_renders_in_a_real_headless_browser(smoke_run, tmp_path):
+    import shutil
+    import subprocess
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    script = Path(__file__).parent.parent / "tools" / "screenshot-report"
+    shot = tmp_path / "report.png"
+    result = subprocess.run([str(script), str(stage_dir(smoke_run, "report") / "report.html"), str(shot), "3000"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    image = Image.open(shot)
+    assert image.size == (1200, 3000)
+    colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is None or len(colours) > 50  # a drawn page with figures, not a blank one
+
+
+def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts(smoke_run, tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from fuxitranyu.pretrain.train import Trainer
+
+    recipe, manifests = smoke_run
+    run = tmp_path / "run"
+    for name in ("data", "tokenizer", "model", "mix"):
+        shutil.copytree(recipe.run_dir / name, run / name)
+    again = load_recipe("smoke", [f"output_dir={run}", "sft=null", "dpo=null", "evaluate=null", "analyze=null",
+                                  "report=null"])
+    original = Trainer.step
+
+    def killed(self, *args):
+        if self.state.step == 40:
+            raise KeyboardInterrupt("killed")
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "step", killed)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_pipeline(again)
+    assert not (run / "pretrain").exists() and list(run.glob(".pretrain.partial-*"))
+    manifest = pipeline.run_pipeline(again)[-1]
+    assert manifest["stage"] == "pretrain" and manifest["stats"]["resumed"]
+    assert manifest["fingerprint"] == manifests["pretrain"]["fingerprint"]
+    ours = load_file(run / "pretrain" / "model" / "model.safetensors")
+    reference = load_file(recipe.run_dir / "pretrain" / "model" / "model.safetensors")
+    assert all(np.array_equal(ours[k].numpy(), reference[k].numpy()) for k in reference)

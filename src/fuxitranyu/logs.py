@@ -9,6 +9,7 @@ kept in `<run dir>/logs/run.log` for when something needs explaining. datatrove'
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ def route_library_output(run_dir: Path, verbose: bool) -> Path | None:
     everything on the terminal and return None."""
     if verbose:
         return None
+    os.environ["TQDM_DISABLE"] = "1"  # every library's tqdm bars (lm-eval reads it when imported, later)
     path = Path(run_dir) / "logs" / RUN_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")

@@ -9,6 +9,7 @@ so that a re-run of the same recipe resumes the work inside it. One run at a tim
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -34,11 +35,12 @@ from fuxitranyu.model.stage import STAGE as MODEL
 from fuxitranyu.posttrain.stage import DPO, SFT
 from fuxitranyu.pretrain.stage import STAGE as PRETRAIN
 from fuxitranyu.recipe import Recipe
+from fuxitranyu.report.stage import STAGE as REPORT
 from fuxitranyu.runtime import world
 from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
-STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE, ANALYZE)
+STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE, ANALYZE, REPORT)
 """In pipeline order; a stage only reads stages before it."""
 
 
@@ -256,7 +258,10 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
                 manifests.append(read_manifest(item.directory))
                 continue
             console.print(f"[bold]{item.stage.name}[/]: running into {item.directory}")
-            manifest = _run_one(item, recipe, console, resume, verbose)
+            status = console.status(f"{item.stage.name}: {item.stage.description}") \
+                if console.is_terminal and not item.stage.own_progress else contextlib.nullcontext()
+            with status:
+                manifest = _run_one(item, recipe, console, resume, verbose)
             if manifest:
                 console.print(f"[bold]{item.stage.name}[/]: done in {manifest['seconds']:.1f}s")
             manifests.append(manifest)

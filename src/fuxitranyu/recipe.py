@@ -29,6 +29,7 @@ from fuxitranyu.mix.config import MixRecipe
 from fuxitranyu.model.config import ModelRecipe
 from fuxitranyu.posttrain.config import DpoRecipe, SftRecipe
 from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.report.config import ReportRecipe
 from fuxitranyu.tokenizer.config import TokenizerRecipe
 
 
@@ -51,6 +52,8 @@ class Recipe(Section):
     evaluate: EvaluateRecipe | None = None
     """Evaluation of the recipe's models (the `evaluate` stage); left out, the stage does not run."""
     analyze: AnalyzeRecipe | None = None
+    report: ReportRecipe | None = None
+    """The report of the run (one HTML page from every stage's artifacts); absent: no report."""
     """Neuron and representation analyses of the trained models (paper section 6); absent: the stage is off."""
 
     @property

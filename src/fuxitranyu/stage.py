@@ -59,6 +59,8 @@ class Stage:
     fingerprint: changing them does not re-run the stage."""
     enabled: Callable[[Recipe], bool] | None = None
     """Whether the recipe runs this stage (e.g. its section is present); None: always."""
+    own_progress: bool = False
+    """The stage draws its own progress display (rates, ETA); otherwise the pipeline shows a status line."""
 
     def needs_for(self, recipe: Recipe) -> tuple[str, ...]:
         return self.needs(recipe) if callable(self.needs) else self.needs

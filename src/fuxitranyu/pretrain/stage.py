@@ -42,4 +42,4 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
 
 STAGE = Stage("pretrain", sections=("pretrain",), needs=("model", "mix", "tokenizer"), run=run_pretrain_stage,
               description="AdamW + cosine schedule over the packed mix (DDP/FSDP2 under torchrun), checkpoints",
-              fingerprint_excludes=("pretrain.log_every_steps", "pretrain.hardware"))
+              fingerprint_excludes=("pretrain.log_every_steps", "pretrain.hardware"), own_progress=True)
