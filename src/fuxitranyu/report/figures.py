@@ -23,14 +23,16 @@ def png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def bars(labels: list[str], series: dict[str, list[float]], ylabel: str, log: bool = False) -> bytes:
-    """Grouped bars: one group per label, one bar per series."""
+def bars(labels: list[str], series: dict[str, list[float]], ylabel: str, log: bool = False,
+         errors: dict[str, list[float]] | None = None) -> bytes:
+    """Grouped bars: one group per label, one bar per series; `errors` draws ± error bars per series."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(6.0, 0.32 * len(labels) * max(len(series), 1)), 3.4))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(labels))
     for i, (name, values) in enumerate(series.items()):
-        axis.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+        axis.bar(x + i * width - 0.4 + width / 2, values, width, label=name,
+                 yerr=(errors or {}).get(name), capsize=2 if errors else 0)
     axis.set_xticks(x, labels, rotation=90 if len(labels) > 20 else 0, fontsize=8)
     axis.set_ylabel(ylabel)
     if log:

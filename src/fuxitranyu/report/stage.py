@@ -16,7 +16,7 @@ def run_report_stage(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.report
     sections = stage_sections(ctx.recipe, ctx.inputs, section)
     counts = write_report(ctx.out_dir, section.title or f"FuxiTranyu run: {ctx.recipe.name}", sections)
-    ctx.console.print(f"  report: {ctx.recipe.run_dir / 'report' / 'report.html'} ({counts['figures']} figures)")
+    ctx.console.print(f"  report.html and report.md: {counts['sections']} sections, {counts['figures']} figures")
     return {**counts, "stages": [name for name in REPORTED if name in ctx.inputs]}
 
 

@@ -1,0 +1,1 @@
+"""Experiments built from whole pipeline runs (the balance experiment: does a balanced mix help?)."""
