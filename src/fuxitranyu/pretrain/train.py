@@ -12,6 +12,7 @@ due. Data parallelism is PyTorch's own: DDP, or FSDP2 `fully_shard` (ZeRO-2 by d
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import sys
@@ -80,28 +81,33 @@ def sharded(recipe: PretrainRecipe, current: World) -> bool:
     return recipe.distributed == "fsdp" or (recipe.distributed == "auto" and current.distributed)
 
 
-def layer_bf16_speedup(config, tokens: int, repeats: int = 3) -> float:
+def layer_bf16_speedup(config, tokens: int, repeats: int = 5) -> float:
     """One decoder layer's forward and backward on `tokens` tokens: fp32 time over bf16-autocast time. Measured
-    rather than assumed: at small widths the casts and the fp32 norms cost more than the bf16 unit saves."""
+    rather than assumed: at small widths the casts and the fp32 norms cost more than the bf16 unit saves. The two
+    dtypes alternate and each keeps its best time, so a burst of load elsewhere does not decide the choice."""
     from fuxitranyu.model.modeling import FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
 
+    config = copy.deepcopy(config)
+    config._attn_implementation = "sdpa"  # the attention the trainer uses; unset, transformers warns
     layer = FuxiTranyuDecoderLayer(config, 0)
     context = min(tokens, config.max_position_embeddings)
     x = torch.randn(max(tokens // context, 1), context, config.hidden_size, requires_grad=True)
     rope = FuxiTranyuRotaryEmbedding(config)
 
-    def best(dtype: torch.dtype | None) -> float:
-        times = []
-        for _ in range(repeats + 1):
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                cos_sin = rope(x, torch.arange(context)[None])
-                out = layer(x, position_embeddings=cos_sin, attention_mask=None)
-            out.float().sum().backward()
-            times.append(time.perf_counter() - started)
-        return min(times[1:])
+    def seconds(dtype: torch.dtype | None) -> float:
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            cos_sin = rope(x, torch.arange(context)[None])
+            out = layer(x, position_embeddings=cos_sin, attention_mask=None)
+        out.float().sum().backward()
+        return time.perf_counter() - started
 
-    return best(None) / best(torch.bfloat16)
+    seconds(None), seconds(torch.bfloat16)  # warm-up: first calls pick kernels
+    fp32 = min(seconds(None) for _ in range(repeats))
+    bf16 = min(seconds(torch.bfloat16) for _ in range(repeats))
+    for _ in range(repeats):  # a second, interleaved pass
+        fp32, bf16 = min(fp32, seconds(None)), min(bf16, seconds(torch.bfloat16))
+    return fp32 / bf16
 
 
 def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_tokens: int = 0

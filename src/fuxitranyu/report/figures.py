@@ -27,7 +27,7 @@ def bars(labels: list[str], series: dict[str, list[float]], ylabel: str, log: bo
          errors: dict[str, list[float]] | None = None) -> bytes:
     """Grouped bars: one group per label, one bar per series; `errors` draws ± error bars per series."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.32 * len(labels) * max(len(series), 1)), 3.4))
+    figure, axis = plt.subplots(figsize=(min(max(6.0, 0.32 * len(labels) * max(len(series), 1)), 14.0), 3.4))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(labels))
     for i, (name, values) in enumerate(series.items()):

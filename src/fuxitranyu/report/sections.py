@@ -111,7 +111,8 @@ def mix(stage_dir: Path, manifest: dict) -> Section:
     return section
 
 
-def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, report) -> Section:
+def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available: dict[str, int], report) -> Section:
+    """`available`: tokens of each language in the data (the mix plan's); the curves drawn are of the largest."""
     rows = _json_lines(stage_dir / "metrics.jsonl")
     steps = [row for row in rows if "event" not in row]
     validations = [row for row in rows if row.get("event") == "validation"]
@@ -127,8 +128,8 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, report) ->
     section.blocks.append(Figure("pretrain-loss.png", figures.lines(
         {"loss": (tokens, [row["loss"] for row in steps])}, "tokens", "training loss (nats)", reference),
         "Training loss"))
-    shares = (mix_index or {}).get("sampled_tokens", {})
-    languages = sorted(shares, key=lambda lang: -shares[lang])[:report.max_languages]
+    sizes = available or (mix_index or {}).get("sampled_tokens", {})
+    languages = sorted(sizes, key=lambda lang: -sizes[lang])[:report.max_languages]
     curves = {}
     for language in languages:
         points = [(row["tokens"], row["loss_by_language"][language]) for row in steps
@@ -140,7 +141,7 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, report) ->
         section.blocks.append(Figure("pretrain-loss-by-language.png", figures.lines(
             curves, "tokens", "training loss (nats)", reference),
             f"Training loss per language, mean of the last {report.smoothing_window} logged steps "
-            f"({len(curves)} largest languages)"))
+            f"({len(curves)} languages with the most data)"))
     if validations:
         curves = {"mean": ([v["tokens"] for v in validations], [v["loss"] for v in validations])}
         for language in languages:
@@ -161,9 +162,11 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, report) ->
 def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
     rows = [row for row in _json_lines(stage_dir / "metrics.jsonl") if "loss" in row and "step" in row]
     stats = manifest["stats"]
+    loss = stats.get("train_loss")
     section = Section(name.upper(), [Text(
         f"Base model {stats.get('base_model')}; {stats.get('examples', 0):,} examples, {stats.get('steps', 0)} steps, "
-        f"train loss {stats.get('train_loss')}; precision {stats.get('precision', {}).get('precision')}.")])
+        f"train loss {'?' if loss is None else _number(loss)}; precision "
+        f"{stats.get('precision', {}).get('precision')}.")])
     if rows:
         curves = {"loss": ([r["step"] for r in rows], [r["loss"] for r in rows])}
         if any("rewards/margins" in r for r in rows):
@@ -228,8 +231,10 @@ def stage_sections(recipe, inputs: dict[str, Path], report) -> list[Section]:
     manifests: dict[str, Any] = {name: read_manifest(path) for name, path in inputs.items()}
     manifests = {name: m for name, m in manifests.items() if m is not None}
     mix_index = json.loads((inputs["mix"] / "index.json").read_text(encoding="utf-8")) if "mix" in inputs else None
+    mix_plan = json.loads((inputs["mix"] / "plan.json").read_text(encoding="utf-8")) if "mix" in inputs else {}
+    available = {row["language"]: row["available"] for row in mix_plan.get("languages", [])}
     builders = {"data": lambda d, m: data(d, m), "tokenizer": lambda d, m: tokenizer(d, m),
-                "mix": lambda d, m: mix(d, m), "pretrain": lambda d, m: pretrain(d, m, mix_index, report),
+                "mix": lambda d, m: mix(d, m), "pretrain": lambda d, m: pretrain(d, m, mix_index, available, report),
                 "sft": lambda d, m: posttrain("sft", d, m), "dpo": lambda d, m: posttrain("dpo", d, m),
                 "evaluate": lambda d, m: evaluate(d, m), "analyze": lambda d, m: analyze(d, m)}
     sections = [overview(recipe, manifests)]
