@@ -214,28 +214,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-COMPILE_MIN_STEPS_CPU = 300
-"""`compile: auto` compiles on a CPU only for runs of at least this many optimizer steps: compiling the layers costs
-a few seconds to a minute up front and saves ~10-25% of a step (benchmarks/RESULTS.md, `bench_pretrain.py`)."""
-
-
 @dataclass(frozen=True)
 class CompileDecision:
     compile: bool
     reason: str
 
 
-def compile_decision(recipe: PretrainRecipe, runtime: Runtime, planned_steps: int) -> CompileDecision:
-    """Whether to compile the decoder layers, and why (printed, and written to the manifest)."""
+def compile_decision(recipe: PretrainRecipe, runtime: Runtime) -> CompileDecision:
+    """Whether to compile the decoder layers, and why (printed, and written to the manifest). On CPUs `auto` leaves
+    them eager: `bench_pretrain.py` measured compiled layers 3-4% slower than eager at hidden 256 and 512 on a 2-core
+    Xeon (benchmarks/RESULTS.md, 2026-11-30), so the compilation would never pay back."""
     if recipe.compile != "auto":
         return CompileDecision(bool(recipe.compile), "set in the recipe")
     if runtime.device.type == "cuda":
         return CompileDecision(True, "on a GPU compiling pays within the first steps")
-    if planned_steps >= COMPILE_MIN_STEPS_CPU:
-        return CompileDecision(True, f"{planned_steps} steps amortise the compilation on a CPU "
-                                     f"(break-even ~{COMPILE_MIN_STEPS_CPU // 3})")
-    return CompileDecision(False, f"{planned_steps} steps are too few to amortise the compilation on a CPU "
-                                  f"(needs {COMPILE_MIN_STEPS_CPU})")
+    return CompileDecision(False, "on a CPU compiled layers measured no faster than eager (benchmarks/RESULTS.md)")
 
 
 def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
@@ -306,7 +299,7 @@ class Trainer:
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
         self.check_memory()
-        self.compiled = compile_decision(self.recipe, self.runtime, self.planned_steps())
+        self.compiled = compile_decision(self.recipe, self.runtime)
         self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.compile)
         if self.runtime.rank == 0:
             self.console.print(f"  torch.compile {'on' if self.compiled.compile else 'off'}: {self.compiled.reason}")
@@ -326,14 +319,6 @@ class Trainer:
         plan = memory_plan(self.model.config, self.recipe, self.context_length, self.runtime.world_size,
                            self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device))
         refuse_if_too_big(plan)
-
-    def planned_steps(self) -> int:
-        """Optimizer steps of the whole run under the batch ramp."""
-        tokens = steps = 0
-        while tokens < self.recipe.total_tokens:
-            tokens += schedule.batch_tokens(tokens, self.recipe)
-            steps += 1
-        return steps
 
     def verify_shards(self) -> None:
         """Hash the mix's shards once per run (each rank a share) against the index; every rank raises the same
