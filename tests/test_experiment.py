@@ -56,7 +56,7 @@ def test_arms_change_only_strategy_seed_and_directory(tmp_path):
 def test_the_experiment_runs_arms_on_shared_stages_and_compares_them(smoke_run, tmp_path):
     recipe, manifests = smoke_run
     overrides = [f"output_dir={recipe.run_dir}", "analyze.max_sentences=6", "analyze.figures=false",
-                 "pretrain.checkpoints=[]"]
+                 "pretrain.checkpoints=[]", "pretrain.total_tokens=40960"]  # 20 steps: enough to tell seeds apart
     output = tmp_path / "balance"
     page = run_balance("smoke", overrides, ["proportional", "unimax"], 2, output, Console(quiet=True))
     for strategy in ("proportional", "unimax"):
