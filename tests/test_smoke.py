@@ -131,7 +131,8 @@ def test_the_report_shows_every_stage_from_its_artifacts(smoke_run):
     report = stage_dir(smoke_run, "report")
     page = (report / "report.html").read_text(encoding="utf-8")
     twin = (report / "report.md").read_text(encoding="utf-8")
-    for title in ("Overview", "Data", "Tokenizer", "Mix", "Pretraining", "SFT", "DPO", "Evaluation", "Recipe"):
+    for title in ("Overview", "Data", "Tokenizer", "Mix", "Pretraining", "SFT", "DPO", "Evaluation", "Analyses",
+                  "Recipe"):
         assert f">{title}</h2>" in page and f"## {title}" in twin, title
     assert set(manifests["report"]["stats"]["stages"]) == set(manifests) - {"report"}
     assert page.count("data:image/png;base64,") == manifests["report"]["stats"]["figures"] >= 8
