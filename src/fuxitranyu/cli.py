@@ -140,9 +140,11 @@ def chat(
     With piped input, every line is a user turn and only the replies are printed."""
     import torch
 
+    from fuxitranyu.logs import quiet_model_loading
     from fuxitranyu.posttrain.chat import Sampling, chat_loop, load_chat_model
 
     sampling = Sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+    quiet_model_loading()
     loaded = load_chat_model(model, precision)
     torch.manual_seed(seed)
     chat_loop(loaded, sampling, system, sys.stdin, sys.stdout, sys.stderr)
@@ -170,10 +172,12 @@ def generate(
     import torch
 
     from fuxitranyu.io import atomic_write_text
+    from fuxitranyu.logs import quiet_model_loading
     from fuxitranyu.posttrain.chat import Sampling, generate_records, load_chat_model, read_prompts
 
     sampling = Sampling(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
     records = read_prompts(prompts)
+    quiet_model_loading()
     loaded = load_chat_model(model, precision)
     torch.manual_seed(seed)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate_records(loaded, records, sampling,

@@ -47,3 +47,10 @@ def route_library_output(run_dir: Path, verbose: bool) -> Path | None:
     datasets.utils.logging.disable_progress_bar()
     huggingface_hub.utils.disable_progress_bars()
     return path
+
+
+def quiet_model_loading() -> None:
+    """Interactive commands (chat, generate) print only the conversation: no "Loading weights" bars."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
