@@ -96,8 +96,8 @@ class PretrainRecipe(Section):
     micro_batch_size: int = Field(8, gt=0)
     """Sequences per device per forward/backward; the global batch is reached by gradient accumulation."""
     compile: bool | Literal["auto"] = "auto"
-    """Compile each decoder layer with torch.compile. `auto`: on GPUs; not on CPUs, where compiled layers measured no
-    faster than eager (the decision and its reason are printed and written to the manifest)."""
+    """Compile each decoder layer with torch.compile. `auto`: on GPUs; not on CPUs, where compiled layers were not
+    consistently faster than eager (the decision and its reason are printed and written to the manifest)."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass to save memory."""
     loss_chunk_tokens: int = Field(4096, gt=0)

@@ -222,13 +222,14 @@ class CompileDecision:
 
 def compile_decision(recipe: PretrainRecipe, runtime: Runtime) -> CompileDecision:
     """Whether to compile the decoder layers, and why (printed, and written to the manifest). On CPUs `auto` leaves
-    them eager: `bench_pretrain.py` measured compiled layers 3-4% slower than eager at hidden 256 and 512 on a 2-core
-    Xeon (benchmarks/RESULTS.md, 2026-11-30), so the compilation would never pay back."""
+    them eager: over three runs of `bench_pretrain.py` on a 2-core Xeon, compiled layers ran 0.96-1.18x as fast as eager
+    (median 1.0x; benchmarks/RESULTS.md, 2026-11-30), no gain worth the compile time and its failure modes."""
     if recipe.compile != "auto":
         return CompileDecision(bool(recipe.compile), "set in the recipe")
     if runtime.device.type == "cuda":
         return CompileDecision(True, "on a GPU compiling pays within the first steps")
-    return CompileDecision(False, "on a CPU compiled layers measured no faster than eager (benchmarks/RESULTS.md)")
+    return CompileDecision(False, "on a CPU compiled layers measured no consistently faster than eager "
+                                  "(benchmarks/RESULTS.md)")
 
 
 def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
