@@ -262,7 +262,8 @@ def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
     assert losses(tmp_path / "out") == losses(tmp_path / "reference")
 
 
-def plant_nan(at_calls: set[int]):
+def plant_loss_factor(at_calls: set[int], factor: float):
+    """Multiply the per-token losses of the given forward calls (1-based) by `factor`: NaN or a spike."""
     def patch(trainer):
         original = trainer.wrapper.forward
         counter = {"calls": 0}
@@ -270,11 +271,15 @@ def plant_nan(at_calls: set[int]):
         def forward(*args):
             counter["calls"] += 1
             result = original(*args)
-            return result * float("nan") if counter["calls"] in at_calls else result
+            return result * factor if counter["calls"] in at_calls else result
 
         trainer.wrapper.forward = forward
 
     return patch
+
+
+def plant_nan(at_calls: set[int]):
+    return plant_loss_factor(at_calls, float("nan"))
 
 
 def test_planted_nan_rolls_back_with_a_lower_lr_and_recovers(tmp_path):
@@ -528,26 +533,11 @@ def test_mfu_is_the_flops_formula_over_the_peak(tmp_path):
     assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / 1e11, abs=1e-4)  # pretrain.peak_flops=1e11
 
 
-def plant_spike(at_calls: set[int], factor: float = 50.0):
-    def patch(trainer):
-        original = trainer.wrapper.forward
-        counter = {"calls": 0}
-
-        def forward(*args):
-            counter["calls"] += 1
-            result = original(*args)
-            return result * factor if counter["calls"] in at_calls else result
-
-        trainer.wrapper.forward = forward
-
-    return patch
-
-
 def test_a_loss_spike_rolls_back_after_min_steps_and_the_lower_lr_is_used(tmp_path):
     from fuxitranyu.pretrain import schedule
 
     # forward 3 is in step 2 (before min_steps=10: ignored); forward 31 is in step 16 (after the step-10 checkpoint)
-    trainer, stats = train(tmp_path, "out", patch=plant_spike({3, 31}))
+    trainer, stats = train(tmp_path, "out", patch=plant_loss_factor({3, 31}, 50.0))
     rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in rows if "event" in r]
     assert [(e["event"], e["step"], e["to"]) for e in events] == [("rollback", 16, "step-000010")]

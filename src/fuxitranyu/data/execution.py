@@ -143,8 +143,9 @@ def raise_task_errors(logging_dir: Path, executor) -> None:
                         path=logging_dir)
 
 
-class RayExecutor(RayPipelineExecutor):
-    """datatrove's Ray executor, whose tasks record their error (Ray logs it and goes on)."""
+class RecordsTaskErrors:
+    """Mixed into a remote executor: a task that fails writes its error where the stage reads it (`raise_task_errors`),
+    since Ray logs a task's exception and goes on, and a Slurm task's exception stays on its node."""
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         try:
@@ -154,15 +155,12 @@ class RayExecutor(RayPipelineExecutor):
             raise
 
 
-class SlurmExecutor(SlurmPipelineExecutor):
+class RayExecutor(RecordsTaskErrors, RayPipelineExecutor):
+    """datatrove's Ray executor, whose tasks record their error."""
+
+
+class SlurmExecutor(RecordsTaskErrors, SlurmPipelineExecutor):
     """datatrove's Slurm executor, whose tasks record their error, and whose launch the stage waits on."""
-
-    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
-        try:
-            return super()._run_for_rank(rank, local_rank, node_rank)
-        except Exception as error:
-            record_task_error(self, rank, error)
-            raise
 
 
 @contextmanager

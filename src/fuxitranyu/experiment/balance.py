@@ -27,6 +27,7 @@ from fuxitranyu.io import atomic_write_json
 from fuxitranyu.recipe import Recipe, load_recipe
 from fuxitranyu.report import figures
 from fuxitranyu.report.document import Figure, Section, Table, Text, write_report
+from fuxitranyu.report.sections import json_lines
 
 SHARED_STAGES = ("data", "tokenizer")
 ARM_STAGES = ("model", "mix", "pretrain", "evaluate", "analyze", "report")
@@ -146,8 +147,11 @@ def collect(arm: Arm) -> ArmResult:
     run = arm.recipe.run_dir
     plan = _read_json(run / "mix" / "plan.json")
     results = [row for row in _read_json(run / "evaluate" / "results.json")["results"] if row["model"] == "pretrain"]
-    validations = [json.loads(line) for line in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()
-                   if '"validation"' in line]
+    metrics = run / "pretrain" / "metrics.jsonl"
+    if not metrics.is_file():
+        raise FuxiError("the arm has not written this artifact; re-run the experiment", path=metrics)
+    validations = [row for row in json_lines(metrics) if row.get("event") == "validation"]
+
     result = ArmResult(
         strategy=arm.strategy, seed=arm.seed,
         shares={row["language"]: row["share"] for row in plan["languages"]},

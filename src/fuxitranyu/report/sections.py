@@ -13,7 +13,8 @@ from fuxitranyu.report.document import Figure, Section, Table, Text
 from fuxitranyu.stage import read_manifest
 
 
-def _json_lines(path: Path) -> list[dict]:
+def json_lines(path: Path) -> list[dict]:
+    """The records of a JSONL file (none if it is missing), skipping a last line cut by a kill."""
     if not path.is_file():
         return []
     rows = []
@@ -113,7 +114,7 @@ def mix(stage_dir: Path, manifest: dict) -> Section:
 
 def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available: dict[str, int], report) -> Section:
     """`available`: tokens of each language in the data (the mix plan's); the curves drawn are of the largest."""
-    rows = _json_lines(stage_dir / "metrics.jsonl")
+    rows = json_lines(stage_dir / "metrics.jsonl")
     steps = [row for row in rows if "event" not in row]
     validations = [row for row in rows if row.get("event") == "validation"]
     stats = manifest["stats"]
@@ -160,7 +161,7 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
 
 
 def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
-    rows = [row for row in _json_lines(stage_dir / "metrics.jsonl") if "loss" in row and "step" in row]
+    rows = [row for row in json_lines(stage_dir / "metrics.jsonl") if "loss" in row and "step" in row]
     stats = manifest["stats"]
     loss = stats.get("train_loss")
     section = Section(name.upper(), [Text(
