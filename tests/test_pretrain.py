@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -263,15 +264,16 @@ def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
 
 
 def plant_loss_factor(at_calls: set[int], factor: float):
-    """Multiply the per-token losses of the given forward calls (1-based) by `factor`: NaN or a spike."""
+    """Multiply the loss (its sum and the per-token losses) of the given forward calls (1-based) by `factor`: NaN or
+    a spike."""
     def patch(trainer):
         original = trainer.wrapper.forward
         counter = {"calls": 0}
 
         def forward(*args):
             counter["calls"] += 1
-            result = original(*args)
-            return result * factor if counter["calls"] in at_calls else result
+            total, losses = original(*args)
+            return (total * factor, losses * factor) if counter["calls"] in at_calls else (total, losses)
 
         trainer.wrapper.forward = forward
 
@@ -453,11 +455,42 @@ def captured_gradients(trainer):
     return captured
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("chunk", [1000, 7], ids=["one-chunk", "chunked"])
+def test_fused_loss_equals_torch_cross_entropy_and_its_gradients(chunk, dtype):
+    """The fused loss against PyTorch's own `cross_entropy` of the full logits: per-token losses, and the gradients
+    of a scaled sum (as the trainer's `total * scale`); under bf16 autocast both sides do the matmuls in bf16."""
+    import torch.nn.functional as F
+
+    from fuxitranyu.pretrain.loss import linear_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 17, 16, requires_grad=True)
+    weight = torch.randn(97, 16, requires_grad=True)
+    targets = torch.randint(0, 97, (3, 17))
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        total, losses = linear_cross_entropy(hidden, weight, targets, chunk)
+        reference = F.cross_entropy((hidden @ weight.t()).float().reshape(-1, 97), targets.reshape(-1),
+                                    reduction="none")
+    assert total.requires_grad and not losses.requires_grad and losses.dtype == torch.float32
+    torch.testing.assert_close(losses, reference.detach(), rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad(total * 0.25, (hidden, weight))
+    theirs = torch.autograd.grad(reference.sum() * 0.25, (hidden, weight))
+    # bf16: our fp32 sum over chunks of bf16 products vs autocast's one bf16 product, a bf16 rounding apart
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype is None else dict(rtol=2e-2, atol=2e-2)
+    for mine, stock in zip(ours, theirs):
+        assert mine.dtype == stock.dtype == torch.float32
+        torch.testing.assert_close(mine, stock, **tolerance)
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        total, losses = linear_cross_entropy(hidden, weight, targets, chunk)
+    assert not total.requires_grad and float(total) == pytest.approx(float(reference.sum()), rel=1e-4)
+
+
 @pytest.mark.parametrize("chunk", [4096, 8], ids=["one-chunk", "chunked"])
 def test_step_loss_and_gradients_equal_transformers(tmp_path, chunk):
     """One optimizer step of 4 micro-batches: the loss, the per-language losses and the accumulated gradients equal
     what transformers' Arcee computes with `model(ids, labels=ids).loss` on the same sequences. With 8-token chunks
-    the chunked, checkpointed cross-entropy (the only path at a 250k vocabulary) does the work."""
+    the fused cross-entropy works over many chunks (the only way at a 250k vocabulary)."""
     from fuxitranyu.pretrain.train import Trainer
 
     model_dir, mix_dir = toy_run(tmp_path)
@@ -598,12 +631,38 @@ def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
 def test_compile_auto_decides_from_the_device(tmp_path):
     from fuxitranyu.pretrain.config import PretrainRecipe
     from fuxitranyu.pretrain.train import Runtime, compile_decision
-    from fuxitranyu.runtime import Precision, World
+    from fuxitranyu.runtime import HostMemory, Precision, World
 
-    cpu = Runtime(World(), torch.device("cpu"), Precision("fp32", "test"))
-    gpu = Runtime(World(), torch.device("cuda", 0), Precision("bf16", "test"))
+    cpu = Runtime(World(), torch.device("cpu"), Precision("fp32", "test"), HostMemory(True, "test"))
+    gpu = Runtime(World(), torch.device("cuda", 0), Precision("bf16", "test"), HostMemory(False, "test"))
     auto = PretrainRecipe()
     assert compile_decision(auto, gpu).compile
     assert not compile_decision(auto, cpu).compile
     assert compile_decision(PretrainRecipe(compile=True), cpu).compile
     assert not compile_decision(PretrainRecipe(compile=False), gpu).compile
+
+
+RSS_AFTER_FREE = """
+import sys, torch
+from fuxitranyu.runtime import keep_freed_host_memory
+requested = {"auto": "auto", "true": True, "false": False}[sys.argv[1]]
+decision = keep_freed_host_memory(requested, torch.device(sys.argv[2]))
+def rss():
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS"))
+before = rss()
+big = torch.ones(50_000_000)  # 200 MB, far above glibc's 32 MiB mmap limit
+del big
+print(decision.kept, rss() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+@pytest.mark.parametrize("requested, device, kept", [("auto", "cpu", True), ("true", "cpu", True),
+                                                     ("false", "cpu", False), ("auto", "cuda", False)])
+def test_freed_host_memory_is_kept_for_reuse_only_when_training_on_a_cpu(requested, device, kept):
+    """Kept: a freed 200 MB tensor stays resident for the next step's tensors; returned: the kernel gets it back."""
+    out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE, requested, device], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == str(kept)
+    resident_after_free = int(out[1])
+    assert resident_after_free > 150e6 if kept else resident_after_free < 20e6, resident_after_free

@@ -1,12 +1,15 @@
 """Facts about the process and the hardware it runs on, decided in one place.
 
 `world()` reads the distributed launch (torchrun's RANK / WORLD_SIZE / LOCAL_RANK) once; `choose_precision()`
-decides the training dtype from what the hardware does fast, for pretraining, SFT/DPO and evaluation alike.
+decides the training dtype from what the hardware does fast, for pretraining, SFT/DPO and evaluation alike;
+`keep_freed_host_memory()` stops the C allocator from handing a CPU training step's large tensors back to the kernel.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -114,3 +117,39 @@ def choose_precision(requested: str, device: torch.device,
         return Precision("fp32", f"the CPU has a bf16 matrix unit, but at this model's sizes bf16 runs {speedup:.1f}x "
                                  f"as fast as fp32 (measured; needs {BF16_MIN_SPEEDUP}x)")
     return Precision("fp32", f"no mixed-precision rule for device type {device.type!r}")
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    kept: bool
+    """Whether freed host memory stays in the process for reuse."""
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kept": self.kept, "reason": self.reason}
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's <malloc.h>
+
+
+def keep_freed_host_memory(requested: bool | str, device: torch.device) -> HostMemory:
+    """Keep freed memory inside the process instead of returning it to the kernel (`auto`: when training on a CPU).
+
+    A CPU training step allocates and frees the same large tensors every time (activations, a chunk of logits,
+    gradients). glibc serves every allocation above 32 MiB with a fresh `mmap` and unmaps it when freed, so each step
+    faults the same pages in again and the kernel zero-fills them: on a 2-core Xeon VM that measured ~0.3 ms per MB,
+    and it was most of what made the loss and the bf16 casts slow (benchmarks/RESULTS.md). Two `mallopt` settings
+    — no mmap-served allocations, no heap trimming — make freed blocks reusable; the process's resident memory then
+    stays at its peak instead of shrinking between steps. Process-wide and kept for the process's life, which is a
+    training run's. Only glibc has these knobs; elsewhere this says so and changes nothing."""
+    if requested is False or (requested == "auto" and device.type != "cpu"):
+        reason = "set in the recipe" if requested is False else "the step's large tensors live on the accelerator"
+        return HostMemory(False, reason)
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return HostMemory(False, f"needs glibc's mallopt; this is {platform.system()} {platform.libc_ver()[0]}".strip())
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    if not (mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)):
+        return HostMemory(False, "glibc refused the mallopt settings")
+    why = "set in the recipe" if requested is True else "training on a CPU"
+    return HostMemory(True, f"{why}: freed tensors are reused instead of unmapped and faulted in again each step")

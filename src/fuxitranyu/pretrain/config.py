@@ -98,6 +98,9 @@ class PretrainRecipe(Section):
     compile: bool | Literal["auto"] = "auto"
     """Compile each decoder layer with torch.compile. `auto`: on GPUs; not on CPUs, where compiled layers were not
     consistently faster than eager (the decision and its reason are printed and written to the manifest)."""
+    keep_host_memory: bool | Literal["auto"] = "auto"
+    """Keep freed host memory in the process for reuse (`fuxitranyu.runtime.keep_freed_host_memory`); `auto`: when
+    training on a CPU, where re-faulting each step's large tensors cost more than the loss and the casts together."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass to save memory."""
     loss_chunk_tokens: int = Field(4096, gt=0)

@@ -11,8 +11,9 @@ Memory per device (bytes), P parameters over N data-parallel devices:
   linear layers' inputs are low-precision copies; attention kernels save no T×T matrix). Checked against the bytes
   `torch.autograd.graph.saved_tensors_hooks` sees (tests/test_plan.py: within 10%). With activation checkpointing a
   layer keeps only its input (4d), and one layer's activations exist again during its backward.
-- **the loss**: the chunked cross-entropy materialises `loss_chunk_tokens × vocab` fp32 logits and their gradient
-  at once; the last norm and the saved logits of an unchunked loss are counted too.
+- **the loss**: the fused cross-entropy (`fuxitranyu.pretrain.loss`) materialises `loss_chunk_tokens × vocab` fp32
+  logits and their low-precision gradient at once, and holds the output layer's fp32 gradient (4·vocab·d) from the
+  forward pass on; per token it keeps the last norm's tensors and the gradient of the hidden states (12d).
 Not counted: the CUDA context and allocator fragmentation (`headroom` is left for them), temporary buffers of
 collectives.
 """
@@ -56,22 +57,21 @@ class ActivationModel:
     per_layer_checkpointed: int
     """One decoder layer with activation checkpointing: its input."""
     outside_layers: int
-    """The final norm and, for an unchunked loss, the saved fp32 logits."""
+    """The final norm, and the loss's gradient of the hidden states."""
 
     def saved(self, layers: int, checkpointing: bool) -> int:
         return layers * (self.per_layer_checkpointed if checkpointing else self.per_layer) + self.outside_layers
 
 
-def activation_model(config: FuxiTranyuConfig, mixed_precision: bool, logits_saved: bool) -> ActivationModel:
+def activation_model(config: FuxiTranyuConfig, mixed_precision: bool) -> ActivationModel:
     d, f, h = config.hidden_size, config.intermediate_size, config.num_attention_heads
     k = config.num_key_value_heads * config.head_dim
     if mixed_precision:
         layer = 30 * d + 4 * k + 4 * f + 4 * h + 8
     else:
         layer = 32 * d + 8 * k + 8 * f + 4 * h + 8
-    # the last norm (its fp32 input, normalised value and output); the fp32 logits when the loss is one chunk
-    outside = 12 * d + (4 * config.vocab_size if logits_saved else 0)
-    return ActivationModel(layer, 4 * d, outside)
+    # the last norm (its fp32 input and normalised value) and the fp32 gradient of the hidden states the loss keeps
+    return ActivationModel(layer, 4 * d, 12 * d)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class MemoryPlan:
     activations: int
     """Saved for backward at the end of a micro-batch's forward, plus (with checkpointing) one layer recomputed."""
     loss_logits: int
-    """The chunked loss's logits and their gradient, materialised one chunk at a time."""
+    """The fused loss's logits and their gradient (one chunk at a time), and the output layer's gradient it forms."""
     device_memory: int | None
     largest_micro_batch: int | None
     """The largest micro-batch that fits (None without a device size)."""
@@ -106,7 +106,7 @@ class MemoryPlan:
                                 f"{'on' if self.checkpointing else 'off'}"),
                 ("parameters + gradients + AdamW state", f"{self.training_state / GIB:.2f} GiB"),
                 ("activations saved for backward", f"{self.activations / GIB:.2f} GiB"),
-                ("loss logits (one chunk and its gradient)", f"{self.loss_logits / GIB:.2f} GiB"),
+                ("loss (one chunk of logits, the output layer's gradient)", f"{self.loss_logits / GIB:.2f} GiB"),
                 ("total per device", f"{self.total / GIB:.2f} GiB")]
         if self.device_memory is not None:
             verdict = "fits" if self.fits else "does NOT fit"
@@ -135,8 +135,7 @@ def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, 
     layer_parameters = summary.non_embedding_parameters // config.num_hidden_layers
     state = training_state_bytes(summary.parameters, world_size, strategy, layer_parameters)
     tokens_per_micro = recipe.micro_batch_size * context
-    logits_saved = tokens_per_micro <= recipe.loss_chunk_tokens
-    model = activation_model(config, mixed_precision, logits_saved)
+    model = activation_model(config, mixed_precision)
 
     def activations(micro_batch: int) -> int:
         tokens = micro_batch * context
@@ -145,7 +144,7 @@ def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, 
             saved += model.per_layer * tokens  # the layer being recomputed in backward
         return saved
 
-    loss = 2 * 4 * min(recipe.loss_chunk_tokens, tokens_per_micro) * config.vocab_size
+    loss = (2 * 4 * min(recipe.loss_chunk_tokens, tokens_per_micro) + 4 * config.hidden_size) * config.vocab_size
     largest = None
     if device_memory is not None:
         budget = HEADROOM * device_memory - state - loss

@@ -36,7 +36,7 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
                 shutil.copy2(item, model_dir / item.name)
         copy_tokenizer(ctx.inputs["tokenizer"], model_dir)
     return {**stats, "resumed": resumed, "world_size": ctx.world.world_size,
-            "precision": trainer.runtime.precision.as_dict(),
+            "precision": trainer.runtime.precision.as_dict(), "host_memory": trainer.runtime.host_memory.as_dict(),
             "compile": {"compile": trainer.compiled.compile, "reason": trainer.compiled.reason}}
 
 

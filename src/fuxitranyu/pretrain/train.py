@@ -44,7 +44,15 @@ from fuxitranyu.pretrain.checkpoint import (
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
 from fuxitranyu.pretrain.plan import device_memory_bytes, memory_plan, refuse_if_too_big
-from fuxitranyu.runtime import Precision, World, choose_precision, default_device, world
+from fuxitranyu.runtime import (
+    HostMemory,
+    Precision,
+    World,
+    choose_precision,
+    default_device,
+    keep_freed_host_memory,
+    world,
+)
 
 
 @dataclass
@@ -65,6 +73,7 @@ class Runtime:
     world: World
     device: torch.device
     precision: Precision
+    host_memory: HostMemory
 
     @property
     def rank(self) -> int:
@@ -121,6 +130,7 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, conf
             dist.init_process_group(backend)
         elif sharded(recipe, current):  # a process group of one, without torchrun's environment
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    host_memory = keep_freed_host_memory(recipe.keep_host_memory, device)  # first: the bf16 probe measures with it
     probe = (lambda: layer_bf16_speedup(config, micro_tokens)) if config is not None and micro_tokens else None
     precision = choose_precision(recipe.precision, device, probe)
     if dist.is_initialized() and dist.get_world_size() > 1:  # a measured choice must be the same on every rank
@@ -129,7 +139,8 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, conf
         precision = box[0]
     if current.is_main:
         console.print(f"  precision {precision.name}: {precision.reason}")
-    return Runtime(current, device, precision)
+        console.print(f"  host memory {'kept' if host_memory.kept else 'returned'}: {host_memory.reason}")
+    return Runtime(current, device, precision, host_memory)
 
 
 @dataclass(frozen=True)
@@ -459,7 +470,7 @@ class Trainer:
                 for begin in range(0, len(sequences), self.recipe.micro_batch_size):
                     chunk = torch.from_numpy(np.asarray(sequences[begin:begin + self.recipe.micro_batch_size],
                                                         dtype=np.int64)).to(self.runtime.device)
-                    losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
+                    _, losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
                     total, count = total + float(losses.sum()), count + losses.numel()
                 by_language[language] = round(total / count, 4)
         result = {"loss": round(sum(by_language.values()) / len(by_language), 4), "loss_by_language": by_language}
@@ -490,8 +501,8 @@ class Trainer:
             chunk = tokens[begin:begin + micro]
             dtype = runtime.precision.autocast_dtype
             with self.no_sync(last), torch.autocast(runtime.device.type, dtype=dtype, enabled=dtype is not None):
-                losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
-                loss = losses.sum() * scale
+                total, losses = self.wrapper(chunk[:, :-1], chunk[:, 1:])
+                loss = total * scale
             self.scaler.scale(loss).backward()
             chunk_sums, chunk_counts = per_language_sums(losses, languages[begin:begin + micro], num_languages)
             sums += chunk_sums
