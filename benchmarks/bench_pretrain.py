@@ -4,17 +4,22 @@ CPU (default), two sizes, in one run:
 - ours in the precision `auto` picks here (bf16 autocast where the CPU has a bf16 unit, else fp32),
 - ours in fp32,
 - baseline: the plain loop over transformers' `ArceeForCausalLM` of the same architecture in fp32
-  (`loss = model(ids, labels=ids).loss; loss.backward(); AdamW.step()`).
-Ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic packed mix (random tokens), fused AdamW, chunked loss, with
-the trainer's defaults (`compile: auto`, eager on a CPU); a third run compiles the layers in fp32, and its first
-(compiling) step, timed too, gives the break-even of `torch.compile`. MFU divides by the matmul peak of the dtype in
-use, measured here with the trainer's own probe.
+  (`loss = model(ids, labels=ids).loss; loss.backward(); AdamW.step()`), in a process with the C allocator's
+  defaults, as a user's loop runs;
+- the same plain loop with freed host memory kept (what our trainer does on a CPU), to show how much of our lead is
+  the allocator and how much the rest (the fused loss, fused AdamW).
+Ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic packed mix (random tokens) with the trainer's defaults
+(`compile: auto`, eager on a CPU; `keep_host_memory: auto`, kept on a CPU). `--compiled` adds ours compiled in fp32
+with the break-even of `torch.compile`. Every measurement runs in a fresh process (the allocator setting is
+process-wide), the variants alternate over `--rounds` rounds and each reports its median round, because this kind of
+VM moves by ±15% from minute to minute. MFU divides by the matmul peak of the dtype in use, measured with the
+trainer's own probe.
 
 GPU: `--device cuda --preset fuxitranyu-1b`: bf16 autocast, SDPA (FlashAttention kernels), FSDP2 on one device
 (`distributed: fsdp`, a process group of one), activation checkpointing off and on; tokens/s, MFU against the GPU's
 dense bf16 peak (from its name), and peak memory. About 3-4 minutes on an H100.
 
-    python benchmarks/bench_pretrain.py [--steps 12] [--warmup 3]
+    python benchmarks/bench_pretrain.py [--steps 12] [--warmup 3] [--rounds 3] [--compiled]
     python benchmarks/bench_pretrain.py --device cuda --preset fuxitranyu-1b [--micro-batch 4 --context 4096]
     python benchmarks/bench_pretrain.py --device cpu --preset tiny --micro-batch 2 --context 64 --steps 2  # path check
 """
@@ -142,53 +147,100 @@ def baseline(config, sequences: int, context: int, steps: int, warmup: int) -> f
     return sequences * context / statistics.median(times[warmup:])
 
 
-def cpu(args) -> None:
+VARIANTS = {  # name: (our trainer's settings, or None for the plain Arcee loop; keep host memory in the Arcee loop)
+    "auto": (["pretrain.precision=auto"], False),
+    "fp32": (["pretrain.precision=fp32"], False),
+    "arcee": (None, False),
+    "arcee kept": (None, True),
+    "fp32 compiled": (["pretrain.precision=fp32", "pretrain.compile=true"], False),
+}
+
+
+def cpu_config(size: str):
     from fuxitranyu.model import FuxiTranyuConfig
+
+    hidden, layers, heads, sequences, context = CPU_SIZES[size]
+    config = FuxiTranyuConfig(vocab_size=CPU_VOCAB, hidden_size=hidden, intermediate_size=4 * hidden,
+                              num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
+    return config, sequences, context
+
+
+def measure_one(size: str, variant: str, steps: int, warmup: int) -> dict:
+    """One variant at one size, in this (fresh) process: tokens/s, first step, the peak FLOP/s of its dtype."""
+    from fuxitranyu.runtime import keep_freed_host_memory
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    config, sequences, context = cpu_config(size)
+    settings, keep = VARIANTS[variant]
+    if settings is None:
+        if keep:
+            keep_freed_host_memory(True, torch.device("cpu"))
+        return {"tokens_per_s": baseline(config, sequences, context, steps, warmup)}
+    with tempfile.TemporaryDirectory() as tmp:
+        m = ours(config, sequences, context, steps, warmup, Path(tmp), settings)
+    return {"tokens_per_s": m.tokens_per_s, "first_step_s": m.first_step_s, "peak_flops": m.peak_flops,
+            "precision": m.precision}
+
+
+def cpu(args) -> None:
+    import subprocess
+    import sys
+
     from fuxitranyu.model.summary import summarize
     from fuxitranyu.runtime import choose_precision
 
-    torch.set_num_threads(os.cpu_count() or 1)
     load = os.getloadavg()[0]
     auto = choose_precision("auto", torch.device("cpu"))
+    variants = [v for v in VARIANTS if args.compiled or v != "fp32 compiled"]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for round_ in range(args.rounds):
+        for size in CPU_SIZES:
+            # the order turns every round, so no variant always runs first (or last) on a warming / loaded machine
+            for variant in variants[round_ % len(variants):] + variants[:round_ % len(variants)]:
+                out = subprocess.run([sys.executable, __file__, "--one", size, variant, "--steps", str(args.steps),
+                                      "--warmup", str(args.warmup)], check=True, capture_output=True, text=True)
+                runs.setdefault((size, variant), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"  round {round_ + 1} {size}: {variant} {runs[size, variant][-1]['tokens_per_s']:,.0f} tok/s",
+                      file=sys.stderr)
     rows = []
-    for name, (hidden, layers, heads, sequences, context) in CPU_SIZES.items():
-        config = FuxiTranyuConfig(vocab_size=CPU_VOCAB, hidden_size=hidden, intermediate_size=4 * hidden,
-                                  num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
+    for size in CPU_SIZES:
+        config, sequences, context = cpu_config(size)
         flops = summarize(config, context).training_flops_per_token
-        measured = {}
-        # "auto" and "fp32" run as the trainer does by default (`compile: auto`: eager on CPUs); "fp32 compiled" gives
-        # the break-even of torch.compile against the eager fp32 run.
-        for label, settings in (("auto", ["pretrain.precision=auto", "pretrain.compile=auto"]),
-                                ("fp32", ["pretrain.precision=fp32", "pretrain.compile=auto"]),
-                                ("fp32 compiled", ["pretrain.precision=fp32", "pretrain.compile=true"])):
-            with tempfile.TemporaryDirectory() as tmp:
-                measured[label] = ours(config, sequences, context, args.steps, args.warmup, Path(tmp), settings)
-        arcee = baseline(config, sequences, context, args.steps, args.warmup)
-        fp32, compiled = measured["fp32"], measured["fp32 compiled"]
-        gain = 1 / fp32.tokens_per_s - 1 / compiled.tokens_per_s  # seconds per token saved by compiling
-        break_even = (compiled.first_step_s - fp32.first_step_s) / (gain * sequences * context) if gain > 0 else None
-        rows.append({"size": name, "auto_precision": measured["auto"].precision,
-                     **{f"{k}_tokens_per_s": round(v.tokens_per_s, 1) for k, v in measured.items()},
-                     **{f"{k}_mfu": round(v.tokens_per_s * flops / v.peak_flops, 4) for k, v in measured.items()},
-                     "arcee_fp32_tokens_per_s": round(arcee, 1),
-                     "arcee_fp32_mfu": round(arcee * flops / fp32.peak_flops, 4),
-                     "auto_over_fp32": measured["auto"].tokens_per_s / fp32.tokens_per_s,
-                     "fp32_over_arcee": fp32.tokens_per_s / arcee,
-                     "compiled_over_eager": compiled.tokens_per_s / fp32.tokens_per_s,
-                     "compile_first_step_extra_s": round(compiled.first_step_s - fp32.first_step_s, 1),
-                     "compile_break_even_steps": None if break_even is None else round(break_even)})
+        median = {v: statistics.median(r["tokens_per_s"] for r in runs[size, v]) for v in variants}
+        peak = {v: runs[size, v][0]["peak_flops"] for v in ("auto", "fp32")}
+        row = {"size": size, "auto_precision": runs[size, "auto"][0]["precision"],
+               **{f"{v.replace(' ', '_')}_tokens_per_s": [round(r["tokens_per_s"], 1) for r in runs[size, v]]
+                  for v in variants},
+               "auto_over_fp32": median["auto"] / median["fp32"], "fp32_over_arcee": median["fp32"] / median["arcee"],
+               "auto_over_arcee": median["auto"] / median["arcee"],
+               "arcee_kept_over_arcee": median["arcee kept"] / median["arcee"],
+               "fp32_over_arcee_kept": median["fp32"] / median["arcee kept"],
+               "mfu": {v: round(median[v] * flops / peak["auto" if v == "auto" else "fp32"], 4)
+                       for v in variants if v != "fp32 compiled"},
+               "median_tokens_per_s": {v: round(t, 1) for v, t in median.items()}}
+        if args.compiled:
+            compiled = runs[size, "fp32 compiled"]
+            gain = 1 / median["fp32"] - 1 / median["fp32 compiled"]  # seconds per token saved by compiling
+            extra = statistics.median(r["first_step_s"] for r in compiled) - \
+                statistics.median(r["first_step_s"] for r in runs[size, "fp32"])
+            row["compiled_over_eager"] = median["fp32 compiled"] / median["fp32"]
+            row["compile_break_even_steps"] = round(extra / (gain * sequences * context)) if gain > 0 else None
+        rows.append(row)
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {load:.2f} -> {os.getloadavg()[0]:.2f}, torch {torch.__version__}; "
-          f"auto = {auto.name} ({auto.reason})")
-    print("| size | ours auto | ours fp32 | Arcee fp32 | auto / fp32 | fp32 / Arcee | MFU auto / fp32 / Arcee | "
-          "fp32 compiled / eager: speed, extra first step, break-even |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"auto = {auto.name} ({auto.reason}); median of {args.rounds} rounds, {args.steps} steps each")
+    print("| size | ours auto | ours fp32 | Arcee fp32 | Arcee fp32, memory kept | auto / fp32 | fp32 / Arcee | "
+          "auto / Arcee | fp32 / Arcee kept | MFU auto / fp32 / Arcee |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['auto_tokens_per_s']:,.0f} tok/s ({r['auto_precision']}) | "
-              f"{r['fp32_tokens_per_s']:,.0f} | {r['arcee_fp32_tokens_per_s']:,.0f} | {r['auto_over_fp32']:.2f}x | "
-              f"{r['fp32_over_arcee']:.2f}x | {r['auto_mfu']:.0%} / {r['fp32_mfu']:.0%} / {r['arcee_fp32_mfu']:.0%} | "
-              f"{r['compiled_over_eager']:.2f}x, {r['compile_first_step_extra_s']} s, "
-              f"{r['compile_break_even_steps'] or 'never'} |")
+        t, mfu = r["median_tokens_per_s"], r["mfu"]
+        print(f"| {r['size']} | {t['auto']:,.0f} tok/s ({r['auto_precision']}) | {t['fp32']:,.0f} | {t['arcee']:,.0f} | "
+              f"{t['arcee kept']:,.0f} | {r['auto_over_fp32']:.2f}x | {r['fp32_over_arcee']:.2f}x | "
+              f"{r['auto_over_arcee']:.2f}x | {r['fp32_over_arcee_kept']:.2f}x | "
+              f"{mfu['auto']:.0%} / {mfu['fp32']:.0%} / {mfu['arcee']:.0%} |")
+        if args.compiled:
+            print(f"  compiled / eager fp32: {r['compiled_over_eager']:.2f}x, break-even "
+                  f"{r['compile_break_even_steps'] or 'never'} steps")
     print(json.dumps(rows))
 
 
@@ -238,7 +290,13 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=4096, help="--preset: tokens per sequence")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="CPU comparison: alternating rounds, median reported")
+    parser.add_argument("--compiled", action="store_true", help="CPU comparison: add ours compiled in fp32")
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_one(*args.one, args.steps, args.warmup)))
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     if args.preset:

@@ -57,7 +57,9 @@ def reject_unknown_kwargs(module: nn.Module, kwargs: dict) -> None:
 
 
 class FuxiTranyuRMSNorm(nn.Module):
-    """RMSNorm computed in fp32 whatever the activation dtype, then cast back (as Llama)."""
+    """RMSNorm computed in fp32 whatever the activation dtype, then cast back (as Llama). Under autocast the output
+    is cast once to the autocast dtype: only linear layers read it, and each of them would cast it again (q, k and v
+    three times, in the forward and the backward)."""
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
@@ -69,7 +71,9 @@ class FuxiTranyuRMSNorm(nn.Module):
         hidden_states = hidden_states.to(torch.float32)
         variance = hidden_states.pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
+        normed = self.weight * hidden_states.to(input_dtype)
+        device = normed.device.type
+        return normed.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else normed
 
 
 class FuxiTranyuRotaryEmbedding(nn.Module):
@@ -110,8 +114,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary_pos_emb(q, k, cos, sin):
-    """q, k: (B, heads, T, head_dim); cos, sin: (B, T, head_dim)."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    """q, k: (B, heads, T, head_dim); cos, sin: (B, T, head_dim). Rotates in q's dtype: under autocast the
+    projections give bf16/fp16 q and k, which the attention kernel takes as they are (fp32 tables would promote them
+    to fp32 and the kernel would cast them back)."""
+    cos, sin = cos.unsqueeze(1).to(q.dtype), sin.unsqueeze(1).to(q.dtype)
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 

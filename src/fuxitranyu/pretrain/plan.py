@@ -7,8 +7,9 @@ Memory per device (bytes), P parameters over N data-parallel devices:
   layer's at a time. DDP holds everything whole (16·P, plus 2·P of autocast's weight copies).
 - **activations**, what autograd saves for backward per token and decoder layer, counted from the tensors each op
   saves in `fuxitranyu.model.modeling` (d hidden, f MLP, k key/value width, h heads):
-  fp32 `32d + 8k + 8f + 4h + 8`; under bf16/fp16 autocast `30d + 4k + 4f + 4h + 8` (norms compute in fp32, the
-  linear layers' inputs are low-precision copies; attention kernels save no T×T matrix). Checked against the bytes
+  fp32 `32d + 8k + 8f + 4h + 8`; under bf16/fp16 autocast `24d + 4k + 4f + 4h + 8` (norms compute in fp32 and hand
+  one low-precision copy to the linear layers; RoPE and attention run in low precision; attention kernels save no
+  T×T matrix). Checked against the bytes
   `torch.autograd.graph.saved_tensors_hooks` sees (tests/test_plan.py: within 10%). With activation checkpointing a
   layer keeps only its input (4d), and one layer's activations exist again during its backward.
 - **the loss**: the fused cross-entropy (`fuxitranyu.pretrain.loss`) materialises `loss_chunk_tokens × vocab` fp32
@@ -67,7 +68,7 @@ def activation_model(config: FuxiTranyuConfig, mixed_precision: bool) -> Activat
     d, f, h = config.hidden_size, config.intermediate_size, config.num_attention_heads
     k = config.num_key_value_heads * config.head_dim
     if mixed_precision:
-        layer = 30 * d + 4 * k + 4 * f + 4 * h + 8
+        layer = 24 * d + 4 * k + 4 * f + 4 * h + 8
     else:
         layer = 32 * d + 8 * k + 8 * f + 4 * h + 8
     # the last norm (its fp32 input and normalised value) and the fp32 gradient of the hidden states the loss keeps
