@@ -89,7 +89,8 @@ def cpu_has_bf16_unit() -> bool:
 
 BF16_MIN_SPEEDUP = 1.2
 """On a CPU with a bf16 unit, `auto` takes bf16 only when the probe measures at least this speed-up: for small
-matrices the casts cost more than the unit saves (benchmarks/RESULTS.md: 0.7x at width 256, 2x at 512)."""
+matrices the casts can cost more than the unit saves (benchmarks/RESULTS.md: a decoder layer of width 256 once ran
+0.7x in bf16; the whole step now runs ~2x at widths 256 and 512, bench_pretrain.py)."""
 
 
 def choose_precision(requested: str, device: torch.device,

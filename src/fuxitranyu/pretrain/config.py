@@ -104,7 +104,7 @@ class PretrainRecipe(Section):
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass to save memory."""
     loss_chunk_tokens: int = Field(4096, gt=0)
-    """Tokens whose logits are materialised at once by the chunked cross-entropy (a 250k vocabulary would
+    """Tokens whose logits are materialised at once by the fused cross-entropy (a 250k vocabulary would
     otherwise need a (batch × context × vocab) fp32 tensor)."""
     checkpoints: list[CheckpointStep] = []
     """Checkpoint schedule: every `every_tokens` from `from_tokens` on (dense early, sparser later, as the paper's

@@ -44,8 +44,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # d(loss)/d(logits) = softmax − one-hot
                 probs.div_(total).scatter_add_(1, chunk_targets[:, None], probs.new_full((len(chunk), 1), -1.0))
                 grad_logits = probs.to(compute_dtype)
-                grad_hidden[rows] = grad_logits @ low_weight
-                grad_weight += grad_logits.t() @ chunk
+                torch.mm(grad_logits, low_weight, out=grad_hidden[rows]) if grad_hidden.dtype == compute_dtype \
+                    else grad_hidden[rows].copy_(grad_logits @ low_weight)
+                if compute_dtype == torch.float32:
+                    grad_weight.addmm_(grad_logits.t(), chunk)
+                else:  # bf16/fp16 products, accumulated over chunks in fp32
+                    grad_weight += grad_logits.t() @ chunk
         if wants_grad:
             ctx.save_for_backward(grad_hidden, grad_weight)
             ctx.dtypes = hidden.dtype, weight.dtype
