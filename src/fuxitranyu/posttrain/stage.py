@@ -31,7 +31,7 @@ from fuxitranyu.posttrain.model import (
     saved_vocab_size,
 )
 from fuxitranyu.posttrain.train import CHECKPOINTS, METRICS, train, trl_arguments, trl_config
-from fuxitranyu.runtime import choose_precision, default_device
+from fuxitranyu.runtime import choose_precision, default_device, keep_freed_host_memory
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.train import portable_tokenizer_class
 
@@ -122,6 +122,7 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     check_fits(model, section.max_length, f"{key}.max_length")
     device = default_device(ctx.world)
     precision = choose_precision(section.precision, device)
+    host_memory = keep_freed_host_memory("auto", device)  # as pretraining: no page faults for each step's tensors
     ctx.console.print(f"{key}: {len(mixture.dataset)} examples, {precision.name} ({precision.reason})")
     arguments = trl_arguments(section, key, ctx.recipe.seed, ctx.out_dir, precision, ctx.world,
                               cpu=device.type == "cpu")
@@ -138,6 +139,7 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
             empty.rmdir()  # when empty: the cache after the last rank is done, checkpoints when none were asked for
     return {**describe(chat, model, base), **summary, "examples": len(mixture.dataset),
             "languages": mixture.stats()["languages"], "precision": precision.as_dict(),
+            "host_memory": host_memory.as_dict(),
             "world_size": ctx.world.world_size}
 
 
