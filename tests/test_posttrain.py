@@ -4,6 +4,8 @@ A tiny model (2 layers, hidden 64) with a tokenizer trained here (ChatML + dummy
 pretrained one; losses, masks and margins are checked against hand computations on that model.
 """
 
+import contextlib
+import io
 import json
 import os
 import pty
@@ -394,8 +396,10 @@ def trained(tmp_path_factory, base_dir):
         "sft.max_lr=3e-3", "sft.epochs=4", "sft.global_batch_size=8", "sft.micro_batch_size=4",
         "dpo.data.demo=null", f"dpo.data.sets=[{{path: {write_jsonl(root / 'pairs.jsonl', pairs)}}}]",
         "dpo.max_length=128", "dpo.max_lr=1e-3", "dpo.epochs=2", "dpo.global_batch_size=8", "dpo.micro_batch_size=4")
-    manifests = pipeline.run_pipeline(recipe, only=["sft", "dpo"])
-    return {"recipe": recipe, "run": root / "run", "chat": chat_records, "pairs": pairs, "manifests": manifests}
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        manifests = pipeline.run_pipeline(recipe, only=["sft", "dpo"])
+    return {"recipe": recipe, "run": root / "run", "chat": chat_records, "pairs": pairs, "manifests": manifests,
+            "stdout": stdout.getvalue()}
 
 
 def test_sft_lowers_the_assistant_loss_on_its_training_set(trained, base_dir):
@@ -407,6 +411,7 @@ def test_sft_lowers_the_assistant_loss_on_its_training_set(trained, base_dir):
     assert stats["pad_token"]["how"] == "dummy" and stats["precision"]["precision"] == "fp32"
     logged = [json.loads(line) for line in (trained["run"] / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged if "loss" in entry] == list(range(1, 13))
+    assert "loss" not in trained["stdout"]  # the logs go to metrics.jsonl, not as dicts onto the run's stdout
 
 
 def test_sft_model_directory_serves_on_its_own(trained):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.posttrain.config import DpoRecipe, PostTrainRecipe, SftRecipe
@@ -127,12 +128,25 @@ def last_checkpoint(out_dir: Path) -> Path | None:
     return Path(found) if found else None
 
 
+class BarWithLoss(ProgressCallback):
+    """transformers' progress bar with the latest loss on it, instead of every log dict written under it."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+
 def train(trainer: Trainer, out_dir: Path, resume: bool) -> dict[str, Any]:
     """Run the trainer (from the newest checkpoint when resuming) and summarise its logs."""
     checkpoint = last_checkpoint(out_dir) if resume else None
     step = None
     if checkpoint is not None:
         step = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    # Every log goes to metrics.jsonl; the terminal keeps one progress display per stage (without a terminal
+    # transformers would print each log dict to stdout, with one it writes them under the bar).
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarWithLoss)
     trainer.add_callback(MetricsWriter(out_dir / METRICS, step))
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
