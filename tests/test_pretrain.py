@@ -474,7 +474,9 @@ def test_fused_loss_equals_torch_cross_entropy_and_its_gradients(chunk, dtype):
                                     reduction="none")
     assert total.requires_grad and not losses.requires_grad and losses.dtype == torch.float32
     torch.testing.assert_close(losses, reference.detach(), rtol=1e-5, atol=1e-5)
-    ours = torch.autograd.grad(total * 0.25, (hidden, weight))
+    ours = torch.autograd.grad(total * 0.25, (hidden, weight), retain_graph=True)
+    again = torch.autograd.grad(total * 0.25, (hidden, weight))  # a retained graph's second backward: the same
+    assert all(torch.equal(a, b) for a, b in zip(ours, again))
     theirs = torch.autograd.grad(reference.sum() * 0.25, (hidden, weight))
     # bf16: our fp32 sum over chunks of bf16 products vs autocast's one bf16 product, a bf16 rounding apart
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype is None else dict(rtol=2e-2, atol=2e-2)

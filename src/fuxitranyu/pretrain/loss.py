@@ -44,11 +44,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # d(loss)/d(logits) = softmax − one-hot
                 probs.div_(total).scatter_add_(1, chunk_targets[:, None], probs.new_full((len(chunk), 1), -1.0))
                 grad_logits = probs.to(compute_dtype)
-                torch.mm(grad_logits, low_weight, out=grad_hidden[rows]) if grad_hidden.dtype == compute_dtype \
-                    else grad_hidden[rows].copy_(grad_logits @ low_weight)
-                if compute_dtype == torch.float32:
+                if compute_dtype == torch.float32:  # written and accumulated in place
+                    torch.mm(grad_logits, low_weight, out=grad_hidden[rows])
                     grad_weight.addmm_(grad_logits.t(), chunk)
-                else:  # bf16/fp16 products, accumulated over chunks in fp32
+                else:  # bf16/fp16 products, kept (and accumulated over chunks) in fp32
+                    grad_hidden[rows] = grad_logits @ low_weight
                     grad_weight += grad_logits.t() @ chunk
         if wants_grad:
             ctx.save_for_backward(grad_hidden, grad_weight)
@@ -60,7 +60,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_sum, _grad_losses):
         grad_hidden, grad_weight = ctx.saved_tensors
         hidden_dtype, weight_dtype = ctx.dtypes
-        return (grad_hidden.mul_(grad_sum).to(hidden_dtype), grad_weight.mul_(grad_sum).to(weight_dtype),
+        # not in place: a graph kept with retain_graph=True may run this backward again
+        return (grad_hidden.mul(grad_sum).to(hidden_dtype), grad_weight.mul(grad_sum).to(weight_dtype),
                 None, None, None)
 
 
