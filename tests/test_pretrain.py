@@ -668,3 +668,14 @@ def test_freed_host_memory_is_kept_for_reuse_only_when_training_on_a_cpu(request
     assert out[0] == str(kept)
     resident_after_free = int(out[1])
     assert resident_after_free > 150e6 if kept else resident_after_free < 20e6, resident_after_free
+
+
+def test_freed_host_memory_is_left_alone_without_glibc(monkeypatch):
+    """Elsewhere (musl, macOS, Windows) the decision says why and never reaches for mallopt."""
+    from fuxitranyu import runtime
+
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda *_: pytest.fail("mallopt called without glibc"))
+    decision = runtime.keep_freed_host_memory("auto", torch.device("cpu"))
+    assert not decision.kept and "needs glibc's mallopt" in decision.reason
+    assert not runtime.keep_freed_host_memory(False, torch.device("cpu")).kept
