@@ -8,6 +8,7 @@ from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
 
 from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.model.export import convert_config, export_checkpoint
+from fuxitranyu.model.modeling import MATMUL_ATTENTION
 from fuxitranyu.model.summary import (
     closed_form_parameter_count,
     meta_parameter_count,
@@ -35,11 +36,14 @@ def random_pair(fields, attn="sdpa", seed=0):
     ours.config._attn_implementation = attn
     arcee = ArceeForCausalLM(convert_config(config, "arcee")).eval()
     arcee.load_state_dict(ours.state_dict(), strict=True)
-    arcee.config._attn_implementation = attn
+    arcee.config._attn_implementation = "sdpa" if attn == MATMUL_ATTENTION else attn  # our own kernel vs Arcee's SDPA
     return ours, arcee
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+ATTENTION_KERNELS = ["sdpa", "eager", MATMUL_ATTENTION]
+
+
+@pytest.mark.parametrize("attn", ATTENTION_KERNELS)
 @pytest.mark.parametrize("size", sorted(SIZES))
 def test_logits_equal_arcee(size, attn):
     ours, arcee = random_pair(SIZES[size], attn)
@@ -59,6 +63,26 @@ def test_logits_equal_arcee(size, attn):
     assert a.abs().max() > 0.1  # not a degenerate all-zero comparison
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_matmul_attention_trains_like_arcee(dtype):
+    """The CPU training kernel gives Arcee's (SDPA) loss and gradients: exactly in fp32, within bf16's rounding
+    under autocast (the two kernels round in different places)."""
+    ours, arcee = random_pair(SIZES["gqa"], MATMUL_ATTENTION)
+    ids = torch.randint(0, 300, (2, 33), generator=torch.Generator().manual_seed(3))
+    results = []
+    for model in (ours, arcee):
+        model.train()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = model(ids, labels=ids).loss
+        loss.backward()
+        grads = dict(model.named_parameters())  # by name: the two classes register their modules in different orders
+        results.append((loss.item(), torch.cat([grads[name].grad.flatten() for name in sorted(grads)])))
+    (loss, grads), (reference_loss, reference_grads) = results
+    tolerance = 1e-5 if dtype is None else 2e-2
+    assert abs(loss - reference_loss) < tolerance * reference_loss
+    assert (grads - reference_grads).norm() < tolerance * reference_grads.norm()
+
+
 def test_biases_and_untied_embeddings_present(tiny_config):
     model = FuxiTranyuForCausalLM(tiny_config)
     names = dict(model.named_parameters())
@@ -69,7 +93,7 @@ def test_biases_and_untied_embeddings_present(tiny_config):
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ATTENTION_KERNELS)
 @pytest.mark.parametrize("use_cache", [True, False])
 @pytest.mark.parametrize("sampling", [False, True], ids=["greedy", "sampled"])
 def test_generate_equals_arcee(attn, use_cache, sampling):

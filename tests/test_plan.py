@@ -8,6 +8,7 @@ from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss
 from fuxitranyu.pretrain.plan import GIB, activation_model, memory_plan, parse_bytes, time_plan
+from fuxitranyu.pretrain.train import attention_implementation
 from fuxitranyu.recipe import load_recipe
 
 
@@ -40,9 +41,12 @@ SHAPES = {
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-@pytest.mark.parametrize("chunk", [4096, 128], ids=["one-chunk", "chunked"])
-def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, dtype, checkpointing, chunk):
+@pytest.mark.parametrize("chunk,attention", [(4096, "sdpa"), (128, "sdpa"), (4096, "matmul")],
+                         ids=["one-chunk", "chunked", "matmul-attention"])
+def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, dtype, checkpointing, chunk,
+                                                                          attention):
     config = preset_config("tiny", vocab_size=1024, max_position_embeddings=256, **SHAPES[shape])
+    config._attn_implementation = attention_implementation(attention)
     torch.manual_seed(0)
     model = FuxiTranyuForCausalLM(config)
     context = 128
@@ -51,7 +55,7 @@ def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, 
     two, four = (saved_for_backward(model, torch.randint(0, config.vocab_size, (batch, context + 1)), dtype,
                                     checkpointing, chunk) for batch in (2, 4))
     measured = four - two
-    estimate = activation_model(config, dtype is not None).saved(
+    estimate = activation_model(config, dtype is not None, attention, context).saved(
         config.num_hidden_layers, checkpointing) * 2 * context
     assert abs(estimate - measured) / measured < 0.10, (estimate, measured)
 

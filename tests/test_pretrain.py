@@ -407,7 +407,7 @@ def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
     model_dir, _ = toy_run(tmp_path)
     (model_dir / "model.safetensors").unlink()
     recipe = toy_recipe(tmp_path)
-    model = load_model(model_dir, recipe.pretrain)
+    model = load_model(model_dir, "sdpa")
     assert all(p.is_meta for p in model.parameters())
     materialize(model, torch.device("cpu"), 0)
     weight = model.model.layers[0].mlp.up_proj.weight
@@ -620,7 +620,9 @@ def test_mfu_divides_by_the_peak_of_the_dtype_in_use(tmp_path, monkeypatch):
 
 def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
     bf16 = "pretrain.precision=bf16"
-    train(tmp_path, "reference", bf16)
+    trainer, _ = train(tmp_path, "reference", bf16)
+    assert trainer.attention.value == "matmul"  # `auto` on a CPU in bf16: the kernel under test here
+    assert trainer.model.config._attn_implementation == "fuxitranyu_matmul"
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path, "resumed", bf16, patch=kill_at_step(13))
     train(tmp_path, "resumed", bf16, resume=True)
@@ -630,18 +632,39 @@ def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
     np.testing.assert_allclose(low, full, rtol=0.02)  # bf16 autocast follows the fp32 curve within 2%
 
 
-def test_compile_auto_decides_from_the_device(tmp_path):
+def test_compile_auto_decides_from_device_precision_length_and_compiler(monkeypatch):
+    from fuxitranyu.pretrain import train
     from fuxitranyu.pretrain.config import PretrainRecipe
-    from fuxitranyu.pretrain.train import Runtime, compile_decision
     from fuxitranyu.runtime import HostMemory, Precision, World
 
-    cpu = Runtime(World(), torch.device("cpu"), Precision("fp32", "test"), HostMemory(True, "test"))
-    gpu = Runtime(World(), torch.device("cuda", 0), Precision("bf16", "test"), HostMemory(False, "test"))
-    auto = PretrainRecipe()
-    assert compile_decision(auto, gpu).compile
-    assert not compile_decision(auto, cpu).compile
-    assert compile_decision(PretrainRecipe(compile=True), cpu).compile
-    assert not compile_decision(PretrainRecipe(compile=False), gpu).compile
+    def runtime(device, precision):
+        return train.Runtime(World(), torch.device(device), Precision(precision, "test"), HostMemory(True, "test"))
+
+    auto, long_run = PretrainRecipe(), train.CPU_COMPILE_MIN_STEPS
+    assert train.compile_decision(auto, runtime("cuda", "bf16"), 10).value
+    assert not train.compile_decision(auto, runtime("cpu", "fp32"), 10**6).value
+    assert not train.compile_decision(auto, runtime("cpu", "bf16"), long_run - 1).value
+    assert train.compile_decision(auto, runtime("cpu", "bf16"), long_run).value
+    monkeypatch.setattr(train.shutil, "which", lambda name: None)
+    decision = train.compile_decision(auto, runtime("cpu", "bf16"), long_run)
+    assert not decision.value and "no C++ compiler" in decision.reason
+    assert train.compile_decision(PretrainRecipe(compile=True), runtime("cpu", "fp32"), 1).value
+    assert not train.compile_decision(PretrainRecipe(compile=False), runtime("cuda", "bf16"), 10**6).value
+
+
+def test_attention_auto_takes_the_matmul_kernel_only_on_a_cpu_in_low_precision_at_short_contexts():
+    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.train import MATMUL_ATTENTION_MAX_CONTEXT, attention_decision
+    from fuxitranyu.runtime import Precision
+
+    def kernel(device, precision, context, recipe=PretrainRecipe()):
+        return attention_decision(recipe, torch.device(device), Precision(precision, "test"), context).value
+
+    assert kernel("cpu", "bf16", 512) == kernel("cpu", "fp16", MATMUL_ATTENTION_MAX_CONTEXT) == "matmul"
+    assert kernel("cpu", "bf16", MATMUL_ATTENTION_MAX_CONTEXT + 1) == "sdpa"
+    assert kernel("cpu", "fp32", 512) == kernel("cuda", "bf16", 512) == "sdpa"
+    assert kernel("cpu", "bf16", 512, PretrainRecipe(attention="sdpa")) == "sdpa"
+    assert kernel("cuda", "bf16", 512, PretrainRecipe(attention="matmul")) == "matmul"
 
 
 RSS_AFTER_FREE = """

@@ -87,8 +87,10 @@ class PretrainRecipe(Section):
     """`auto` decides from the hardware at start-up: bf16 autocast on GPUs that support it (fp16 with loss scaling on
     older ones) and on CPUs with a bf16 matrix unit (AMX / AVX512-BF16, as oneDNN reports), fp32 on other CPUs. The
     choice and its reason go to the manifest. `fp16` uses loss scaling (paper 3.5)."""
-    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
-    """Attention kernel (paper: FlashAttention-2)."""
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager", "matmul"] = "auto"
+    """Attention kernel (paper: FlashAttention-2). `auto`: SDPA (flash kernels on GPUs), except on a CPU under bf16
+    autocast with contexts up to 2048, where `matmul` (two batched matmuls that reach the CPU's bf16 unit; it keeps
+    the heads × T × T probabilities) is faster. The choice and its reason go to the manifest."""
     distributed: Literal["auto", "ddp", "fsdp"] = "auto"
     """Data parallelism under torchrun: `fsdp` is FSDP2 `fully_shard`; `auto` picks fsdp when world size > 1."""
     reshard_after_forward: bool = False
@@ -96,8 +98,9 @@ class PretrainRecipe(Section):
     micro_batch_size: int = Field(8, gt=0)
     """Sequences per device per forward/backward; the global batch is reached by gradient accumulation."""
     compile: bool | Literal["auto"] = "auto"
-    """Compile each decoder layer with torch.compile. `auto`: on GPUs; not on CPUs, where compiled layers were not
-    consistently faster than eager (the decision and its reason are printed and written to the manifest)."""
+    """Compile each decoder layer with torch.compile. `auto`: on GPUs; on a CPU only in bf16 for runs of 1000 steps or
+    more (in fp32 compiled layers are hardly faster; shorter runs do not repay the compile time). The decision and its
+    reason are printed and written to the manifest."""
     keep_host_memory: bool | Literal["auto"] = "auto"
     """Keep freed host memory in the process for reuse (`fuxitranyu.runtime.keep_freed_host_memory`); `auto`: when
     training on a CPU, where re-faulting each step's large tensors cost more than the loss and the casts together."""

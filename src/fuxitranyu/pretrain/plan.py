@@ -8,8 +8,9 @@ Memory per device (bytes), P parameters over N data-parallel devices:
 - **activations**, what autograd saves for backward per token and decoder layer, counted from the tensors each op
   saves in `fuxitranyu.model.modeling` (d hidden, f MLP, k key/value width, h heads):
   fp32 `32d + 8k + 8f + 4h + 8`; under bf16/fp16 autocast `24d + 4k + 4f + 4h + 8` (norms compute in fp32 and hand
-  one low-precision copy to the linear layers; RoPE and attention run in low precision; attention kernels save no
-  T×T matrix). Checked against the bytes
+  one low-precision copy to the linear layers; RoPE and attention run in low precision; SDPA's kernels save no
+  T×T matrix, the `matmul` kernel saves the (heads × T) probabilities of each position; `eager`, a reference, is not
+  planned). Checked against the bytes
   `torch.autograd.graph.saved_tensors_hooks` sees (tests/test_plan.py: within 10%). With activation checkpointing a
   layer keeps only its input (4d), and one layer's activations exist again during its backward.
 - **the loss**: the fused cross-entropy (`fuxitranyu.pretrain.loss`) materialises `loss_chunk_tokens × vocab` fp32
@@ -64,13 +65,19 @@ class ActivationModel:
         return layers * (self.per_layer_checkpointed if checkpointing else self.per_layer) + self.outside_layers
 
 
-def activation_model(config: FuxiTranyuConfig, mixed_precision: bool) -> ActivationModel:
+def activation_model(config: FuxiTranyuConfig, mixed_precision: bool, attention: str = "sdpa",
+                     context: int = 0) -> ActivationModel:
     d, f, h = config.hidden_size, config.intermediate_size, config.num_attention_heads
     k = config.num_key_value_heads * config.head_dim
     if mixed_precision:
         layer = 24 * d + 4 * k + 4 * f + 4 * h + 8
     else:
         layer = 32 * d + 8 * k + 8 * f + 4 * h + 8
+    if attention == "matmul":
+        # Instead of the flash kernel's fp32 log-sum-exp (4h): the (heads × T) probabilities of each position, and
+        # under grouped-query attention the keys and values repeated to every head.
+        width = 2 if mixed_precision else 4
+        layer += width * (h * context + 2 * (d - k)) - 4 * h
     # the last norm (its fp32 input and normalised value) and the fp32 gradient of the hidden states the loss keeps
     return ActivationModel(layer, 4 * d, 12 * d)
 
@@ -128,7 +135,8 @@ def training_state_bytes(parameters: int, world_size: int, strategy: str, larges
 
 
 def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, world_size: int,
-                mixed_precision: bool, device_memory: int | None = None) -> MemoryPlan:
+                mixed_precision: bool, device_memory: int | None = None, attention: str | None = None) -> MemoryPlan:
+    """`attention`: the kernel the trainer chose (default: the recipe's; `auto` plans SDPA, what it picks on GPUs)."""
     strategy = {"ddp": "ddp", "fsdp": "fsdp"}.get(recipe.distributed, "fsdp" if world_size > 1 else "single")
     if strategy == "fsdp" and recipe.reshard_after_forward:
         strategy = "fsdp-zero3"
@@ -136,7 +144,7 @@ def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, 
     layer_parameters = summary.non_embedding_parameters // config.num_hidden_layers
     state = training_state_bytes(summary.parameters, world_size, strategy, layer_parameters)
     tokens_per_micro = recipe.micro_batch_size * context
-    model = activation_model(config, mixed_precision)
+    model = activation_model(config, mixed_precision, attention or recipe.attention, context)
 
     def activations(micro_batch: int) -> int:
         tokens = micro_batch * context

@@ -40,6 +40,15 @@ def batch_tokens(tokens: int, recipe: PretrainRecipe) -> int:
     return size
 
 
+def total_steps(recipe: PretrainRecipe) -> int:
+    """Optimizer steps of the whole run under the batch schedule."""
+    tokens = steps = 0
+    while tokens < recipe.total_tokens:
+        tokens += batch_tokens(tokens, recipe)
+        steps += 1
+    return steps
+
+
 def auto_checkpoint_marks(recipe: PretrainRecipe) -> list[int]:
     """Tokens at which the automatic schedule saves: total·(k/K)², k = 1..K."""
     count = recipe.auto_checkpoints

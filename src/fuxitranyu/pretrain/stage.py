@@ -37,7 +37,7 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
         copy_tokenizer(ctx.inputs["tokenizer"], model_dir)
     return {**stats, "resumed": resumed, "world_size": ctx.world.world_size,
             "precision": trainer.runtime.precision.as_dict(), "host_memory": trainer.runtime.host_memory.as_dict(),
-            "compile": {"compile": trainer.compiled.compile, "reason": trainer.compiled.reason}}
+            "attention": trainer.attention.as_dict("attention"), "compile": trainer.compiled.as_dict("compile")}
 
 
 STAGE = Stage("pretrain", sections=("pretrain",), needs=("model", "mix", "tokenizer"), run=run_pretrain_stage,

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -90,24 +91,26 @@ def sharded(recipe: PretrainRecipe, current: World) -> bool:
     return recipe.distributed == "fsdp" or (recipe.distributed == "auto" and current.distributed)
 
 
-def layer_bf16_speedup(config, tokens: int, repeats: int = 5) -> float:
-    """One decoder layer's forward and backward on `tokens` tokens: fp32 time over bf16-autocast time. Measured
+def layer_bf16_speedup(config, batch: int, context: int, kernels: tuple[str, str], repeats: int = 5) -> float:
+    """One decoder layer's forward and backward on a micro-batch of `batch` × `context` tokens: fp32 time over
+    bf16-autocast time, each with the attention kernel the trainer would use in that precision (`kernels`). Measured
     rather than assumed: at small widths the casts and the fp32 norms cost more than the bf16 unit saves. The two
     dtypes alternate and each keeps its best time, so a burst of load elsewhere does not decide the choice."""
     from fuxitranyu.model.modeling import FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
 
-    config = copy.deepcopy(config)
-    config._attn_implementation = "sdpa"  # the attention the trainer uses; unset, transformers warns
-    layer = FuxiTranyuDecoderLayer(config, 0)
-    context = min(tokens, config.max_position_embeddings)
-    x = torch.randn(max(tokens // context, 1), context, config.hidden_size, requires_grad=True)
+    layers = {}
+    for dtype, kernel in zip((None, torch.bfloat16), kernels):
+        layer_config = copy.deepcopy(config)
+        layer_config._attn_implementation = attention_implementation(kernel)
+        layers[dtype] = FuxiTranyuDecoderLayer(layer_config, 0)
+    x = torch.randn(batch, context, config.hidden_size, requires_grad=True)
     rope = FuxiTranyuRotaryEmbedding(config)
 
     def seconds(dtype: torch.dtype | None) -> float:
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             cos_sin = rope(x, torch.arange(context)[None])
-            out = layer(x, position_embeddings=cos_sin, attention_mask=None)
+            out = layers[dtype](x, position_embeddings=cos_sin, attention_mask=None)
         out.float().sum().backward()
         return time.perf_counter() - started
 
@@ -119,8 +122,10 @@ def layer_bf16_speedup(config, tokens: int, repeats: int = 5) -> float:
     return fp32 / bf16
 
 
-def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_tokens: int = 0
-                  ) -> Runtime:
+def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_batch: int = 0,
+                  context: int = 0) -> Runtime:
+    """Device, process group, host memory and precision. With the model's `config` and the micro-batch's shape, a
+    CPU with a bf16 unit measures whether bf16 pays for this model (`layer_bf16_speedup`)."""
     device = default_device(current)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -131,7 +136,11 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, conf
         elif sharded(recipe, current):  # a process group of one, without torchrun's environment
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     host_memory = keep_freed_host_memory(recipe.keep_host_memory, device)  # first: the bf16 probe measures with it
-    probe = (lambda: layer_bf16_speedup(config, micro_tokens)) if config is not None and micro_tokens else None
+    probe = None
+    if config is not None and context:
+        kernels = tuple(attention_decision(recipe, device, Precision(name, "probe"), context).value
+                        for name in ("fp32", "bf16"))
+        probe = lambda: layer_bf16_speedup(config, micro_batch, context, kernels)  # noqa: E731
     precision = choose_precision(recipe.precision, device, probe)
     if dist.is_initialized() and dist.get_world_size() > 1:  # a measured choice must be the same on every rank
         box = [precision]
@@ -154,17 +163,26 @@ class StepResult:
     """False when the divergence guard refused the update."""
 
 
-def load_model(model_dir: Path, recipe: PretrainRecipe):
+def attention_implementation(kernel: str) -> str:
+    """transformers' `attn_implementation` name of a recipe's attention kernel."""
+    from fuxitranyu.model.modeling import MATMUL_ATTENTION
+
+    return MATMUL_ATTENTION if kernel == "matmul" else kernel
+
+
+def load_model(model_dir: Path, attention: str):
+    """The model to train, with `attention` (a recipe's kernel name) as its attention implementation."""
     from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
 
+    implementation = attention_implementation(attention)
     if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
-        model = FuxiTranyuForCausalLM.from_pretrained(model_dir, attn_implementation=recipe.attention,
+        model = FuxiTranyuForCausalLM.from_pretrained(model_dir, attn_implementation=implementation,
                                                       dtype=torch.float32)
     else:
         # Config only (the model stage does not materialise presets of more than 4 GiB): build on the meta device;
         # the weights are allocated and initialised after sharding, each rank holding only its shard.
         config = FuxiTranyuConfig.from_pretrained(model_dir)
-        config._attn_implementation = recipe.attention
+        config._attn_implementation = implementation
         with torch.device("meta"):
             model = FuxiTranyuForCausalLM(config)
     return model
@@ -226,21 +244,61 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class CompileDecision:
-    compile: bool
+class Decision:
+    """What the trainer chose for a setting left at `auto` (or took from the recipe), and why: printed at start-up
+    and written to the manifest."""
+    value: bool | str
     reason: str
 
+    def as_dict(self, key: str) -> dict[str, Any]:
+        return {key: self.value, "reason": self.reason}
 
-def compile_decision(recipe: PretrainRecipe, runtime: Runtime) -> CompileDecision:
-    """Whether to compile the decoder layers, and why (printed, and written to the manifest). On CPUs `auto` leaves
-    them eager: over three runs of `bench_pretrain.py` on a 2-core Xeon, compiled layers ran 0.96-1.18x as fast as eager
-    (median 1.0x; benchmarks/RESULTS.md, 2026-11-30), no gain worth the compile time and its failure modes."""
+
+MATMUL_ATTENTION_MAX_CONTEXT = 2048
+"""`attention: auto` uses the matmul kernel on a CPU only up to this context: it keeps (heads × T × T)
+probabilities per layer, 16 MB per sequence and layer at 8 heads and T = 2048 in bf16."""
+
+
+def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: Precision, context: int) -> Decision:
+    """The attention kernel. `auto`: SDPA (FlashAttention-2-class kernels on GPUs, as the paper), except on a CPU
+    under bf16/fp16 autocast with short contexts, where PyTorch's CPU flash kernel hardly uses the bf16 unit and two
+    batched matmuls do: the whole step ran 1.04-1.11x as fast at hidden 256-512 (benchmarks/RESULTS.md); in fp32
+    the two kernels were equally fast (0.98-1.00x), so SDPA stays."""
+    if recipe.attention != "auto":
+        return Decision(recipe.attention, "set in the recipe")
+    if device.type == "cpu" and precision.autocast_dtype is not None:
+        if context <= MATMUL_ATTENTION_MAX_CONTEXT:
+            return Decision("matmul", f"on a CPU in {precision.name} batched matmuls use the bf16 unit, "
+                                      f"the CPU flash kernel hardly does (context {context} <= "
+                                      f"{MATMUL_ATTENTION_MAX_CONTEXT})")
+        return Decision("sdpa", f"context {context} > {MATMUL_ATTENTION_MAX_CONTEXT}: the matmul kernel's (T × T) "
+                                f"probabilities would cost too much memory")
+    return Decision("sdpa", "PyTorch's fused attention kernels (flash / memory-efficient)")
+
+
+CPU_COMPILE_MIN_STEPS = 1000
+"""`compile: auto` compiles on a CPU under bf16 only for runs of at least this many steps. Compiling the layers cold
+took ~29 s before the first step at hidden 256 (and again for the no-grad validation graph) and saved ~0.1 s a step
+(1.08-1.30x, benchmarks/RESULTS.md): it pays after 200-600 steps."""
+
+
+def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> Decision:
+    """Whether to compile the decoder layers with torch.compile, and why. `auto`: on GPUs; on a CPU only under
+    bf16/fp16 autocast (fused norms, RoPE and GeLU in low precision: 1.08-1.30x the whole step), for runs long enough
+    to repay the compile time, and when a C++ compiler is there (Inductor's CPU backend needs one). In fp32 compiled
+    layers ran 1.02-1.04x as fast as eager: not worth the compile time."""
     if recipe.compile != "auto":
-        return CompileDecision(bool(recipe.compile), "set in the recipe")
+        return Decision(bool(recipe.compile), "set in the recipe")
     if runtime.device.type == "cuda":
-        return CompileDecision(True, "on a GPU compiling pays within the first steps")
-    return CompileDecision(False, "on a CPU compiled layers measured no consistently faster than eager "
-                                  "(benchmarks/RESULTS.md)")
+        return Decision(True, "on a GPU compiling pays within the first steps")
+    if runtime.precision.autocast_dtype is None:
+        return Decision(False, "on a CPU in fp32 compiled layers are hardly faster than eager (benchmarks/RESULTS.md)")
+    if steps < CPU_COMPILE_MIN_STEPS:
+        return Decision(False, f"{steps} steps are too few to repay compiling on a CPU (needs {CPU_COMPILE_MIN_STEPS})")
+    if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        return Decision(False, "no C++ compiler found (torch.compile's CPU backend needs one)")
+    return Decision(True, f"on a CPU in {runtime.precision.name} compiled layers ran 1.08-1.30x as fast as eager "
+                          f"(benchmarks/RESULTS.md), which repays the compile time over {steps} steps")
 
 
 def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
@@ -295,14 +353,16 @@ class Trainer:
         self.console = console or Console(stderr=True)
         from fuxitranyu.model import FuxiTranyuConfig
 
-        micro_tokens = self.recipe.micro_batch_size * read_index(mix_dir)["context_length"]
         self.runtime = setup_runtime(self.recipe, current or world(), self.console,
-                                     FuxiTranyuConfig.from_pretrained(model_dir), micro_tokens)
+                                     FuxiTranyuConfig.from_pretrained(model_dir), self.recipe.micro_batch_size,
+                                     read_index(mix_dir)["context_length"])
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
         self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
         torch.manual_seed(self.seed)
-        self.model = load_model(model_dir, self.recipe)
+        self.attention = attention_decision(self.recipe, self.runtime.device, self.runtime.precision,
+                                            self.context_length)
+        self.model = load_model(model_dir, self.attention.value)
         if self.reader.index["vocab_size"] > self.model.config.vocab_size:
             raise FuxiError(f"the mix uses token ids up to {self.reader.index['vocab_size'] - 1} but the model's "
                             f"vocabulary has {self.model.config.vocab_size} entries", path=mix_dir)
@@ -311,10 +371,11 @@ class Trainer:
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
         self.check_memory()
-        self.compiled = compile_decision(self.recipe, self.runtime)
-        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.compile)
+        self.compiled = compile_decision(self.recipe, self.runtime, schedule.total_steps(self.recipe))
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.value)
         if self.runtime.rank == 0:
-            self.console.print(f"  torch.compile {'on' if self.compiled.compile else 'off'}: {self.compiled.reason}")
+            self.console.print(f"  attention {self.attention.value}: {self.attention.reason}")
+            self.console.print(f"  torch.compile {'on' if self.compiled.value else 'off'}: {self.compiled.reason}")
         self.optimizer = make_optimizer(self.wrapper, self.recipe)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
@@ -329,7 +390,8 @@ class Trainer:
         if self.recipe.ignore_memory_plan:
             return
         plan = memory_plan(self.model.config, self.recipe, self.context_length, self.runtime.world_size,
-                           self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device))
+                           self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device),
+                           self.attention.value)
         refuse_if_too_big(plan)
 
     def verify_shards(self) -> None:
