@@ -1,7 +1,9 @@
 """Pretraining throughput and MFU of our trainer, against a plain transformers loop, on a CPU or a GPU.
 
 CPU (default), two sizes, in one run:
-- ours in the precision `auto` picks here (bf16 autocast where the CPU has a bf16 unit, else fp32),
+- ours in the precision `auto` picks here (bf16 autocast where the CPU has a bf16 unit, else fp32), as a short run
+  gets it (`compile: auto` compiles on a CPU only for runs of 1000 steps or more), and compiled, as a long run gets it
+  (with an empty compile cache, so that its first step shows the whole compile time, and the break-even in steps),
 - ours in fp32,
 - baseline: the plain loop over transformers' `ArceeForCausalLM` of the same architecture in fp32
   (`loss = model(ids, labels=ids).loss; loss.backward(); AdamW.step()`), in a process with the C allocator's
@@ -9,8 +11,8 @@ CPU (default), two sizes, in one run:
 - the same plain loop with freed host memory kept (what our trainer does on a CPU), to show how much of our lead is
   the allocator and how much the rest (the fused loss, fused AdamW).
 Ours: `fuxitranyu.pretrain.train.Trainer` on a synthetic packed mix (random tokens) with the trainer's defaults
-(`compile: auto`, eager on a CPU; `keep_host_memory: auto`, kept on a CPU). `--compiled` adds ours compiled in fp32
-with the break-even of `torch.compile`. Every measurement runs in a fresh process (the allocator setting is
+(`attention: auto`, the matmul kernel on a CPU in bf16; `keep_host_memory: auto`, kept on a CPU). `--compiled` adds
+ours compiled in fp32. Every measurement runs in a fresh process (the allocator setting is
 process-wide), the variants alternate over `--rounds` rounds and each reports its median round, because this kind of
 VM moves by ±15% from minute to minute. MFU divides by the matmul peak of the dtype in use, measured with the
 trainer's own probe.
@@ -149,6 +151,7 @@ def baseline(config, sequences: int, context: int, steps: int, warmup: int) -> f
 
 VARIANTS = {  # name: (our trainer's settings, or None for the plain Arcee loop; keep host memory in the Arcee loop)
     "auto": (["pretrain.precision=auto"], False),
+    "auto compiled": (["pretrain.precision=auto", "pretrain.compile=true"], False),
     "fp32": (["pretrain.precision=fp32"], False),
     "arcee": (None, False),
     "arcee kept": (None, True),
@@ -177,9 +180,20 @@ def measure_one(size: str, variant: str, steps: int, warmup: int) -> dict:
             keep_freed_host_memory(True, torch.device("cpu"))
         return {"tokens_per_s": baseline(config, sequences, context, steps, warmup)}
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")  # compiled variants: a cold compile
         m = ours(config, sequences, context, steps, warmup, Path(tmp), settings)
     return {"tokens_per_s": m.tokens_per_s, "first_step_s": m.first_step_s, "peak_flops": m.peak_flops,
             "precision": m.precision}
+
+
+def break_even(eager: list[dict], compiled: list[dict], tokens_per_step: int) -> int | None:
+    """Steps after which compiling has paid for its first (compiling) step; None when compiled steps are not faster."""
+    def median(runs, key):
+        return statistics.median(r[key] for r in runs)
+
+    saved = (1 / median(eager, "tokens_per_s") - 1 / median(compiled, "tokens_per_s")) * tokens_per_step
+    extra = median(compiled, "first_step_s") - median(eager, "first_step_s")
+    return round(extra / saved) if saved > 0 else None
 
 
 def cpu(args) -> None:
@@ -207,37 +221,43 @@ def cpu(args) -> None:
         config, sequences, context = cpu_config(size)
         flops = summarize(config, context).training_flops_per_token
         median = {v: statistics.median(r["tokens_per_s"] for r in runs[size, v]) for v in variants}
-        peak = {v: runs[size, v][0]["peak_flops"] for v in ("auto", "fp32")}
+        # a peak is a peak: the best probe of all rounds (single probes on this VM sometimes ran at half speed)
+        peak = {v: max(r["peak_flops"] for r in runs[size, v]) for v in variants if "peak_flops" in runs[size, v][0]}
         row = {"size": size, "auto_precision": runs[size, "auto"][0]["precision"],
                **{f"{v.replace(' ', '_')}_tokens_per_s": [round(r["tokens_per_s"], 1) for r in runs[size, v]]
                   for v in variants},
-               "auto_over_fp32": median["auto"] / median["fp32"], "fp32_over_arcee": median["fp32"] / median["arcee"],
+               "auto_over_fp32": median["auto"] / median["fp32"],
+               "auto_compiled_over_fp32": median["auto compiled"] / median["fp32"],
+               "auto_compiled_over_auto": median["auto compiled"] / median["auto"],
+               "auto_compile_break_even_steps": break_even(runs[size, "auto"], runs[size, "auto compiled"],
+                                                           sequences * context),
+               "fp32_over_arcee": median["fp32"] / median["arcee"],
                "auto_over_arcee": median["auto"] / median["arcee"],
                "arcee_kept_over_arcee": median["arcee kept"] / median["arcee"],
                "fp32_over_arcee_kept": median["fp32"] / median["arcee kept"],
-               "mfu": {v: round(median[v] * flops / peak["auto" if v == "auto" else "fp32"], 4)
-                       for v in variants if v != "fp32 compiled"},
+               "mfu": {v: round(median[v] * flops / peak.get(v, peak["fp32"]), 4) for v in variants},
                "median_tokens_per_s": {v: round(t, 1) for v, t in median.items()}}
         if args.compiled:
-            compiled = runs[size, "fp32 compiled"]
-            gain = 1 / median["fp32"] - 1 / median["fp32 compiled"]  # seconds per token saved by compiling
-            extra = statistics.median(r["first_step_s"] for r in compiled) - \
-                statistics.median(r["first_step_s"] for r in runs[size, "fp32"])
             row["compiled_over_eager"] = median["fp32 compiled"] / median["fp32"]
-            row["compile_break_even_steps"] = round(extra / (gain * sequences * context)) if gain > 0 else None
+            row["compile_break_even_steps"] = break_even(runs[size, "fp32"], runs[size, "fp32 compiled"],
+                                                         sequences * context)
         rows.append(row)
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {load:.2f} -> {os.getloadavg()[0]:.2f}, torch {torch.__version__}; "
           f"auto = {auto.name} ({auto.reason}); median of {args.rounds} rounds, {args.steps} steps each")
-    print("| size | ours auto | ours fp32 | Arcee fp32 | Arcee fp32, memory kept | auto / fp32 | fp32 / Arcee | "
-          "auto / Arcee | fp32 / Arcee kept | MFU auto / fp32 / Arcee |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | ours auto | ours auto, compiled | ours fp32 | Arcee fp32 | Arcee fp32, memory kept | auto / fp32 | "
+          "auto compiled / fp32 | fp32 / Arcee | auto / Arcee | fp32 / Arcee kept | "
+          "MFU auto / auto compiled / fp32 / Arcee |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, mfu = r["median_tokens_per_s"], r["mfu"]
-        print(f"| {r['size']} | {t['auto']:,.0f} tok/s ({r['auto_precision']}) | {t['fp32']:,.0f} | {t['arcee']:,.0f} | "
-              f"{t['arcee kept']:,.0f} | {r['auto_over_fp32']:.2f}x | {r['fp32_over_arcee']:.2f}x | "
-              f"{r['auto_over_arcee']:.2f}x | {r['fp32_over_arcee_kept']:.2f}x | "
-              f"{mfu['auto']:.0%} / {mfu['fp32']:.0%} / {mfu['arcee']:.0%} |")
+        print(f"| {r['size']} | {t['auto']:,.0f} tok/s ({r['auto_precision']}) | {t['auto compiled']:,.0f} | "
+              f"{t['fp32']:,.0f} | {t['arcee']:,.0f} | {t['arcee kept']:,.0f} | {r['auto_over_fp32']:.2f}x | "
+              f"{r['auto_compiled_over_fp32']:.2f}x | {r['fp32_over_arcee']:.2f}x | {r['auto_over_arcee']:.2f}x | "
+              f"{r['fp32_over_arcee_kept']:.2f}x | {mfu['auto']:.0%} / {mfu['auto compiled']:.0%} / "
+              f"{mfu['fp32']:.0%} / {mfu['arcee']:.0%} |")
+        print(f"  auto compiled / auto: {r['auto_compiled_over_auto']:.2f}x, break-even of a cold compile "
+              f"{r['auto_compile_break_even_steps'] or 'never'} steps")
         if args.compiled:
             print(f"  compiled / eager fp32: {r['compiled_over_eager']:.2f}x, break-even "
                   f"{r['compile_break_even_steps'] or 'never'} steps")

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
 
 from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.model.export import convert_config, export_checkpoint
-from fuxitranyu.model.modeling import MATMUL_ATTENTION
+from fuxitranyu.model.modeling import MATMUL_ATTENTION, FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
 from fuxitranyu.model.summary import (
     closed_form_parameter_count,
     meta_parameter_count,
@@ -81,6 +82,28 @@ def test_matmul_attention_trains_like_arcee(dtype):
     tolerance = 1e-5 if dtype is None else 2e-2
     assert abs(loss - reference_loss) < tolerance * reference_loss
     assert (grads - reference_grads).norm() < tolerance * reference_grads.norm()
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+def test_matmul_attention_inside_a_compiled_layer_keeps_finite_equal_gradients():
+    """Inductor once turned this kernel's (and the plain eager attention's) bf16 gradients into NaNs; the kernel is
+    kept out of compiled graphs, so a compiled layer gives the eager layer's gradients."""
+    config = FuxiTranyuConfig(vocab_size=300, hidden_size=256, intermediate_size=512, num_attention_heads=4,
+                              num_hidden_layers=1, max_position_embeddings=64)  # a size where the NaNs showed
+    config._attn_implementation = MATMUL_ATTENTION
+    torch.manual_seed(0)
+    layer = FuxiTranyuDecoderLayer(config, 0)
+    rope = FuxiTranyuRotaryEmbedding(config)
+    x = torch.randn(8, 64, 256)
+    grads = []
+    for run in (layer, torch.compile(layer)):
+        inputs = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = run(inputs, position_embeddings=rope(inputs, torch.arange(64)[None]), attention_mask=None)
+        out.float().sum().backward()
+        grads.append(inputs.grad)
+    assert torch.isfinite(grads[1]).all()
+    assert (grads[1] - grads[0]).norm() < 2e-2 * grads[0].norm()
 
 
 def test_biases_and_untied_embeddings_present(tiny_config):

@@ -140,12 +140,14 @@ MATMUL_ATTENTION = "fuxitranyu_matmul"
 """Name of `matmul_attention_forward` in transformers' attention registry (`config._attn_implementation`)."""
 
 
+@torch.compiler.disable
 def matmul_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
     """Attention as two batched matmuls for CPU training in bf16. Hand-written because PyTorch's CPU flash kernel (the
     SDPA default there) runs bf16 hardly faster than fp32 (benchmarks/RESULTS.md: 33-41 vs 53 ms a layer at 4 x 8 heads
     x 512 positions), while `baddbmm` + `bmm` reach the bf16 matrix unit (18-24 ms). It materialises the (B·heads, T, S)
     probabilities, so it suits short contexts only; masks come in SDPA's form (None when purely causal, else boolean,
-    True = attend)."""
+    True = attend). Kept out of torch.compile graphs: Inductor (torch 2.13, CPU) gave NaN gradients for it, and for
+    `eager_attention_forward` too, under bf16 autocast on a static-shape compile."""
     batch, heads, length, head_dim = query.shape
     groups = module.num_key_value_groups
     key = key.repeat_interleave(groups, dim=1) if groups > 1 else key

@@ -261,9 +261,8 @@ probabilities per layer, 16 MB per sequence and layer at 8 heads and T = 2048 in
 
 def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: Precision, context: int) -> Decision:
     """The attention kernel. `auto`: SDPA (FlashAttention-2-class kernels on GPUs, as the paper), except on a CPU
-    under bf16/fp16 autocast with short contexts, where PyTorch's CPU flash kernel hardly uses the bf16 unit and two
-    batched matmuls do: the whole step ran 1.04-1.11x as fast at hidden 256-512 (benchmarks/RESULTS.md); in fp32
-    the two kernels were equally fast (0.98-1.00x), so SDPA stays."""
+    under bf16/fp16 autocast at short contexts, where PyTorch's CPU flash kernel hardly uses the bf16 unit and two
+    batched matmuls do (benchmarks/RESULTS.md). In fp32 the two kernels are equally fast, so SDPA stays."""
     if recipe.attention != "auto":
         return Decision(recipe.attention, "set in the recipe")
     if device.type == "cpu" and precision.autocast_dtype is not None:
@@ -323,7 +322,7 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype | None) -> float
     b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
     a @ b
     best = math.inf
-    for _ in range(3):
+    for _ in range(10):  # the best of several: a VM's cores were measured at half speed in some single calls
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
@@ -360,6 +359,7 @@ class Trainer:
         self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
         torch.manual_seed(self.seed)
+        self.compiled = compile_decision(self.recipe, self.runtime, schedule.total_steps(self.recipe))
         self.attention = attention_decision(self.recipe, self.runtime.device, self.runtime.precision,
                                             self.context_length)
         self.model = load_model(model_dir, self.attention.value)
@@ -371,7 +371,6 @@ class Trainer:
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
         self.check_memory()
-        self.compiled = compile_decision(self.recipe, self.runtime, schedule.total_steps(self.recipe))
         self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.value)
         if self.runtime.rank == 0:
             self.console.print(f"  attention {self.attention.value}: {self.attention.reason}")
