@@ -143,8 +143,8 @@ MATMUL_ATTENTION = "fuxitranyu_matmul"
 @torch.compiler.disable
 def matmul_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
     """Attention as two batched matmuls for CPU training in bf16. Hand-written because PyTorch's CPU flash kernel (the
-    SDPA default there) runs bf16 hardly faster than fp32 (benchmarks/RESULTS.md: 33-41 vs 53 ms a layer at 4 x 8 heads
-    x 512 positions), while `baddbmm` + `bmm` reach the bf16 matrix unit (18-24 ms). It materialises the (B·heads, T, S)
+    SDPA default there) runs bf16 hardly faster than fp32, while `baddbmm` + `bmm` reach the bf16 matrix unit: a whole
+    bf16 training step ran 1.06-1.11x as fast with it (benchmarks/bench_cpu_kernels.py). It materialises the (B·heads, T, S)
     probabilities, so it suits short contexts only; masks come in SDPA's form (None when purely causal, else boolean,
     True = attend). Kept out of torch.compile graphs: Inductor (torch 2.13, CPU) gave NaN gradients for it, and for
     `eager_attention_forward` too, under bf16 autocast on a static-shape compile."""

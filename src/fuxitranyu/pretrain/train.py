@@ -262,7 +262,8 @@ probabilities per layer, 16 MB per sequence and layer at 8 heads and T = 2048 in
 def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: Precision, context: int) -> Decision:
     """The attention kernel. `auto`: SDPA (FlashAttention-2-class kernels on GPUs, as the paper), except on a CPU
     under bf16/fp16 autocast at short contexts, where PyTorch's CPU flash kernel hardly uses the bf16 unit and two
-    batched matmuls do (benchmarks/RESULTS.md). In fp32 the two kernels are equally fast, so SDPA stays."""
+    batched matmuls do: the whole step ran 1.06-1.11x as fast at hidden 256-512 (benchmarks/RESULTS.md). In fp32 the
+    two kernels are equally fast, so SDPA stays."""
     if recipe.attention != "auto":
         return Decision(recipe.attention, "set in the recipe")
     if device.type == "cpu" and precision.autocast_dtype is not None:
@@ -277,15 +278,16 @@ def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: 
 
 CPU_COMPILE_MIN_STEPS = 1000
 """`compile: auto` compiles on a CPU under bf16 only for runs of at least this many steps. Compiling the layers cold
-took ~29 s before the first step at hidden 256 (and again for the no-grad validation graph) and saved ~0.1 s a step
-(1.08-1.30x, benchmarks/RESULTS.md): it pays after 200-600 steps."""
+took ~29 s before the first step at hidden 256 (and compiles again for the no-grad validation graph); compiled steps
+ran 1.07-1.13x as fast step by step (0.99-1.44x across rounds; benchmarks/RESULTS.md), a break-even of ~180 steps at
+hidden 256: a run of 1000 steps repays it several times over."""
 
 
 def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> Decision:
     """Whether to compile the decoder layers with torch.compile, and why. `auto`: on GPUs; on a CPU only under
-    bf16/fp16 autocast (fused norms, RoPE and GeLU in low precision: 1.08-1.30x the whole step), for runs long enough
-    to repay the compile time, and when a C++ compiler is there (Inductor's CPU backend needs one). In fp32 compiled
-    layers ran 1.02-1.04x as fast as eager: not worth the compile time."""
+    bf16/fp16 autocast (fused norms, RoPE and GeLU in low precision), for runs long enough to repay the compile time,
+    and when a C++ compiler is there (Inductor's CPU backend needs one). In fp32 compiled layers ran 1.04-1.06x as
+    fast as eager: not worth the compile time."""
     if recipe.compile != "auto":
         return Decision(bool(recipe.compile), "set in the recipe")
     if runtime.device.type == "cuda":
@@ -296,7 +298,7 @@ def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> De
         return Decision(False, f"{steps} steps are too few to repay compiling on a CPU (needs {CPU_COMPILE_MIN_STEPS})")
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
         return Decision(False, "no C++ compiler found (torch.compile's CPU backend needs one)")
-    return Decision(True, f"on a CPU in {runtime.precision.name} compiled layers ran 1.08-1.30x as fast as eager "
+    return Decision(True, f"on a CPU in {runtime.precision.name} compiled layers ran ~1.1x as fast as eager "
                           f"(benchmarks/RESULTS.md), which repays the compile time over {steps} steps")
 
 

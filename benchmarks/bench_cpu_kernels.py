@@ -1,0 +1,111 @@
+"""Which attention kernel and whether torch.compile pay on this CPU: training steps of the same model in several
+settings, alternating step by step in one process, so that each pair of neighbouring steps sees the same machine.
+
+bench_pretrain.py runs every variant in a fresh process and compares medians of rounds minutes apart; on a VM whose
+speed moves by ±15% from minute to minute that hides effects of 10%. Here the variants take turns (the order reversed
+every step), and each is compared with the first by the median ratio of its step time to the neighbouring step of
+the first. The step is the trainer's: `CausalLMLoss` (fused cross-entropy), the trainer's AdamW (fused), gradient
+clipping, with freed host memory kept as the trainer does on a CPU.
+
+Variants: `fp32` (SDPA), `fp32 matmul`, `fp32 compiled`, `bf16` (bf16 autocast, SDPA), `bf16 matmul` (our matmul attention kernel),
+`bf16 matmul compiled` (decoder layers compiled; the kernel stays outside the graph), `bf16 compiled` (SDPA).
+
+    python benchmarks/bench_cpu_kernels.py [--steps 14] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+
+SIZES = {  # the sizes of bench_pretrain.py: name: (hidden, layers, heads, sequences, context)
+    "hidden 256 x 4 layers, vocab 32k, 8 x 256": (256, 4, 4, 8, 256),
+    "hidden 512 x 8 layers, vocab 32k, 4 x 512": (512, 8, 8, 4, 512),
+}
+VARIANTS = {  # name: (autocast dtype, attention kernel, compiled)
+    "fp32": (None, "sdpa", False),
+    "fp32 matmul": (None, "matmul", False),
+    "fp32 compiled": (None, "sdpa", True),
+    "bf16": (torch.bfloat16, "sdpa", False),
+    "bf16 matmul": (torch.bfloat16, "matmul", False),
+    "bf16 matmul compiled": (torch.bfloat16, "matmul", True),
+    "bf16 compiled": (torch.bfloat16, "sdpa", True),
+}
+
+
+def training_step(size: tuple[int, ...], dtype, kernel: str, compiled: bool):
+    from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
+    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.loss import CausalLMLoss
+    from fuxitranyu.pretrain.train import attention_implementation, make_optimizer
+
+    hidden, layers, heads, _, context = size
+    config = FuxiTranyuConfig(vocab_size=32_000, hidden_size=hidden, intermediate_size=4 * hidden,
+                              num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
+    config._attn_implementation = attention_implementation(kernel)
+    torch.manual_seed(0)
+    model = FuxiTranyuForCausalLM(config).train()
+    if compiled:
+        for layer in model.model.layers:
+            layer.compile()
+    wrapper = CausalLMLoss(model, 4096)
+    optimizer = make_optimizer(wrapper, PretrainRecipe())
+
+    def step(ids: torch.Tensor) -> float:
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            total, losses = wrapper(ids[:, :-1], ids[:, 1:])
+        (total / losses.numel()).backward()
+        torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total.item() / losses.numel()
+
+    return step
+
+
+def main() -> None:
+    from fuxitranyu.runtime import keep_freed_host_memory
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=14)
+    parser.add_argument("--warmup", type=int, default=2, help="steps per variant left out (the first compiles)")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    keep_freed_host_memory(True, torch.device("cpu"))
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
+          f"{args.steps} steps per variant, the first {args.warmup} left out")
+    print("| size | variant | tok/s (median step) | first step | / fp32, median of paired steps | "
+          "/ bf16 (SDPA), paired |\n|---|---|---|---|---|---|")
+    for name, size in SIZES.items():
+        torch._dynamo.reset()  # each size compiles afresh with static shapes, as a training run does
+        steps = {variant: training_step(size, *settings) for variant, settings in VARIANTS.items()}
+        times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        sequences, context = size[3], size[4]
+        for index in range(args.steps):
+            ids = torch.randint(1, 32_000, (sequences, context + 1), generator=torch.Generator().manual_seed(index))
+            order = list(VARIANTS) if index % 2 == 0 else list(reversed(VARIANTS))
+            for variant in order:
+                started = time.perf_counter()
+                loss = steps[variant](ids)
+                times[variant].append(time.perf_counter() - started)
+                if loss != loss:
+                    raise SystemExit(f"{variant}: NaN loss at step {index}")
+        kept = {variant: t[args.warmup:] for variant, t in times.items()}
+
+        def paired(variant: str, base: str) -> float:
+            return statistics.median(b / a for a, b in zip(kept[variant], kept[base]))
+
+        for variant in VARIANTS:
+            print(f"| {name} | {variant} | {sequences * context / statistics.median(kept[variant]):,.0f} | "
+                  f"{times[variant][0]:.1f} s | {paired(variant, 'fp32'):.2f}x | {paired(variant, 'bf16'):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
