@@ -599,6 +599,27 @@ def test_auto_precision_follows_the_cpu_bf16_probe(monkeypatch, bf16_unit, expec
     assert runtime.choose_precision("fp16", torch.device("cpu")).needs_loss_scaling
 
 
+@pytest.mark.parametrize("context, bf16_kernel", [(256, "matmul"), (4096, "sdpa")])
+def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkeypatch, context, bf16_kernel):
+    from rich.console import Console
+
+    from fuxitranyu import runtime
+    from fuxitranyu.model import FuxiTranyuConfig
+    from fuxitranyu.pretrain import train as train_module
+    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.runtime import World
+
+    calls = []
+    monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: True)
+    monkeypatch.setattr(train_module, "layer_bf16_speedup", lambda *args: calls.append(args) or 1.5)
+    monkeypatch.setattr(train_module, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
+    config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=2)
+    chosen = train_module.setup_runtime(PretrainRecipe(), World(), Console(quiet=True), config, 3, context)
+    assert calls == [(config, 3, context, ("sdpa", bf16_kernel))]
+    assert chosen.precision.name == "bf16" and "1.5x" in chosen.precision.reason
+
+
 def test_mfu_divides_by_the_peak_of_the_dtype_in_use(tmp_path, monkeypatch):
     from fuxitranyu.pretrain import train as train_module
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import shutil
@@ -140,7 +141,7 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, conf
     if config is not None and context:
         kernels = tuple(attention_decision(recipe, device, Precision(name, "probe"), context).value
                         for name in ("fp32", "bf16"))
-        probe = lambda: layer_bf16_speedup(config, micro_batch, context, kernels)  # noqa: E731
+        probe = functools.partial(layer_bf16_speedup, config, micro_batch, context, kernels)
     precision = choose_precision(recipe.precision, device, probe)
     if dist.is_initialized() and dist.get_world_size() > 1:  # a measured choice must be the same on every rank
         box = [precision]
@@ -256,7 +257,7 @@ class Decision:
 
 MATMUL_ATTENTION_MAX_CONTEXT = 2048
 """`attention: auto` uses the matmul kernel on a CPU only up to this context: it keeps (heads × T × T)
-probabilities per layer, 16 MB per sequence and layer at 8 heads and T = 2048 in bf16."""
+probabilities per layer, 64 MiB per sequence and layer at 8 heads and T = 2048 in bf16."""
 
 
 def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: Precision, context: int) -> Decision:
