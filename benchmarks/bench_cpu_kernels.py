@@ -7,8 +7,9 @@ every step), and each is compared with the first by the median ratio of its step
 the first. The step is the trainer's: `CausalLMLoss` (fused cross-entropy), the trainer's AdamW (fused), gradient
 clipping, with freed host memory kept as the trainer does on a CPU.
 
-Variants: `fp32` (SDPA), `fp32 matmul`, `fp32 compiled`, `bf16` (bf16 autocast, SDPA), `bf16 matmul` (our matmul attention kernel),
-`bf16 matmul compiled` (decoder layers compiled; the kernel stays outside the graph), `bf16 compiled` (SDPA).
+Variants: `fp32` (SDPA), `fp32 matmul`, `fp32 compiled`, `bf16` (bf16 autocast, SDPA), `bf16 matmul` (our matmul
+attention kernel), `bf16 matmul compiled` (decoder layers compiled; the kernel stays outside the graph),
+`bf16 compiled` (SDPA). The sizes are bench_pretrain.py's.
 
     python benchmarks/bench_cpu_kernels.py [--steps 14] [--warmup 2]
 """
@@ -16,6 +17,7 @@ Variants: `fp32` (SDPA), `fp32 matmul`, `fp32 compiled`, `bf16` (bf16 autocast, 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -23,11 +25,8 @@ import time
 from datetime import datetime, timezone
 
 import torch
+from bench_pretrain import CPU_SIZES, cpu_config
 
-SIZES = {  # the sizes of bench_pretrain.py: name: (hidden, layers, heads, sequences, context)
-    "hidden 256 x 4 layers, vocab 32k, 8 x 256": (256, 4, 4, 8, 256),
-    "hidden 512 x 8 layers, vocab 32k, 4 x 512": (512, 8, 8, 4, 512),
-}
 VARIANTS = {  # name: (autocast dtype, attention kernel, compiled)
     "fp32": (None, "sdpa", False),
     "fp32 matmul": (None, "matmul", False),
@@ -39,15 +38,12 @@ VARIANTS = {  # name: (autocast dtype, attention kernel, compiled)
 }
 
 
-def training_step(size: tuple[int, ...], dtype, kernel: str, compiled: bool):
-    from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
+def training_step(config, dtype, kernel: str, compiled: bool):
+    from fuxitranyu.model import FuxiTranyuForCausalLM
     from fuxitranyu.pretrain.config import PretrainRecipe
     from fuxitranyu.pretrain.loss import CausalLMLoss
     from fuxitranyu.pretrain.train import attention_implementation, make_optimizer
 
-    hidden, layers, heads, _, context = size
-    config = FuxiTranyuConfig(vocab_size=32_000, hidden_size=hidden, intermediate_size=4 * hidden,
-                              num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context)
     config._attn_implementation = attention_implementation(kernel)
     torch.manual_seed(0)
     model = FuxiTranyuForCausalLM(config).train()
@@ -83,13 +79,13 @@ def main() -> None:
           f"{args.steps} steps per variant, the first {args.warmup} left out")
     print("| size | variant | tok/s (median step) | first step | / fp32, median of paired steps | "
           "/ bf16 (SDPA), paired |\n|---|---|---|---|---|---|")
-    for name, size in SIZES.items():
+    for name in CPU_SIZES:
         torch._dynamo.reset()  # each size compiles afresh with static shapes, as a training run does
-        steps = {variant: training_step(size, *settings) for variant, settings in VARIANTS.items()}
+        config, sequences, context = cpu_config(name)
+        steps = {variant: training_step(copy.deepcopy(config), *settings) for variant, settings in VARIANTS.items()}
         times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        sequences, context = size[3], size[4]
         for index in range(args.steps):
-            ids = torch.randint(1, 32_000, (sequences, context + 1), generator=torch.Generator().manual_seed(index))
+            ids = torch.randint(1, config.vocab_size, (sequences, context + 1), generator=torch.Generator().manual_seed(index))
             order = list(VARIANTS) if index % 2 == 0 else list(reversed(VARIANTS))
             for variant in order:
                 started = time.perf_counter()

@@ -1,5 +1,4 @@
 import json
-import shutil
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from fuxitranyu.model.summary import (
     meta_parameter_count,
     summarize,
 )
+from fuxitranyu.pretrain.train import cpp_compiler_found
 
 SIZES = {
     "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2),
@@ -54,12 +54,15 @@ def test_logits_equal_arcee(size, attn):
     mask[1, :4] = 0
     mask[2, :9] = 0
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    # the same mask as a ready 4D additive float mask (causal and padding), which transformers passes through as is
+    visible = torch.ones(17, 17, dtype=torch.bool).tril() & mask.bool()[:, None, None, :]
+    additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
     with torch.no_grad():
         for kwargs in ({}, {"attention_mask": mask}, {"attention_mask": mask, "position_ids": position_ids},
-                       {"position_ids": position_ids + 5}):
+                       {"position_ids": position_ids + 5}, {"attention_mask": additive}):
             a = ours(ids, **kwargs).logits
             b = arcee(ids, **kwargs).logits
-            keep = kwargs["attention_mask"].bool() if "attention_mask" in kwargs else torch.ones_like(ids).bool()
+            keep = mask.bool() if "attention_mask" in kwargs else torch.ones_like(ids).bool()
             assert (a - b)[keep].abs().max().item() < 1e-5, kwargs
     assert a.abs().max() > 0.1  # not a degenerate all-zero comparison
 
@@ -84,7 +87,7 @@ def test_matmul_attention_trains_like_arcee(dtype):
     assert (grads - reference_grads).norm() < tolerance * reference_grads.norm()
 
 
-@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(not cpp_compiler_found(), reason="torch.compile on a CPU needs a C++ compiler (CI installs g++)")
 def test_matmul_attention_inside_a_compiled_layer_keeps_finite_equal_gradients():
     """Inductor once turned this kernel's (and the plain eager attention's) bf16 gradients into NaNs; the kernel is
     kept out of compiled graphs, so a compiled layer gives the eager layer's gradients."""

@@ -667,6 +667,7 @@ def test_compile_auto_decides_from_device_precision_length_and_compiler(monkeypa
     assert not train.compile_decision(auto, runtime("cpu", "bf16"), long_run - 1).value
     assert train.compile_decision(auto, runtime("cpu", "bf16"), long_run).value
     monkeypatch.setattr(train.shutil, "which", lambda name: None)
+    assert not train.cpp_compiler_found()
     decision = train.compile_decision(auto, runtime("cpu", "bf16"), long_run)
     assert not decision.value and "no C++ compiler" in decision.reason
     assert train.compile_decision(PretrainRecipe(compile=True), runtime("cpu", "fp32"), 1).value

@@ -284,6 +284,11 @@ ran 1.07-1.13x as fast step by step (0.99-1.44x across rounds; benchmarks/RESULT
 hidden 256: a run of 1000 steps repays it several times over."""
 
 
+def cpp_compiler_found() -> bool:
+    """Whether a C++ compiler is on PATH: torch.compile's CPU backend (Inductor) builds its kernels with one."""
+    return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
+
+
 def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> Decision:
     """Whether to compile the decoder layers with torch.compile, and why. `auto`: on GPUs; on a CPU only under
     bf16/fp16 autocast (fused norms, RoPE and GeLU in low precision), for runs long enough to repay the compile time,
@@ -297,7 +302,7 @@ def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> De
         return Decision(False, "on a CPU in fp32 compiled layers are hardly faster than eager (benchmarks/RESULTS.md)")
     if steps < CPU_COMPILE_MIN_STEPS:
         return Decision(False, f"{steps} steps are too few to repay compiling on a CPU (needs {CPU_COMPILE_MIN_STEPS})")
-    if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+    if not cpp_compiler_found():
         return Decision(False, "no C++ compiler found (torch.compile's CPU backend needs one)")
     return Decision(True, f"on a CPU in {runtime.precision.name} compiled layers ran ~1.1x as fast as eager "
                           f"(benchmarks/RESULTS.md), which repays the compile time over {steps} steps")
