@@ -424,7 +424,7 @@ def test_sft_model_directory_serves_on_its_own(trained):
     assert GenerationConfig.from_pretrained(model_dir).eos_token_id == [401, 0]
     assert AutoModelForCausalLM.from_pretrained(model_dir).config.vocab_size == 512
     assert sorted(p.name for p in (trained["run"] / "sft").iterdir()) == [
-        "data_stats.json", "manifest.json", "metrics.jsonl", "mix.md", "model"]
+        "data_stats.json", "decisions.json", "manifest.json", "metrics.jsonl", "mix.md", "model"]
 
 
 def test_dpo_raises_the_chosen_minus_rejected_margin(trained):

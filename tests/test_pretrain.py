@@ -612,7 +612,7 @@ def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkey
     calls = []
     monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: True)
     monkeypatch.setattr(train_module, "layer_bf16_speedup", lambda *args: calls.append(args) or 1.5)
-    monkeypatch.setattr(train_module, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
+    monkeypatch.setattr(runtime, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
     config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                               num_attention_heads=2)
     chosen = train_module.setup_runtime(PretrainRecipe(), World(), Console(quiet=True), config, 3, context)

@@ -38,6 +38,26 @@ def _rebuild(cls: type[FuxiError], state: dict) -> FuxiError:
     return error
 
 
+def error_as_dict(error: FuxiError) -> dict:
+    """A FuxiError as JSON-ready data, for a process that hands it to another through a file (`error_from_dict`)."""
+    fields = {key: value for key, value in error.__dict__.items() if isinstance(value, (str, int, float, type(None)))}
+    return {"type": type(error).__name__, "fields": fields}
+
+
+def error_from_dict(data: dict) -> FuxiError:
+    """The FuxiError `error_as_dict` described, rebuilt without unpickling: a file in a run directory is data, never
+    code, so only the FuxiError classes loaded in this process can be named (others arrive as a plain FuxiError)."""
+    classes, pending = {}, [FuxiError]
+    while pending:
+        cls = pending.pop()
+        classes[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    fields = data.get("fields") if isinstance(data, dict) else None
+    if not isinstance(fields, dict) or not isinstance(fields.get("message"), str):
+        raise FuxiError(f"unreadable error record: {str(data)[:200]}")
+    return _rebuild(classes.get(data.get("type"), FuxiError), fields)
+
+
 class RecipeError(FuxiError):
     """A recipe or a command-line override is invalid."""
 

@@ -28,7 +28,7 @@ from fuxitranyu.analyze.stage import STAGE as ANALYZE
 from fuxitranyu.data.stage import STAGE as DATA
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.stage import STAGE as EVALUATE
-from fuxitranyu.io import atomic_directory, atomic_write_json, run_lock
+from fuxitranyu.io import atomic_directory, atomic_write_json, remove_interrupted_writes, run_lock, tree_sha256
 from fuxitranyu.logs import route_library_output
 from fuxitranyu.mix.stage import STAGE as MIX
 from fuxitranyu.model.stage import STAGE as MODEL
@@ -37,7 +37,7 @@ from fuxitranyu.pretrain.stage import STAGE as PRETRAIN
 from fuxitranyu.recipe import Recipe
 from fuxitranyu.report.stage import STAGE as REPORT
 from fuxitranyu.runtime import world
-from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest
+from fuxitranyu.stage import MANIFEST, Stage, StageContext, read_manifest, verify_inputs
 from fuxitranyu.tokenizer.stage import STAGE as TOKENIZER
 
 STAGES: tuple[Stage, ...] = (DATA, TOKENIZER, MODEL, MIX, PRETRAIN, SFT, DPO, EVALUATE, ANALYZE, REPORT)
@@ -169,6 +169,7 @@ def finished_inputs(recipe: Recipe, stage_name: str) -> StageContext:
             raise FuxiError(f"stage {need} has not run yet (fuxitranyu run {recipe.name} --only {need})",
                             path=recipe.run_dir / need)
         inputs[need], fingerprints[need] = recipe.run_dir / need, manifest["fingerprint"]
+    verify_inputs(inputs)
     return StageContext(recipe, recipe.run_dir / stage_name, inputs, fingerprints)
 
 
@@ -219,6 +220,11 @@ def _run_stage(item: PlannedStage, recipe: Recipe, console: Console, resume: boo
     for stale in recipe.run_dir.glob(f".{item.stage.name}.partial-*"):
         if stale != scratch:
             shutil.rmtree(stale, ignore_errors=True)
+    leftovers = remove_interrupted_writes(scratch)
+    if leftovers:
+        console.print(f"[dim]{item.stage.name}: removed {len(leftovers)} temporary file(s) of a write the last run "
+                      f"was killed in (e.g. {leftovers[0].relative_to(scratch)})[/]")
+    verify_inputs(item.inputs)
     with atomic_directory(item.directory, scratch) as tmp:
         context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current, verbose)
         stats = item.stage.run(context)
@@ -232,6 +238,7 @@ def _run_stage(item: PlannedStage, recipe: Recipe, console: Console, resume: boo
             "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3),
+            "files": tree_sha256(tmp, skip=(MANIFEST, *item.stage.unhashed)),
         }
         atomic_write_json(tmp / MANIFEST, manifest)
     return manifest

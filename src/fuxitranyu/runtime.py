@@ -2,21 +2,26 @@
 
 `world()` reads the distributed launch (torchrun's RANK / WORLD_SIZE / LOCAL_RANK) once; `choose_precision()`
 decides the training dtype from what the hardware does fast, for pretraining, SFT/DPO and evaluation alike;
-`keep_freed_host_memory()` stops the C allocator from handing a CPU training step's large tensors back to the kernel.
+`keep_freed_host_memory()` stops the C allocator from handing a CPU training step's large tensors back to the kernel;
+`RunDecisions` records what a run decided from the machine so that a resumed run reuses it (DESIGN.md decision 11).
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class Precision:
     def as_dict(self) -> dict[str, str]:
         return {"precision": self.name, "reason": self.reason}
 
+    @property
+    def decision(self) -> Decision:
+        return Decision(self.name, self.reason)
+
 
 @cache
 def cpu_has_bf16_unit() -> bool:
@@ -129,6 +138,10 @@ class HostMemory:
     def as_dict(self) -> dict[str, object]:
         return {"kept": self.kept, "reason": self.reason}
 
+    @property
+    def decision(self) -> Decision:
+        return Decision(self.kept, self.reason)
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's <malloc.h>
 
@@ -154,3 +167,86 @@ def keep_freed_host_memory(requested: bool | str, device: torch.device) -> HostM
         return HostMemory(False, "glibc refused the mallopt settings")
     why = "set in the recipe" if requested is True else "training on a CPU"
     return HostMemory(True, f"{why}: freed tensors are reused instead of unmapped and faulted in again each step")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a run chose for a setting (from the machine when the recipe says `auto`, else as the recipe says), and
+    why: printed at start-up, written to the manifest, recorded in the run's `decisions.json`."""
+    value: bool | str | float
+    reason: str
+
+    def as_dict(self, key: str) -> dict[str, Any]:
+        return {key: self.value, "reason": self.reason}
+
+
+DECISIONS = "decisions.json"
+"""A stage's record of its decisions, in its working directory beside its checkpoints."""
+
+
+class RunDecisions:
+    """Decide once, record, reuse: what a training stage chose from the machine (precision, attention kernel,
+    compile, kept host memory, the peak FLOP/s of MFU) is part of the run. The first start decides and records it in
+    `<stage dir>/decisions.json`; a resumed start takes the recorded choice instead of measuring again, so a probe
+    that answers differently under another load cannot switch a run's precision or kernel half-way (DESIGN.md
+    decision 11). A recipe that now asks explicitly for something else than the run started with is refused."""
+
+    def __init__(self, directory: Path | None):
+        self.path = None if directory is None else Path(directory) / DECISIONS
+        self.recorded = self._read()
+        self.made: dict[str, dict[str, Any]] = {}
+        self.reused: set[str] = set()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            recorded = json.loads(self.path.read_text(encoding="utf-8"))
+            if not all({"requested", "value", "reason"} <= set(entry) for entry in recorded.values()):
+                raise ValueError("an entry lacks requested, value or reason")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as err:
+            raise FuxiError(f"the run's record of its decisions is unreadable ({err}); delete it to let this run "
+                            f"decide afresh, or start over with --no-resume", path=self.path) from None
+        return recorded
+
+    def decide(self, key: str, requested: Any, choose: Callable[[], Decision]) -> Decision:
+        """The recorded decision for `key` when this run made one before, else `choose()`'s."""
+        record = self.recorded.get(key)
+        if record is None:
+            decision = choose()
+        else:
+            if requested != "auto" and requested not in (record["requested"], record["value"]):
+                raise FuxiError(f"{key}: this run started with {record['value']!r} ({record['reason']}) and the "
+                                f"recipe now asks for {requested!r}; a resumed run keeps what it started with: set "
+                                f"it back, or start over with --no-resume", path=self.path)
+            decision = Decision(record["value"], record["reason"])
+            self.reused.add(key)
+        self.made[key] = {"requested": requested, "value": decision.value, "reason": decision.reason}
+        return decision
+
+    def describe(self, key: str, shown: str | None = None) -> str:
+        """One line for the terminal: the choice, why, and whether it was taken from the run's record."""
+        made = self.made[key]
+        again = f" [decided when this run started ({DECISIONS}), reused]" if key in self.reused else ""
+        return f"{key.replace('_', ' ')} {shown if shown is not None else made['value']}: {made['reason']}{again}"
+
+    def save(self) -> None:
+        if self.path is not None and self.made != self.recorded:
+            atomic_write_json(self.path, self.made)
+
+
+def decided_precision(decisions: RunDecisions, requested: str, device: torch.device,
+                      bf16_speedup: Callable[[], float] | None = None) -> Precision:
+    """`choose_precision` made once per run: at its first start, else as `decisions` recorded it."""
+    chosen = decisions.decide("precision", requested,
+                              lambda: choose_precision(requested, device, bf16_speedup).decision)
+    return Precision(str(chosen.value), chosen.reason)
+
+
+def decided_host_memory(decisions: RunDecisions, requested: bool | str, device: torch.device) -> HostMemory:
+    """`keep_freed_host_memory` made once per run; a recorded `kept` is applied again, since the setting lives in the
+    process."""
+    kept = decisions.decide("host_memory", requested, lambda: keep_freed_host_memory(requested, device).decision)
+    if "host_memory" in decisions.reused and kept.value:
+        keep_freed_host_memory(True, device)
+    return HostMemory(bool(kept.value), kept.reason)

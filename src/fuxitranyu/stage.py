@@ -4,7 +4,8 @@ A low module: stage packages import it, `fuxitranyu.pipeline` imports the stage 
 
     Stage(name, sections, needs, run)      declared once, in the stage package's `stage.py` as `STAGE`
     run(ctx: StageContext) -> stats       writes into ctx.out_dir, reads other stages only through ctx.inputs
-    <run dir>/<stage>/manifest.json       written by the pipeline when `run` returns (config, fingerprints, stats)
+    <run dir>/<stage>/manifest.json       written by the pipeline when `run` returns (config, fingerprints, stats,
+                                          the sha256 of every file, checked before a later stage reads them)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from fuxitranyu.io import check_sha256
 from fuxitranyu.runtime import World, world
 
 if TYPE_CHECKING:
@@ -61,12 +63,25 @@ class Stage:
     """Whether the recipe runs this stage (e.g. its section is present); None: always."""
     own_progress: bool = False
     """The stage draws its own progress display (rates, ETA); otherwise the pipeline shows a status line."""
+    unhashed: tuple[str, ...] = ()
+    """Top-level entries of the stage's directory whose files the manifest does not hash, because they carry hashes
+    of their own (pretraining's checkpoints, each with its checkpoint.json): hashing them again would cost hours at
+    the paper's scale."""
 
     def needs_for(self, recipe: Recipe) -> tuple[str, ...]:
         return self.needs(recipe) if callable(self.needs) else self.needs
 
     def enabled_in(self, recipe: Recipe) -> bool:
         return self.enabled is None or self.enabled(recipe)
+
+
+def verify_inputs(inputs: dict[str, Path]) -> None:
+    """Hashes written are hashes checked: every file an input stage's manifest hashed must still hash the same before
+    a stage reads it; a FuxiError names the first that does not."""
+    for name, directory in inputs.items():
+        manifest = read_manifest(directory)
+        if manifest is not None:
+            check_sha256(directory, manifest.get("files", {}), name)
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import torch
 
 from fuxitranyu.analyze.config import split_named_path
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.pretrain.checkpoint import CorruptCheckpoint, describe, list_checkpoints
+from fuxitranyu.pretrain.checkpoint import STATE, CorruptCheckpoint, describe, list_checkpoints, verify_files
 from fuxitranyu.tokenizer.fertility import ParallelSet
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -147,8 +147,9 @@ def checkpoint_specs(folder: Path, tokenizer: Path, limit: int | None = None) ->
     for path in paths:
         try:
             checkpoint = describe(path)
+            verify_files(checkpoint, skip=(STATE,))
         except CorruptCheckpoint as err:
-            raise FuxiError(f"not a checkpoint: {err.message}", path=path) from None
+            raise FuxiError(f"unusable checkpoint: {err.message}", path=err.path or path) from None
         specs.append(ModelSpec(path.name, path, Path(tokenizer), checkpoint.step, checkpoint.tokens))
     return specs
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from fuxitranyu.analyze.neurons import NeuronImportance
 from fuxitranyu.analyze.representations import RepresentationSimilarity
-from fuxitranyu.io import atomic_write_json, atomic_write_text
+from fuxitranyu.io import atomic_path, atomic_write_json, atomic_write_text
 
 NEURON_DEFINITION = (
     "importance = mean over the language's sentences of |sum over the sentence's tokens of dL/dh_i * h_i|, summed "
@@ -80,10 +80,8 @@ def write_neuron_tables(results: Sequence[NeuronImportance], folder: Path, save_
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
-    tmp.replace(path)
 
 
 def write_similarity_tables(results: Sequence[RepresentationSimilarity], folder: Path) -> list[str]:

@@ -3,8 +3,6 @@ or figure state is touched."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 from fuxitranyu.analyze.neurons import NeuronImportance
 from fuxitranyu.analyze.representations import RepresentationSimilarity
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import save_figure
 
 
 def _figure(width: float, height: float):
@@ -29,18 +28,6 @@ def matplotlib_missing() -> bool:
     except ImportError:
         return True
     return False
-
-
-def save_figure(figure, path: Path) -> None:
-    """Write atomically: a kill leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        figure.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _heatmap(ax, values: np.ndarray, rows: Sequence[str], columns: Sequence[str], cmap: str, **limits):
@@ -61,7 +48,7 @@ def layer_importance_figure(result: NeuronImportance, path: Path) -> None:
     ax.set_xlabel("layer")
     ax.set_title(f"{result.model}: importance of layers")
     figure.colorbar(image, ax=ax, label="importance")
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 
 def component_importance_figure(result: NeuronImportance, path: Path) -> None:
@@ -84,7 +71,7 @@ def component_importance_figure(result: NeuronImportance, path: Path) -> None:
         ax.tick_params(labelsize=7)
     figure.suptitle(f"{result.model}: importance of components")
     figure.colorbar(image, ax=list(axes), label="importance", shrink=0.8)
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 
 def similarity_heatmaps_figure(results: Sequence[RepresentationSimilarity], layer: int | None, path: Path) -> None:
@@ -102,7 +89,7 @@ def similarity_heatmaps_figure(results: Sequence[RepresentationSimilarity], laye
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(f"{result.model}, layer {chosen}", fontsize=10)
     figure.colorbar(image, ax=list(axes), label="cosine similarity", shrink=0.8)
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 
 def mean_similarity_figure(results: Sequence[RepresentationSimilarity], path: Path, title: str) -> None:
@@ -127,7 +114,7 @@ def mean_similarity_figure(results: Sequence[RepresentationSimilarity], path: Pa
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=7)
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 
 def importance_evolution_figure(results: Sequence[NeuronImportance], path: Path) -> None:
@@ -144,4 +131,4 @@ def importance_evolution_figure(results: Sequence[NeuronImportance], path: Path)
     ax.set_ylabel("layer")
     ax.set_title("importance of layers across checkpoints (mean over languages)")
     figure.colorbar(image, ax=ax, label="importance")
-    save_figure(figure, path)
+    save_figure(figure, path, dpi=150, bbox_inches="tight")

@@ -8,8 +8,8 @@ errors pickle, see `fuxitranyu.errors`); and pool workers must not outlive a kil
 from __future__ import annotations
 
 import ctypes
+import json
 import os
-import pickle
 import signal
 import sys
 import time
@@ -21,7 +21,7 @@ from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, Slurm
 from loguru import logger
 
 from fuxitranyu.data.config import DataRecipe, RayExecution
-from fuxitranyu.errors import FuxiError
+from fuxitranyu.errors import FuxiError, error_as_dict, error_from_dict
 
 EXECUTOR_LOG = "executor.log"
 
@@ -120,22 +120,26 @@ def preload_in_workers() -> None:
 
 
 ERRORS = "errors"
-"""`<logging dir>/errors/<rank>.pickle`: the error a task raised, for executors that do not return it (Ray, Slurm)."""
+"""`<logging dir>/errors/<rank>.json`: the error a task raised, for executors that do not return it (Ray, Slurm). JSON,
+not pickle: the driver reads it back from a shared folder and must not run what it finds there."""
 
 
 def record_task_error(executor, rank: int, error: BaseException) -> None:
     """Keep a task's error beside its logs, so the stage can raise it whole in the driver."""
     if isinstance(error, FuxiError):
-        with executor.logging_dir.open(f"{ERRORS}/{rank:05d}.pickle", "wb") as f:
-            pickle.dump(error, f)
+        with executor.logging_dir.open(f"{ERRORS}/{rank:05d}.json", "w") as f:
+            json.dump(error_as_dict(error), f)
 
 
 def raise_task_errors(logging_dir: Path, executor) -> None:
     """After a phase on Ray or Slurm: the first recorded task error, else a clear error for tasks that did not
     complete."""
-    for path in sorted((logging_dir / ERRORS).glob("*.pickle")):
-        with open(path, "rb") as f:
-            raise pickle.load(f)
+    for path in sorted((logging_dir / ERRORS).glob("*.json")):
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise FuxiError(f"a task failed and its error record is unreadable ({err})", path=path) from None
+        raise error_from_dict(recorded)
     incomplete = executor.get_incomplete_ranks(range(executor.world_size))
     if incomplete:
         raise FuxiError(f"{len(incomplete)} of {executor.world_size} tasks did not complete (tasks "

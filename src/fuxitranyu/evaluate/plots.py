@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fuxitranyu.evaluate.results import Table
+from fuxitranyu.io import save_figure
 
 
 def _pyplot():
@@ -32,8 +33,7 @@ def plot_table(table: Table, models: list[str], path: Path) -> None:
     ax.set_title(f"{table.benchmark}: {table.metric} per language ({better})")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -49,6 +49,5 @@ def plot_curves(points: dict[str, dict[int, float]], title: str, ylabel: str, pa
     ax.set_title(title)
     ax.legend(fontsize="x-small", ncol=2 if len(points) > 12 else 1, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

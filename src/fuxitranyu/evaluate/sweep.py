@@ -27,7 +27,7 @@ from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, evaluate_mode
 from fuxitranyu.evaluate.results import PERCENT_METRICS, ResultRow, slug
 from fuxitranyu.evaluate.run import Evaluation
 from fuxitranyu.io import atomic_write_json, atomic_write_text
-from fuxitranyu.pretrain.checkpoint import Checkpoint, describe, list_checkpoints
+from fuxitranyu.pretrain.checkpoint import STATE, Checkpoint, describe, list_checkpoints, verify_files
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def sweep(folder: Path, evaluation: Evaluation, settings: Settings, name: str, t
     done = []
     for path in checkpoints:
         checkpoint = describe(path)
+        verify_files(checkpoint, skip=(STATE,))
         record, checkpoint_id = out / f"{path.name}.json", identity(checkpoint)
         rows = _reusable(record, checkpoint_id, key)
         reused = rows is not None

@@ -119,9 +119,11 @@ def load_chat_tokenizer(model_dir: Path) -> ChatTokenizer:
     return ChatTokenizer(tokenizer, pad, end_of_turn_ids(tokenizer))
 
 
-def load_model(model_dir: Path, chat: ChatTokenizer, attention: str) -> PreTrainedModel:
+def load_model(model_dir: Path, chat: ChatTokenizer, attention: str, seed: int = 0) -> PreTrainedModel:
     """The model in fp32 (the trainer's mixed precision keeps fp32 master weights), its embeddings grown when the
-    pad token is new and beyond them, its pad and stop tokens set for generation."""
+    pad token is new and beyond them, its pad and stop tokens set for generation. transformers draws the grown rows
+    at random (around the mean of the others): from `seed`, so that the same run gives the same weights, and a DPO
+    reference loaded apart from its policy gets the very same rows."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -134,7 +136,9 @@ def load_model(model_dir: Path, chat: ChatTokenizer, attention: str) -> PreTrain
     except (OSError, ValueError, KeyError) as err:
         raise FuxiError(f"cannot load the model ({err})", path=model_dir) from None
     if len(chat.tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(chat.tokenizer), pad_to_multiple_of=EMBEDDING_MULTIPLE)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.resize_token_embeddings(len(chat.tokenizer), pad_to_multiple_of=EMBEDDING_MULTIPLE)
     model.config.pad_token_id = chat.pad.id
     model.generation_config.pad_token_id = chat.pad.id
     model.generation_config.eos_token_id = chat.stop_ids

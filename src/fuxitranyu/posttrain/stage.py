@@ -31,14 +31,22 @@ from fuxitranyu.posttrain.model import (
     saved_vocab_size,
 )
 from fuxitranyu.posttrain.train import CHECKPOINTS, METRICS, train, trl_arguments, trl_config
-from fuxitranyu.runtime import choose_precision, default_device, keep_freed_host_memory
+from fuxitranyu.runtime import (
+    DECISIONS,
+    HostMemory,
+    Precision,
+    RunDecisions,
+    decided_host_memory,
+    decided_precision,
+    default_device,
+)
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.train import portable_tokenizer_class
 
 if TYPE_CHECKING:
     from fuxitranyu.recipe import Recipe
 
-OUTPUTS = ("model", CHECKPOINTS, METRICS, "data_stats.json", "mix.md", "demo.jsonl")
+OUTPUTS = ("model", CHECKPOINTS, METRICS, "data_stats.json", "mix.md", "demo.jsonl", DECISIONS)
 PREVIOUS = {"sft": "pretrain", "dpo": "sft"}
 """The stage whose `model/` is the base model when the section names none."""
 
@@ -93,7 +101,7 @@ def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, secti
                             f"{vocabularies[1]} ids); DPO compares their log-probabilities token by token",
                             path=section.reference)
     if section.reference or chat.pad.how == "added":  # another model, or embeddings grown for a new <PAD>
-        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention)
+        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention, args.seed)
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=mixture.dataset,
                       processing_class=chat.tokenizer)
 
@@ -108,6 +116,19 @@ def _quiet_unless_terminal() -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
+def decide(ctx: StageContext, section: PostTrainRecipe, device) -> tuple[Precision, HostMemory]:
+    """Precision and kept host memory, decided at the run's first start and reused when it resumes (the Trainer's
+    checkpoints hold optimizer state of that precision)."""
+    decisions = RunDecisions(ctx.out_dir)
+    precision = decided_precision(decisions, section.precision, device)
+    host_memory = decided_host_memory(decisions, "auto", device)  # as pretraining: no page faults for each step
+    if ctx.world.is_main:
+        decisions.save()
+        for key in sorted(decisions.reused):
+            ctx.console.print(f"  {decisions.describe(key)}")
+    return precision, host_memory
+
+
 def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     section: PostTrainRecipe = getattr(ctx.recipe, key)
     _quiet_unless_terminal()
@@ -118,17 +139,16 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     base = Path(section.model) if section.model else ctx.inputs[PREVIOUS[key]] / "model"
     chat = load_chat_tokenizer(base)
     mixture = prepare_mixture(ctx, section, preference=key == "dpo")
-    model = load_model(base, chat, section.attention)
+    model = load_model(base, chat, section.attention, ctx.recipe.seed)
     check_fits(model, section.max_length, f"{key}.max_length")
     device = default_device(ctx.world)
-    precision = choose_precision(section.precision, device)
-    host_memory = keep_freed_host_memory("auto", device)  # as pretraining: no page faults for each step's tensors
+    precision, host_memory = decide(ctx, section, device)
     ctx.console.print(f"{key}: {len(mixture.dataset)} examples, {precision.name} ({precision.reason})")
     arguments = trl_arguments(section, key, ctx.recipe.seed, ctx.out_dir, precision, ctx.world,
                               cpu=device.type == "cpu")
     args = trl_config(section, arguments, key)
     trainer = _trainer(key, model, args, mixture, chat, section, base)
-    summary = train(trainer, ctx.out_dir, ctx.resume)
+    summary = train(trainer, ctx.out_dir, ctx.resume, ctx.console)
     trainer.save_model(str(ctx.out_dir / "model"))  # weights, config, generation config, tokenizer (FSDP-aware)
     if ctx.world.is_main:
         portable_tokenizer_class(ctx.out_dir / "model")

@@ -9,14 +9,18 @@ the two that TRL sets for GPUs and that we decide from the hardware: `bf16` (via
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256
 from fuxitranyu.posttrain.config import DpoRecipe, PostTrainRecipe, SftRecipe
 from fuxitranyu.runtime import Precision, World
 
@@ -102,30 +106,130 @@ def trl_config(section: PostTrainRecipe, args: dict[str, Any], key: str):
 
 
 class MetricsWriter(TrainerCallback):
-    """TRL's logs, one JSON line per logging step, in `metrics.jsonl` (rank 0)."""
+    """TRL's logs, one JSON line per logging step, in `metrics.jsonl` (rank 0). On a resume, what the interrupted
+    run logged after its checkpoint is dropped (it is logged again), and the closing summary's `train_loss` is the
+    whole run's, not only the resumed part's."""
 
-    def __init__(self, path: Path, resumed_at_step: int | None):
-        self.path = path
-        if resumed_at_step is None:
+    def __init__(self, path: Path, resumed: Resumption | None):
+        self.path, self.resumed = path, resumed
+        if resumed is None:
             path.unlink(missing_ok=True)
-        elif path.is_file():  # lines logged after the checkpoint we resume from are logged again
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if json.loads(line).get("step", 0) <= resumed_at_step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        elif path.is_file():
+            kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if _logged_before(line, resumed.step)]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
+            if "train_loss" in record:
+                record["train_loss"] = whole_run_loss(record["train_loss"], state.global_step, self.resumed)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
 
-def last_checkpoint(out_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def whole_run_loss(call_loss: float, steps: int, resumed: Resumption | None) -> float:
+    """The mean training loss over all `steps` of a run, from the mean the Trainer reports for its last `train()`
+    call and what the checkpoint that call resumed from carried."""
+    if resumed is None:
+        return call_loss
+    return (call_loss * (steps - resumed.step) + resumed.loss_sum) / max(steps, 1)
 
+
+def _logged_before(line: str, step: int) -> bool:
+    """Whether a metrics line of an interrupted run stays when it resumes from `step`: not a line cut short by the
+    kill, nothing the resumed run logs again (later steps), and not the summary of a run that had finished training
+    (the resumed run writes its own)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and record.get("step", 0) <= step and "train_runtime" not in record
+
+
+DESCRIPTION = "checkpoint.json"
+"""Written into a Trainer checkpoint after the Trainer has finished it: step, the sha256 of every file, and the run's
+totals so far. A checkpoint without it was cut short by a kill."""
+
+
+@dataclass(frozen=True)
+class Resumption:
+    checkpoint: Path
+    step: int
+    loss_sum: float
+    """Sum of the per-step training losses up to the checkpoint (the Trainer reports the mean of one `train()` call
+    only, so a resumed run's whole mean needs it)."""
+    num_tokens: int | None
+    """TRL's count of tokens trained on so far (its trainers restart it at 0 in every `train()` call)."""
+
+
+class RunCheckpoints(TrainerCallback):
+    """Makes the Trainer's checkpoints resumable after any kill. transformers writes `checkpoint-N/` in place, file by
+    file, so a kill leaves a folder that looks like a checkpoint and fails to load. After each save this callback
+    hashes the finished folder into its `checkpoint.json`, together with the totals the Trainer does not carry over a
+    resume: the running loss sum and TRL's token count, which it puts back when a resumed run starts."""
+
+    def __init__(self, trainer: Trainer, resumed: Resumption | None):
+        self.trainer = trainer
+        self.resumed = resumed
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resumed is not None and self.resumed.num_tokens is not None:
+            self.trainer._total_train_tokens = self.resumed.num_tokens  # TRL's counter behind `num_tokens`
+
+    def loss_sum(self) -> float:
+        """The Trainer's running loss sum of this `train()` call (logged part + the part since the last log), plus
+        what the resumed checkpoint carried."""
+        trainer = self.trainer
+        this_call = trainer._total_loss_scalar + float(trainer._tr_loss.item())
+        return this_call + (self.resumed.loss_sum if self.resumed else 0.0)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != DESCRIPTION}
+        atomic_write_json(folder / DESCRIPTION, {
+            "step": state.global_step, "files": files, "loss_sum": self.loss_sum(),
+            "num_tokens": getattr(self.trainer, "_total_train_tokens", None)})
+
+
+def newest_intact_checkpoint(out_dir: Path, console) -> Resumption | None:
+    """The newest Trainer checkpoint whose files match their `checkpoint.json`; each one that does not (cut short by a
+    kill, changed since) is moved to `checkpoints/corrupt/` with a line saying why, as pretraining does."""
     folder = out_dir / CHECKPOINTS
-    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    return Path(found) if found else None
+    if not folder.is_dir():
+        return None
+    numbered = [(int(p.name.rsplit("-", 1)[1]), p) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    for step, path in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            described = json.loads((path / DESCRIPTION).read_text(encoding="utf-8"))
+            return Resumption(path, step, float(described["loss_sum"]), described.get("num_tokens"))
+        aside = folder / "corrupt" / path.name
+        aside.parent.mkdir(exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        path.rename(aside)
+        console.print(f"[yellow]{path.name}: {problem}; set aside in {aside.parent}[/]")
+    return None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from, or None."""
+    try:
+        described = json.loads((path / DESCRIPTION).read_text(encoding="utf-8"))
+        files, _ = dict(described["files"]), float(described["loss_sum"])
+    except FileNotFoundError:
+        return f"no {DESCRIPTION}: the save was cut short"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        return f"unreadable {DESCRIPTION} ({err})"
+    for name, digest in files.items():
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if file_sha256(path / name) != digest:
+            return f"{name} differs from the hash written with the checkpoint"
+    return None
 
 
 class BarWithLoss(ProgressCallback):
@@ -136,24 +240,25 @@ class BarWithLoss(ProgressCallback):
             self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
 
 
-def train(trainer: Trainer, out_dir: Path, resume: bool) -> dict[str, Any]:
-    """Run the trainer (from the newest checkpoint when resuming) and summarise its logs."""
-    checkpoint = last_checkpoint(out_dir) if resume else None
-    step = None
-    if checkpoint is not None:
-        step = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+def train(trainer: Trainer, out_dir: Path, resume: bool, console) -> dict[str, Any]:
+    """Run the trainer (from the newest intact checkpoint when resuming) and summarise the whole run, also across
+    resumes: the step count, the mean training loss over every step, and TRL's token count."""
+    resumed = newest_intact_checkpoint(out_dir, console) if resume else None
     # Every log goes to metrics.jsonl; the terminal keeps one progress display per stage (without a terminal
     # transformers would print each log dict to stdout, with one it writes them under the bar).
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(BarWithLoss)
-    trainer.add_callback(MetricsWriter(out_dir / METRICS, step))
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.add_callback(MetricsWriter(out_dir / METRICS, resumed))
+    trainer.add_callback(RunCheckpoints(trainer, resumed))
+    result = trainer.train(resume_from_checkpoint=str(resumed.checkpoint) if resumed else None)
+    steps = trainer.state.global_step
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     return {
-        "steps": trainer.state.global_step,
-        "resumed_from_step": step,
-        "train_loss": result.training_loss,
+        "steps": steps,
+        "resumed_from_step": resumed.step if resumed else None,
+        "train_loss": whole_run_loss(result.training_loss, steps, resumed),
+        "num_tokens": getattr(trainer, "_total_train_tokens", None),
         "seconds": round(result.metrics.get("train_runtime", 0.0), 3),
         "first_log": logged[0] if logged else None,
         "last_log": logged[-1] if logged else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_write_json, file_sha256
+from fuxitranyu.io import TMP_SUFFIX, atomic_write_json, file_sha256
 
 DESCRIPTION = "checkpoint.json"
 STATE = "training_state.pt"
@@ -46,7 +47,10 @@ class Checkpoint:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors, numbers and strings only, so that it loads with `weights_only=True`."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position,
+                                                      has_gauss, gauss], "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -54,7 +58,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -124,7 +129,7 @@ def save_checkpoint(folder: Path, step: int, tokens: int, wrapper, model, optimi
     model_state, optimizer_state = full_state_dicts(wrapper, model, optimizer, sharded)
     final = folder / f"step-{step:06d}"
     if rank == 0:
-        tmp = folder / f".step-{step:06d}.tmp"
+        tmp = folder / f".step-{step:06d}{TMP_SUFFIX}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         model.save_pretrained(tmp, state_dict=model_state, max_shard_size=max_shard_size)
@@ -154,16 +159,24 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*") if p.is_dir())
 
 
-def verify(checkpoint: Checkpoint) -> None:
-    """Every file present with the hash it was written with, and finite weights; `CorruptCheckpoint` otherwise.
-    Weights holding NaN or Inf were saved after a divergence: as useless to restore as a damaged file."""
+def verify_files(checkpoint: Checkpoint, skip: tuple[str, ...] = ()) -> None:
+    """Every file (but those in `skip`) present with the hash it was written with; `CorruptCheckpoint` otherwise.
+    Readers of the model alone (evaluation, analyses) skip the training state."""
     for name, digest in checkpoint.files.items():
+        if name in skip:
+            continue
         path = checkpoint.path / name
         if not path.is_file():
             raise CorruptCheckpoint("file missing", path=path)
         if file_sha256(path) != digest:
             raise CorruptCheckpoint("content differs from the hash written with the checkpoint (changed or "
                                     "truncated on disk)", path=path)
+
+
+def verify(checkpoint: Checkpoint) -> None:
+    """Every file present with the hash it was written with, and finite weights; `CorruptCheckpoint` otherwise.
+    Weights holding NaN or Inf were saved after a divergence: as useless to restore as a damaged file."""
+    verify_files(checkpoint)
     broken = [name for name, tensor in load_weights(checkpoint.path).items() if not torch.isfinite(tensor).all()]
     if broken:
         raise CorruptCheckpoint(f"weights hold NaN or Inf ({', '.join(broken[:3])}"
@@ -179,16 +192,29 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+def read_training_state(path: Path) -> dict:
+    """`training_state.pt` loaded with `weights_only=True`: tensors, numbers, strings, lists and dicts, never an
+    object that unpickling would construct by running code. A checkpoint from someone else is not trusted code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" (it asks to run {found.group(1)})" if found else ""
+        raise FuxiError(f"refused: the training state holds a pickled object{what}, not only tensors, numbers and "
+                        f"containers; it was not loaded and nothing in it ran. fuxitranyu never writes such a file: "
+                        f"remove this checkpoint, or start over with --no-resume", path=path) from None
+    except Exception as err:  # torch raises RuntimeError/EOFError for a damaged file
+        raise CorruptCheckpoint(f"unreadable training state ({type(err).__name__}: {err})", path=path) from None
+
+
 def load_checkpoint(checkpoint: Checkpoint, wrapper, model, optimizer, sharded: bool, verified: bool = False) -> dict:
     """Verify (unless the caller just did), then restore model, optimizer and RNG; returns the rest of the training
     state."""
     if not verified:
         verify(checkpoint)
-    try:
-        state = torch.load(checkpoint.path / STATE, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError for a damaged file
-        raise CorruptCheckpoint(f"unreadable training state ({type(err).__name__}: {err})",
-                                path=checkpoint.path / STATE) from None
+    state = read_training_state(checkpoint.path / STATE)
     model_state = load_weights(checkpoint.path)
     load_full_state_dicts(wrapper, model, optimizer, model_state, state.pop("optimizer"), sharded)
     set_rng_state(state.pop("rng"))

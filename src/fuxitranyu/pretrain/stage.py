@@ -12,10 +12,11 @@ from typing import Any
 
 from fuxitranyu.pretrain.checkpoint import DESCRIPTION, STATE, list_checkpoints
 from fuxitranyu.pretrain.train import Trainer
+from fuxitranyu.runtime import DECISIONS
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.train import copy_tokenizer
 
-OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "model")
+OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "model", DECISIONS)
 
 
 def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
@@ -42,4 +43,5 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
 
 STAGE = Stage("pretrain", sections=("pretrain",), needs=("model", "mix", "tokenizer"), run=run_pretrain_stage,
               description="AdamW + cosine schedule over the packed mix (DDP/FSDP2 under torchrun), checkpoints",
-              fingerprint_excludes=("pretrain.log_every_steps", "pretrain.hardware"), own_progress=True)
+              fingerprint_excludes=("pretrain.log_every_steps", "pretrain.hardware"), own_progress=True,
+              unhashed=("checkpoints",))

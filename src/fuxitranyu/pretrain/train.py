@@ -47,12 +47,14 @@ from fuxitranyu.pretrain.config import PretrainRecipe
 from fuxitranyu.pretrain.loss import CausalLMLoss, per_language_sums
 from fuxitranyu.pretrain.plan import device_memory_bytes, memory_plan, refuse_if_too_big
 from fuxitranyu.runtime import (
+    Decision,
     HostMemory,
     Precision,
+    RunDecisions,
     World,
-    choose_precision,
+    decided_host_memory,
+    decided_precision,
     default_device,
-    keep_freed_host_memory,
     world,
 )
 
@@ -124,9 +126,11 @@ def layer_bf16_speedup(config, batch: int, context: int, kernels: tuple[str, str
 
 
 def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_batch: int = 0,
-                  context: int = 0) -> Runtime:
+                  context: int = 0, decisions: RunDecisions | None = None) -> Runtime:
     """Device, process group, host memory and precision. With the model's `config` and the micro-batch's shape, a
-    CPU with a bf16 unit measures whether bf16 pays for this model (`layer_bf16_speedup`)."""
+    CPU with a bf16 unit measures whether bf16 pays for this model (`layer_bf16_speedup`). What `decisions` holds
+    from an earlier start of the same run is reused instead of decided again."""
+    decisions = decisions or RunDecisions(None)
     device = default_device(current)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -136,20 +140,18 @@ def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, conf
             dist.init_process_group(backend)
         elif sharded(recipe, current):  # a process group of one, without torchrun's environment
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    host_memory = keep_freed_host_memory(recipe.keep_host_memory, device)  # first: the bf16 probe measures with it
+    # first: the bf16 probe measures with it
+    host_memory = decided_host_memory(decisions, recipe.keep_host_memory, device)
     probe = None
     if config is not None and context:
         kernels = tuple(attention_decision(recipe, device, Precision(name, "probe"), context).value
                         for name in ("fp32", "bf16"))
         probe = functools.partial(layer_bf16_speedup, config, micro_batch, context, kernels)
-    precision = choose_precision(recipe.precision, device, probe)
+    precision = decided_precision(decisions, recipe.precision, device, probe)
     if dist.is_initialized() and dist.get_world_size() > 1:  # a measured choice must be the same on every rank
         box = [precision]
         dist.broadcast_object_list(box, src=0)
         precision = box[0]
-    if current.is_main:
-        console.print(f"  precision {precision.name}: {precision.reason}")
-        console.print(f"  host memory {'kept' if host_memory.kept else 'returned'}: {host_memory.reason}")
     return Runtime(current, device, precision, host_memory)
 
 
@@ -242,17 +244,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the trainer chose for a setting left at `auto` (or took from the recipe), and why: printed at start-up
-    and written to the manifest."""
-    value: bool | str
-    reason: str
-
-    def as_dict(self, key: str) -> dict[str, Any]:
-        return {key: self.value, "reason": self.reason}
 
 
 MATMUL_ATTENTION_MAX_CONTEXT = 2048
@@ -360,16 +351,20 @@ class Trainer:
         self.console = console or Console(stderr=True)
         from fuxitranyu.model import FuxiTranyuConfig
 
+        self.decisions = RunDecisions(out_dir)
         self.runtime = setup_runtime(self.recipe, current or world(), self.console,
                                      FuxiTranyuConfig.from_pretrained(model_dir), self.recipe.micro_batch_size,
-                                     read_index(mix_dir)["context_length"])
+                                     read_index(mix_dir)["context_length"], self.decisions)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
         self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
         torch.manual_seed(self.seed)
-        self.compiled = compile_decision(self.recipe, self.runtime, schedule.total_steps(self.recipe))
-        self.attention = attention_decision(self.recipe, self.runtime.device, self.runtime.precision,
-                                            self.context_length)
+        self.compiled = self.decisions.decide(
+            "compile", self.recipe.compile,
+            lambda: compile_decision(self.recipe, self.runtime, schedule.total_steps(self.recipe)))
+        self.attention = self.decisions.decide(
+            "attention", self.recipe.attention,
+            lambda: attention_decision(self.recipe, self.runtime.device, self.runtime.precision, self.context_length))
         self.model = load_model(model_dir, self.attention.value)
         if self.reader.index["vocab_size"] > self.model.config.vocab_size:
             raise FuxiError(f"the mix uses token ids up to {self.reader.index['vocab_size'] - 1} but the model's "
@@ -379,18 +374,29 @@ class Trainer:
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
         self.summary = summarize(self.model.config, self.context_length)
         self.check_memory()
-        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, self.compiled.value)
-        if self.runtime.rank == 0:
-            self.console.print(f"  attention {self.attention.value}: {self.attention.reason}")
-            self.console.print(f"  torch.compile {'on' if self.compiled.value else 'off'}: {self.compiled.reason}")
+        self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, bool(self.compiled.value))
         self.optimizer = make_optimizer(self.wrapper, self.recipe)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
         self.checkpoints = out_dir / "checkpoints"
-        self.peak_flops = self.recipe.peak_flops or measure_peak_flops(self.runtime.device,
-                                                                       self.runtime.precision.autocast_dtype)
+        self.peak_flops = float(self.decisions.decide("peak_flops", self.recipe.peak_flops or "auto",
+                                                      self.peak_flops_decision).value)
+        if self.runtime.rank == 0:
+            self.decisions.save()
+            shown = {"host_memory": "kept" if self.runtime.host_memory.kept else "returned",
+                     "compile": "on" if self.compiled.value else "off", "peak_flops": f"{self.peak_flops:.3g}"}
+            for key in self.decisions.made:
+                self.console.print(f"  {self.decisions.describe(key, shown.get(key))}")
         self.tensorboard = self.open_tensorboard()
         self.validation: dict[str, Any] | None = None
+
+    def peak_flops_decision(self) -> Decision:
+        """The MFU denominator: the recipe's figure, else a matmul measured in the training dtype."""
+        if self.recipe.peak_flops:
+            return Decision(self.recipe.peak_flops, "set in the recipe")
+        dtype = self.runtime.precision.autocast_dtype
+        return Decision(measure_peak_flops(self.runtime.device, dtype),
+                        f"measured: best of 10 matmuls in {self.runtime.precision.name}")
 
     def check_memory(self) -> None:
         """Refuse, before any work, a configuration the memory plan says this device cannot hold."""
@@ -427,10 +433,10 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the newest intact checkpoint, if any; returns whether one was found."""
         restored = self.restore_newest_intact()
+        if self.runtime.rank == 0:  # also without a checkpoint: a run killed before its first starts from step 0
+            self._forget_metrics_after(self.state.step)
         if restored is None:
             return False
-        if self.runtime.rank == 0:
-            self._forget_metrics_after(self.state.step)
         self.log_event({"event": "resumed", "checkpoint": restored.path.name})
         return True
 
@@ -458,6 +464,8 @@ class Trainer:
         rest = load_checkpoint(chosen, self.wrapper, self.model, self.optimizer, self.sharded, verified=True)
         self.reader.load_state_dict(rest["reader"])
         self.state = TrainState(**rest["train"])
+        if rest.get("scaler"):  # fp16's loss scale: a resumed run continues with the scale it had reached
+            self.scaler.load_state_dict(rest["scaler"])
         return chosen
 
     def _forget_metrics_after(self, step: int) -> None:
@@ -472,8 +480,7 @@ class Trainer:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            measured = "event" not in record or record["event"] == "validation"  # logged again by the resumed run
-            if not measured or record.get("step", 0) <= step:
+            if record.get("step", 0) <= step:  # what happened after the checkpoint happens again, and is logged again
                 kept.append(line + "\n")
         atomic_write_text(path, "".join(kept))
 
@@ -647,7 +654,8 @@ class Trainer:
     # -- outputs -------------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        training_state = {"reader": self.reader.state_dict(), "train": asdict(self.state)}
+        training_state = {"reader": self.reader.state_dict(), "train": asdict(self.state),
+                          "scaler": self.scaler.state_dict()}
         save_checkpoint(self.checkpoints, self.state.step, self.state.tokens, self.wrapper, self.model,
                         self.optimizer, training_state, self.sharded, self.runtime.rank,
                         self.recipe.checkpoint_max_shard_size)

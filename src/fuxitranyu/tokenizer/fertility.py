@@ -16,16 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fuxitranyu.data.text import NO_SPACE_LANGUAGES, words
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_write_json, atomic_write_text
+from fuxitranyu.io import atomic_write_json, atomic_write_text, save_figure
 from fuxitranyu.languages import BY_CODE, LABELS
 from fuxitranyu.tokenizer.corpus import label_or_none
 
@@ -356,11 +354,4 @@ def plot(measurements: Sequence[Measurement], path: str | Path, title: str = "To
     if any(lab in NO_SPACE_LANGUAGES for lab in languages):
         fig.text(0.01, 0.01, "* tokens per character (written without spaces)", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_figure(fig, path, dpi=150)
