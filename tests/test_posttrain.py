@@ -436,6 +436,26 @@ def test_dpo_raises_the_chosen_minus_rejected_margin(trained):
     assert stats["last_log"]["rewards/margins"] > 0
 
 
+def test_dpo_rewards_scale_with_the_recipe_beta(tmp_path, base_dir):
+    """DPO's implicit reward is beta × (log π − log π_ref). Adam's first update is the same whatever the loss's scale
+    (m/√v = sign of the gradient), so after one step the two runs hold the same policy and the rewards logged at step
+    2 differ by the ratio of the betas: the recipe's beta (not TRL's default 0.1) reaches the loss."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", [pair(i) for i in range(8)])
+    logged = {}
+    for beta in (0.5, 0.05):
+        recipe = tiny_recipe(tmp_path / f"beta-{beta}", f"dpo.model={base_dir}", "dpo.data.demo=null",
+                             f"dpo.data.sets=[{{path: {data}}}]", "dpo.max_length=128", "dpo.global_batch_size=4",
+                             "dpo.micro_batch_size=4", "dpo.epochs=1", "dpo.max_lr=1e-3", "dpo.warmup_ratio=0",
+                             f"dpo.beta={beta}")
+        pipeline.run_pipeline(recipe, only=["dpo"])
+        rows = [json.loads(line) for line in (tmp_path / f"beta-{beta}" / "dpo" / "metrics.jsonl").read_text()
+                .splitlines()]
+        logged[beta] = next(row for row in rows if row["step"] == 2 and "rewards/chosen" in row)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+        assert abs(logged[0.5][key]) > 1e-3
+        assert logged[0.5][key] / logged[0.05][key] == pytest.approx(10, rel=0.02), key
+
+
 def test_rerun_with_the_same_inputs_is_skipped(trained):
     recipe = trained["recipe"]
     mtime = (trained["run"] / "sft" / "model" / "model.safetensors").stat().st_mtime_ns
@@ -469,6 +489,93 @@ def test_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path, base_dir, 
     assert stats["resumed_from_step"] == 2 and stats["steps"] == 4
     logged = [json.loads(line) for line in (tmp_path / "run" / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged if "loss" in entry] == [1, 2, 3, 4]
+
+
+KILL_9 = """
+import json, os, signal, sys
+import transformers
+from fuxitranyu import pipeline
+from fuxitranyu.recipe import load_recipe
+
+point, step, stage, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+Trainer = transformers.Trainer
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "step":  # in the middle of step `step`: its backward done, its update not
+    train_step = Trainer.training_step
+    def training_step(self, *args, **kwargs):
+        out = train_step(self, *args, **kwargs)
+        if self.state.global_step == step - 1:
+            die()
+        return out
+    Trainer.training_step = training_step
+elif point == "save":  # while saving checkpoint `step`: its weights written, optimizer and trainer state not
+    save = Trainer._save_optimizer_and_scheduler
+    def save_optimizer(self, output_dir):
+        if self.state.global_step == step:
+            die()
+        return save(self, output_dir)
+    Trainer._save_optimizer_and_scheduler = save_optimizer
+elif point == "end":  # after the last step and its checkpoint, before the stage writes its model
+    save_model = Trainer.save_model
+    def final_save(self, output_dir=None, _internal_call=False):
+        if not _internal_call:
+            die()
+        return save_model(self, output_dir, _internal_call)
+    Trainer.save_model = final_save
+pipeline.run_pipeline(load_recipe("tiny", overrides), only=[stage])
+"""
+
+TIMINGS = {"train_runtime", "train_samples_per_second", "train_steps_per_second"}
+
+
+def comparable_metrics(stage_dir: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMINGS}
+            for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_kill_9_at_three_points_resumes_to_the_uninterrupted_run(tmp_path, base_dir, stage):
+    """One run of 8 steps, checkpoints every 2, SIGKILLed three times: in the middle of step 3 (a torn metrics line
+    added), while saving checkpoint 6 (set aside, 4 used), and after the last step (nothing left to train). The
+    resumed run ends with the uninterrupted run's weights, metrics, loss and token counts."""
+    from safetensors.torch import load_file
+
+    records = [conversation(i) for i in range(16)] if stage == "sft" else [pair(i) for i in range(16)]
+    data = write_jsonl(tmp_path / "data.jsonl", records)
+    overrides = [f"{stage}.{key}" for key in (
+        f"model={base_dir}", "data.demo=null", f"data.sets=[{{path: {data}}}]", "max_length=128", "packing=false",
+        "global_batch_size=4", "micro_batch_size=2", "epochs=2", "max_lr=1e-3", "save_every_steps=2",
+        "log_every_steps=1", "precision=fp32") if not (stage == "dpo" and key == "packing=false")]
+    reference = pipeline.run_pipeline(tiny_recipe(tmp_path / "reference", *overrides), only=[stage])[0]["stats"]
+    run = tmp_path / "run"
+    recipe = tiny_recipe(run, *overrides)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for point, step in (("step", 3), ("save", 6), ("end", 8)):
+        killed = subprocess.run([sys.executable, "-c", KILL_9, point, str(step), stage,
+                                 json.dumps([f"output_dir={run}", *recipe_overrides(recipe)])],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert killed.returncode == -9, killed.stderr[-3000:]
+        (partial,) = run.glob(f".{stage}.partial-*")
+        if point == "step":
+            with (partial / "metrics.jsonl").open("a") as metrics:
+                metrics.write('{"step": 3, "loss": 1.2')
+    assert sorted(p.name for p in (partial / "checkpoints" / "corrupt").iterdir()) == ["checkpoint-6"]
+    stats = pipeline.run_pipeline(recipe, only=[stage])[0]["stats"]
+    assert stats["resumed_from_step"] == 8 and stats["steps"] == reference["steps"] == 8
+    assert stats["train_loss"] == reference["train_loss"] and stats["num_tokens"] == reference["num_tokens"] > 0
+    assert comparable_metrics(run / stage) == comparable_metrics(tmp_path / "reference" / stage)
+    ours = load_file(run / stage / "model" / "model.safetensors")
+    theirs = load_file(tmp_path / "reference" / stage / "model" / "model.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not list((run / stage).rglob("*.tmp"))
+
+
+def recipe_overrides(recipe) -> list[str]:
+    """The overrides that rebuild `recipe` from the embedded tiny one, for a subprocess."""
+    return [f"{section}={json.dumps(getattr(recipe, section).model_dump(mode='json'))}" for section in ("sft", "dpo")]
 
 
 def test_stages_read_their_base_model_from_the_stage_before():

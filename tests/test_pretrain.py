@@ -263,6 +263,91 @@ def test_kill_during_checkpoint_save_is_survived(tmp_path, monkeypatch):
     assert losses(tmp_path / "out") == losses(tmp_path / "reference")
 
 
+def test_a_resumed_run_keeps_the_decisions_of_its_first_start(tmp_path, monkeypatch):
+    """precision auto: at the first start the bf16 probe says bf16 pays (so bf16 with the matmul kernel); after the
+    kill, under another load, it says it does not. The resumed run keeps bf16 and its kernel without probing again,
+    and ends on the uninterrupted run's curve; a new run would have decided fp32."""
+    from fuxitranyu import runtime
+    from fuxitranyu.pretrain import train as train_module
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: True)
+    answer = {"speedup": 2.0, "probes": 0}
+
+    def probe(*args):
+        answer["probes"] += 1
+        return answer["speedup"]
+
+    monkeypatch.setattr(train_module, "layer_bf16_speedup", probe)
+    auto = "pretrain.precision=auto"
+    reference, _ = train(tmp_path, "reference", auto)
+    assert reference.runtime.precision.name == "bf16" and reference.attention.value == "matmul"
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "resumed", auto, patch=kill_at_step(13))
+    answer.update(speedup=0.5, probes=0)
+    resumed, _ = train(tmp_path, "resumed", auto, resume=True)
+    assert answer["probes"] == 0 and resumed.decisions.reused == {"precision", "host_memory", "attention", "compile",
+                                                                  "peak_flops"}
+    assert resumed.runtime.precision.name == "bf16" and resumed.model.config._attn_implementation == "fuxitranyu_matmul"
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "reference")
+    model_dir, mix_dir = toy_run(tmp_path)
+    (tmp_path / "fresh").mkdir()
+    fresh = train_module.Trainer(toy_recipe(tmp_path, auto), model_dir, mix_dir, tmp_path / "fresh")
+    assert answer["probes"] == 1 and fresh.runtime.precision.name == "fp32" and fresh.attention.value == "sdpa"
+    recorded = json.loads((tmp_path / "resumed" / "decisions.json").read_text())
+    assert recorded["precision"]["value"] == "bf16" and "2.0x" in recorded["precision"]["reason"]
+    with pytest.raises(FuxiError, match="precision: this run started with 'bf16'.*now asks for 'fp32'"):
+        train_module.Trainer(toy_recipe(tmp_path, "pretrain.precision=fp32"), model_dir, mix_dir,
+                             tmp_path / "resumed")
+
+
+def test_a_pickle_planted_in_a_checkpoint_is_refused_and_never_run(tmp_path):
+    """A run directory copied from someone else: training_state.pt rewritten to run a command when unpickled, and
+    checkpoint.json's hash rewritten with it. Resuming refuses the file with a clear message and runs nothing."""
+    from fuxitranyu.io import file_sha256
+    from fuxitranyu.pretrain.checkpoint import DESCRIPTION, STATE
+    from fuxitranyu.pretrain.train import Trainer
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out", patch=kill_at_step(15))
+    checkpoint = tmp_path / "out" / "checkpoints" / "step-000010"
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    state = torch.load(checkpoint / STATE, weights_only=True)
+    state["train"]["note"] = Payload()
+    torch.save(state, checkpoint / STATE)
+    description = json.loads((checkpoint / DESCRIPTION).read_text())
+    description["files"][STATE] = file_sha256(checkpoint / STATE)
+    (checkpoint / DESCRIPTION).write_text(json.dumps(description))
+    model_dir, mix_dir = toy_run(tmp_path)
+    trainer = Trainer(toy_recipe(tmp_path), model_dir, mix_dir, tmp_path / "out")
+    with pytest.raises(FuxiError, match="refused: the training state holds a pickled object \\(it asks to run "
+                                        "posix.system\\).*nothing in it ran") as refused:
+        trainer.resume()
+    assert refused.value.path == str(checkpoint / STATE) and not marker.exists()
+    torch.load(checkpoint / STATE, weights_only=False)  # the payload is real: a plain load runs it
+    assert marker.exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path):
+    train(tmp_path, "reference")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out", patch=kill_at_step(6))  # the first checkpoint is at step 10
+    with (tmp_path / "out" / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 7, "loss": 3.1')  # a line cut short by the kill
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    trainer = Trainer(toy_recipe(tmp_path), model_dir, mix_dir, tmp_path / "out")
+    assert not trainer.resume()
+    trainer.train()
+    steps = [step for step, _ in losses(tmp_path / "out")]
+    assert steps == sorted(set(steps)) and losses(tmp_path / "out") == losses(tmp_path / "reference")
+
+
 def plant_loss_factor(at_calls: set[int], factor: float):
     """Multiply the loss (its sum and the per-token losses) of the given forward calls (1-based) by `factor`: NaN or
     a spike."""

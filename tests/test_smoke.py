@@ -164,10 +164,15 @@ def test_the_report_renders_in_a_real_headless_browser(smoke_run, tmp_path):
 
 
 def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts(smoke_run, tmp_path, monkeypatch):
+    """Killed at step 40, resumed: the same weights as the uninterrupted run. The bf16 probe behind `precision: auto`
+    gives the reference run's answer before the kill and the other answer after it (as a machine whose load moved
+    would): the resumed run must keep what it decided at its start. Temporary files of writes the kill cut short are
+    not carried into the finished stage."""
     import shutil
 
     from safetensors.torch import load_file
 
+    from fuxitranyu.pretrain import train as train_module
     from fuxitranyu.pretrain.train import Trainer
 
     recipe, manifests = smoke_run
@@ -177,6 +182,8 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
     again = load_recipe("smoke", [f"output_dir={run}", "sft=null", "dpo=null", "evaluate=null", "analyze=null",
                                   "report=null"])
     original = Trainer.step
+    reference_precision = manifests["pretrain"]["stats"]["precision"]["precision"]
+    speedup = {"bf16": 3.0, "fp32": 0.5}
 
     def killed(self, *args):
         if self.state.step == 40:
@@ -185,12 +192,21 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "step", killed)
+        patch.setattr(train_module, "layer_bf16_speedup", lambda *args: speedup[reference_precision])
         with pytest.raises(KeyboardInterrupt):
             pipeline.run_pipeline(again)
-    assert not (run / "pretrain").exists() and list(run.glob(".pretrain.partial-*"))
-    manifest = pipeline.run_pipeline(again)[-1]
+    assert not (run / "pretrain").exists()
+    (partial,) = run.glob(".pretrain.partial-*")
+    (partial / ".metrics.jsonl.k1ll3d.tmp").write_text("half")
+    (partial / "checkpoints" / ".step-000050.tmp").mkdir()
+    the_other = "fp32" if reference_precision == "bf16" else "bf16"
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "layer_bf16_speedup", lambda *args: speedup[the_other])
+        manifest = pipeline.run_pipeline(again)[-1]
     assert manifest["stage"] == "pretrain" and manifest["stats"]["resumed"]
+    assert manifest["stats"]["precision"]["precision"] == reference_precision
     assert manifest["fingerprint"] == manifests["pretrain"]["fingerprint"]
+    assert not list((run / "pretrain").rglob("*.tmp"))
     ours = load_file(run / "pretrain" / "model" / "model.safetensors")
     reference = load_file(recipe.run_dir / "pretrain" / "model" / "model.safetensors")
     assert all(np.array_equal(ours[k].numpy(), reference[k].numpy()) for k in reference)
