@@ -139,6 +139,32 @@ def test_every_sampled_token_lands_in_the_shards(tmp_path):
         start += len(piece)
 
 
+def documents_in(stream: np.ndarray, known: dict) -> list:
+    """The whole documents of an EOS-separated token stream, as keys of `known` (a cut last one is left out)."""
+    pieces = np.split(stream, np.flatnonzero(stream == EOS) + 1)[:-1]
+    return [known[tuple(piece[:-1].tolist())] for piece in pieces if tuple(piece[:-1].tolist()) in known]
+
+
+def test_validation_documents_never_reach_the_shards_and_with_them_account_for_every_document(tmp_path):
+    docs, available = make_stores(tmp_path)
+    plan = plan_mix(available, MixRecipe(strategy="unimax", max_epochs=3), 6000)  # >= 1 epoch of every language
+    index = pack(plan, tmp_path / "tokens", tmp_path / "mix", 15, EOS, 3000, 7, 3, validation_documents=4)
+    known = {tuple(d.tolist()): (lang, i) for lang, documents in docs.items() for i, d in enumerate(documents)}
+    reader = ShardReader(tmp_path / "mix")
+    trained = set(documents_in(np.concatenate([reader._sequence(i) for i in range(reader.total)]), known))
+    for language, documents in docs.items():
+        entry = index["validation"].get(language)
+        held_out = set()
+        if entry is not None:
+            held_out = set(documents_in(np.load(tmp_path / "mix" / entry["file"]).ravel(), known))
+            assert entry["documents"] == min(4, len(documents) // 10)  # at most a tenth of a language
+            assert len(held_out) >= entry["documents"] - 1 >= 1  # all but a document cut at the end
+        assert not held_out & trained, language
+        mine = {key for key in trained if key[0] == language}
+        assert len(mine) + (entry["documents"] if entry else 0) == len(documents), language
+    assert set(index["validation"]) == {"en", "fr"}  # lo has 3 documents: fewer than 10 keep all for training
+
+
 def test_two_ranks_read_disjoint_data_that_covers_the_whole(tmp_path):
     build(tmp_path)
     readers = [ShardReader(tmp_path / "mix", rank, 2, seed=5) for rank in range(2)]
