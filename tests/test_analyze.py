@@ -482,6 +482,28 @@ def test_cli_compares_models_and_checkpoints(run_dir, tmp_path, capsys):
     assert "no such model directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, code, message", [
+    (["--heatmap-layer", "99"], 2, "heatmap layer 99 does not exist: model has 2 decoder layers"),
+    (["--heatmap-layer", "-3"], 2, "heatmap layer -3 does not exist"),
+    (["--heatmap-layer", "-1"], 0, ""),
+    (["--checkpoints", "0"], 2, "Invalid value for '--checkpoints'"),
+    (["--checkpoints", "-1"], 2, "Invalid value for '--checkpoints'"),
+    (["--max-sentences", "-3"], 2, "Invalid value for '--max-sentences'"),
+])
+def test_cli_arguments_out_of_range_are_one_clear_error(run_dir, tmp_path, capsys, arguments, code, message):
+    from fuxitranyu.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "representations", str(run_dir / "pretrain" / "model"), "--parallel",
+              str(run_dir / "data" / "parallel"), "--precision", "fp32", "--out-dir", str(tmp_path), *arguments])
+    printed = capsys.readouterr()
+    assert exit_info.value.code == code, printed.err
+    assert message in " ".join(printed.err.split()) and "Traceback" not in printed.err
+    if code == 0:
+        assert json.loads((tmp_path / "representations" / "similarity.json").read_text())["models"]
+        assert (tmp_path / "representations" / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("command", [["analyze"], ["analyze", "neurons"], ["analyze", "representations"],
                                      ["analyze", "run"]])
 def test_analyze_commands_have_help(command, capsys):

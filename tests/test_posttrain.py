@@ -220,14 +220,33 @@ def test_bad_records_name_file_and_record(tmp_path, base_dir, kind, records, mes
     assert info.value.path == str(path) and info.value.record == record
 
 
+@pytest.mark.parametrize("content, message, line", [
+    (b'{"messages": []}\n\n{"messages": [}\n', "malformed JSON", 3),  # after a blank line: line 3, not row 2
+    (json.dumps(conversation(0)).encode() + b'\n{"messages": [{"role": "user", "content": "caf\xe9"}]}\n',
+     "invalid UTF-8 at byte", 2),
+    (json.dumps(conversation(0)).encode() + b"\n\n" + json.dumps({"messages": [{"role": "user", "content": "x"}]})
+     .encode() + b"\n", "a conversation without an assistant turn", 3),
+    (b'[1, 2]\n', "expected a JSON object", "record 1"),
+])
+def test_a_chat_file_error_names_its_line(tmp_path, base_dir, content, message, line, capfd):
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(content)
+    recipe = tiny_recipe(tmp_path / "run", f"sft.model={base_dir}", "sft.data.demo=null",
+                         f"sft.data.sets=[{{path: {path}}}]")
+    with pytest.raises(FuxiError, match=message) as info:
+        pipeline.run_pipeline(recipe, only=["sft"])
+    assert (info.value.path, info.value.record) == (str(path), line)
+    assert "Failed to load JSON" not in capfd.readouterr().err
+
+
 def test_unreadable_file_and_bad_recipe_values_are_clear_errors(tmp_path, base_dir):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"messages": [}\n')
     recipe = tiny_recipe(tmp_path / "run", f"sft.model={base_dir}", "sft.data.demo=null",
                          f"sft.data.sets=[{{path: {broken}}}]")
-    with pytest.raises(FuxiError, match="cannot read as json") as info:
+    with pytest.raises(FuxiError, match="malformed JSON") as info:
         pipeline.run_pipeline(recipe, only=["sft"])
-    assert info.value.path == str(broken)
+    assert (info.value.path, info.value.record) == (str(broken), 1)
     cases = {
         "sft.data.sets=[{path: a.jsonl, weight: -0.5}]":
             "key 'sft.data.sets.0.weight' (from --set sft.data.sets=[{path: a.jsonl, weight: -0.5}]): Input should "

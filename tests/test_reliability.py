@@ -20,6 +20,7 @@ from data_helpers import write_jsonl
 from fuxitranyu import pipeline
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.recipe import load_recipe
+from fuxitranyu.stage import verify_inputs
 
 SENTENCES = [
     "Le chat est assis sur la table et il regarde le jardin avec une grande attention tous les jours.",
@@ -369,3 +370,115 @@ def test_a_cut_metrics_line_does_not_break_a_resume(tmp_path):
         f.write('{"step": 16, "loss": 3.1')  # what a kill in the middle of a write leaves
     train(tmp_path, "out", resume=True)
     assert losses(tmp_path / "out") == losses(tmp_path / "reference")
+
+
+# ------------------------------------------------------------------------- hashes written are hashes checked
+
+
+@pytest.fixture
+def finished_stages(tmp_path):
+    """The tokenizer and model stages of a tiny run, finished, with their manifests."""
+    corpus = tmp_path / "docs.jsonl"
+    write_jsonl(corpus, [{"text": f"{SENTENCES[i % 3]} {i}", "language": "fr"} for i in range(40)])
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path / 'run'}", f"tokenizer.inputs=[{corpus}]",
+                                  "tokenizer.vocab_size=382"])
+    pipeline.run_pipeline(recipe, only=["tokenizer", "model"])
+    return recipe
+
+
+@pytest.mark.parametrize("damage", ["tokenizer/tokenizer.json", "model/model.safetensors", "model/config.json"])
+def test_a_stage_refuses_an_input_file_changed_since_its_stage_hashed_it(finished_stages, damage):
+    path = finished_stages.run_dir / damage
+    manifest = json.loads((path.parents[len(Path(damage).parts) - 2] / "manifest.json").read_text())
+    assert Path(damage).name in manifest["files"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, same size
+    path.write_bytes(bytes(data))
+    stage = Path(damage).parts[0]
+    with pytest.raises(FuxiError, match=f"changed since the {stage} stage wrote it.*fuxitranyu run --from {stage}") \
+            as info:
+        if stage == "tokenizer":  # end to end: the model stage reads the tokenizer
+            pipeline.run_pipeline(finished_stages, only=["model"], force=True)
+        else:  # what the pipeline does before pretraining reads the model stage
+            verify_inputs({"model": finished_stages.run_dir / "model"})
+    assert info.value.path == str(path)
+
+
+# --------------------------------------------------------------------- every bad argument: one line, exit 2
+
+
+def run_in_process(capsys, *args) -> tuple[int, str]:
+    from fuxitranyu.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code, " ".join(capsys.readouterr().err.split())
+
+
+def test_bad_arguments_are_one_clear_line_with_exit_2(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    parallel = tmp_path / "set.jsonl"
+    parallel.write_text(json.dumps({"id": "u", "texts": {"en": "file not found", "fr": "fichier introuvable"}}) + "\n")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "hello"}) + "\n" + json.dumps({"prompt": "  "}) + "\n")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: x\npretrain:\n  max_lr: [1, 2\n  batch: 3\n")
+    cases = [
+        (["run", "tiny", "--set", f"output_dir={a_file}"], f"{a_file}: not usable as a run directory: {a_file} is a "
+                                                            f"file"),
+        (["run", "tiny", "--set", f"output_dir={a_file / 'sub'}"], f"{a_file} is a file"),
+        (["evaluate", str(tmp_path / "no-model"), "--parallel", str(parallel)],
+         "no-model: no such model directory, and no model of that name in the Hugging Face cache"),
+        (["evaluate", str(model), "--parallel", str(tmp_path / "none.jsonl")], "none.jsonl: no such parallel set"),
+        (["evaluate", str(model), "--limit", "0"], "Invalid value for '--limit'"),
+        (["generate", str(model), "--prompts", str(prompts)], f"{prompts}:2: an empty prompt"),
+        (["generate", str(model), "--prompts", str(prompts), "--max-new-tokens", "0"],
+         "Invalid value for '--max-new-tokens'"),
+        (["run", str(bad_yaml), "--dry-run"], f"{bad_yaml}:4:8: not valid YAML: while parsing a flow sequence"),
+    ]
+    for args, message in cases:
+        code, printed = run_in_process(capsys, *args)
+        assert code == 2 and message in printed and "Traceback" not in printed, (args, printed)
+
+
+# ------------------------------------------------------------------------- sources: every entry accounted for
+
+
+def test_hidden_files_dangling_links_and_empty_files_are_counted_not_silent(tmp_path):
+    folder = corpus_with(tmp_path)
+    (folder / ".notes.jsonl").write_text(json.dumps(good_records(1, "h")[0]) + "\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "x.jsonl").write_text(json.dumps(good_records(1, "g")[0]) + "\n")
+    (folder / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    (folder / "empty.jsonl").write_bytes(b"")
+    (folder / "blank.jsonl.gz").write_bytes(gzip.compress(b"\n\n"))
+    manifest = pipeline.run_pipeline(data_recipe(tmp_path, [folder], workers=1), only=["data"])[0]
+    source = manifest["stats"]["steps"]["source"]
+    assert source["skipped"] == {"hidden_file": 2, "dangling_symlink": 1, "empty_file": 2}
+    assert source["languages"]["fr"]["read_docs"] == 60  # the three good files, nothing else
+
+
+def test_a_parquet_file_with_damaged_pages_is_a_clear_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    path = folder / "docs.parquet"
+    pq.write_table(pa.table({"text": [r["text"] for r in good_records(3000, "p")], "language": ["fr"] * 3000}),
+                   path, row_group_size=1000)
+    column = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    for i in range(column.data_page_offset + 40, column.data_page_offset + 240):
+        data[i] ^= 0x5A  # inside the pages; the footer stays valid
+    path.write_bytes(bytes(data))
+    settings = {"sources": [{"type": "parquet", "paths": [str(folder)]}], "tasks": 1, "workers": 1,
+                "dedup": {"enabled": False}}
+    recipe = load_recipe("tiny", [f"output_dir={tmp_path / 'run'}", f"data={json.dumps(settings)}"])
+    with pytest.raises(FuxiError, match="damaged Parquet data after row") as info:
+        pipeline.run_pipeline(recipe, only=["data"])
+    assert info.value.path == str(path)

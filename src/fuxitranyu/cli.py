@@ -115,11 +115,11 @@ def dpo(
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory whose tokenizer has a chat template, e.g. "
                                                   "runs/tiny/sft/model.")]
-MaxNewTokensOpt = Annotated[int, typer.Option(help="Longest reply in tokens.")]
-TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature; 0 decodes greedily.")]
-TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling: keep the most likely tokens up to this mass.")]
-TopKOpt = Annotated[int, typer.Option(help="Keep only the k most likely tokens; 0 keeps all.")]
-RepetitionOpt = Annotated[float, typer.Option(help="Penalty on tokens already generated (1: none).")]
+MaxNewTokensOpt = Annotated[int, typer.Option(min=1, help="Longest reply in tokens.")]
+TemperatureOpt = Annotated[float, typer.Option(min=0, help="Sampling temperature; 0 decodes greedily.")]
+TopPOpt = Annotated[float, typer.Option(min=0, max=1, help="Nucleus sampling: keep the most likely tokens up to this mass.")]
+TopKOpt = Annotated[int, typer.Option(min=0, help="Keep only the k most likely tokens; 0 keeps all.")]
+RepetitionOpt = Annotated[float, typer.Option(min=0, help="Penalty on tokens already generated (1: none).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: what the hardware does fast).")]
 
@@ -202,7 +202,7 @@ def data(
 
 @app.command("build-kenlm")
 def build_kenlm_command(
-    jobs: Annotated[int, typer.Option(help="Parallel compile jobs.")] = 2,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel compile jobs.")] = 2,
 ):
     """Build KenLM's lmplz (for the perplexity filter) from the kenlm source on PyPI; needs cmake and Boost."""
     from fuxitranyu.data.perplexity import build_kenlm
@@ -247,7 +247,7 @@ def experiment_balance(
     set_: SetOpt = None,
     strategy: Annotated[Optional[list[str]], typer.Option(
         help="A mixing strategy to compare (repeatable; default: proportional, temperature, unimax).")] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds per strategy (recipe seed, +1, ...); 2 or more measure noise.")] = 2,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per strategy (recipe seed, +1, ...); 2 or more measure noise.")] = 2,
     output: Annotated[Optional[Path], typer.Option(help="Folder of the arms and the comparison "
                                                         "(default: runs/<recipe name>-balance).")] = None,
     verbose: VerboseOpt = False,
@@ -314,13 +314,13 @@ def model_info(
     target: Annotated[Optional[str], typer.Argument(help="A preset name or a model directory.")] = None,
     recipe: Annotated[Optional[str], typer.Option(help="A recipe: its model, and its training plan (memory per "
                                                        "device with a verdict, days of training).")] = None,
-    context_length: Annotated[Optional[int], typer.Option(help="Sequence length for FLOPs (default: the model's).")] = None,
-    world_size: Annotated[Optional[int], typer.Option(help="Data-parallel devices (default: the recipe's "
+    context_length: Annotated[Optional[int], typer.Option(min=1, help="Sequence length for FLOPs (default: the model's).")] = None,
+    world_size: Annotated[Optional[int], typer.Option(min=1, help="Data-parallel devices (default: the recipe's "
                                                            "pretrain.hardware, else 8).")] = None,
     device_memory: Annotated[Optional[str], typer.Option(help="Memory per device for the recipe's plan, e.g. "
                                                               "80GiB.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU model for the time plan (A800, H100, ...).")] = None,
-    mfu: Annotated[Optional[float], typer.Option(help="Assumed model FLOPs utilisation for the time plan.")] = None,
+    mfu: Annotated[Optional[float], typer.Option(min=0.01, max=1, help="Assumed model FLOPs utilisation for the time plan.")] = None,
 ):
     """Parameter counts (computed on the meta device), memory and FLOP estimates; for a recipe also the memory plan
     per device (training state, activations, loss) with a verdict, and the days its token budget takes."""
@@ -495,10 +495,10 @@ def evaluate_command(
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of local benchmark copies, <data-dir>/<dataset path> in the original schema.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="lm-eval model type (hf, vllm, ...).")] = None,
-    every: Annotated[int, typer.Option(help="Sweep: every k-th checkpoint (the last always).")] = 1,
+    every: Annotated[int, typer.Option(min=1, help="Sweep: every k-th checkpoint (the last always).")] = 1,
     tokenizer: Annotated[Optional[Path], typer.Option(
         help="Sweep: tokenizer directory (default: the run's pretrain/model beside checkpoints/).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples per task (a quick look).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N examples per task (a quick look).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose evaluate section gives the settings and whose run "
                                              "directory the parallel sets.")] = "tiny",
     set_: SetOpt = None,

@@ -43,3 +43,22 @@ def hub_answers(dataset_path: str) -> bool:
     except Exception:  # no network, DNS failure, timeout, unknown or gated dataset: not reachable from here
         return False
     return True
+
+
+def model_reachable(name: str) -> bool:
+    """Whether a model named `name` (`org/model`) can be loaded from the Hugging Face cache, or else from the hub
+    within HUB_TIMEOUT_SECONDS: checked before an evaluation, not after minutes of retries."""
+    import huggingface_hub
+
+    try:
+        if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
+            return True
+    except ValueError:  # not a valid repository name
+        return False
+    if hub_offline():
+        return False
+    try:
+        huggingface_hub.HfApi().model_info(name, timeout=HUB_TIMEOUT_SECONDS)
+    except Exception:  # no network, DNS failure, timeout, unknown or gated model
+        return False
+    return True

@@ -106,8 +106,22 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError as err:
-        raise RecipeError(f"override {override!r}: value is not valid YAML: {err}") from err
+        where = _yaml_position(err)
+        raise RecipeError(f"override {override!r}: value is not valid YAML: {_yaml_problem(err)}"
+                          f"{f' (line:column {where} of the value)' if where else ''}") from None
     return key.strip().split("."), parsed
+
+
+def _yaml_position(error: yaml.YAMLError) -> str | None:
+    """`line:column` (1-based) where PyYAML found the problem."""
+    mark = getattr(error, "problem_mark", None)
+    return f"{mark.line + 1}:{mark.column + 1}" if mark is not None else None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's problem in one line, without its quotes of `<unicode string>` positions."""
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    return "; ".join(str(part) for part in parts if part) or str(error).splitlines()[0]
 
 
 def _apply_override(raw: dict, keys: list[str], value: Any, override: str) -> None:
@@ -186,7 +200,7 @@ def load_recipe(source: str | Path = "tiny", overrides: list[str] | tuple[str, .
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise RecipeError(f"{label}: not valid YAML: {err}") from err
+        raise RecipeError(f"not valid YAML: {_yaml_problem(err)}", path=label, record=_yaml_position(err)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -24,6 +24,7 @@ from fuxitranyu.analyze.inputs import ModelSpec, ParallelTexts, load_model
 from fuxitranyu.analyze.neurons import NeuronImportance, neuron_importance
 from fuxitranyu.analyze.outputs import file_safe, write_neuron_tables, write_similarity_tables
 from fuxitranyu.analyze.representations import RepresentationSimilarity, representation_similarity
+from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
 from fuxitranyu.runtime import Precision, choose_precision, default_device
 
@@ -72,6 +73,8 @@ def analyze_models(specs: Sequence[ModelSpec], neuron_texts: ParallelTexts | Non
         started = time.perf_counter()
         loaded = load_model(spec, device, precision.autocast_dtype or torch.float32)
         layout = find_layout(loaded.model)
+        if representation_texts is not None:
+            check_heatmap_layer(settings.heatmap_layer, len(layout.layers), spec)
         arguments = dict(name=spec.name, batch_tokens=settings.batch_tokens, device=device, console=console,
                          layout=layout)
         if neuron_texts is not None:
@@ -93,6 +96,13 @@ def analyze_models(specs: Sequence[ModelSpec], neuron_texts: ParallelTexts | Non
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def check_heatmap_layer(layer: int | None, layers: int, spec: ModelSpec) -> None:
+    """The heatmap's layer must be one of the model's: 0 … layers − 1, or counted from the end (−1 the last)."""
+    if layer is not None and not -layers <= layer < layers:
+        raise FuxiError(f"heatmap layer {layer} does not exist: {spec.name} has {layers} decoder layers (0 … "
+                        f"{layers - 1}, or -1 … -{layers} from the last)", path=spec.path)
 
 
 def _reuse(results: Results, spec: ModelSpec) -> None:

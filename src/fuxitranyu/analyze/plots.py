@@ -82,7 +82,7 @@ def similarity_heatmaps_figure(results: Sequence[RepresentationSimilarity], laye
     image = None
     for ax, result in zip(axes, results):
         layers = len(result.points) - 1
-        chosen = layers // 2 if layer is None else layer % layers
+        chosen = layers // 2 if layer is None else range(layers)[layer]  # -1: the last (checked before)
         matrix = result.similarity[chosen + 1]  # points[0] is the embedding output
         image = _heatmap(ax, matrix, result.languages, result.languages, "RdYlBu_r", vmin=-1.0, vmax=1.0)
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)

@@ -11,6 +11,7 @@ import bz2
 import glob
 import gzip
 import lzma
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,19 +48,43 @@ SUFFIXES = {
 @dataclass
 class Listing:
     files: list[Path]
-    skipped: list[tuple[Path, str]]
-    """Files found under a source directory that the source type does not read, with the reason."""
+    skipped: list[tuple[Path, str, str]]
+    """What was found under a source directory and not read: (path, counter, why), counted under `counter` (a file
+    the source type does not read, a hidden file or folder, a symbolic link that leads nowhere)."""
+
+
+def _walk(directory: Path) -> tuple[list[Path], list[tuple[Path, str, str]]]:
+    """Every file under `directory`, and what it holds that is not a readable file: hidden entries (names starting
+    with a dot: version-control and editor folders, not data) are not entered; dangling links lead nowhere."""
+    files, skipped, visited = [], [], set()
+    for root, folders, names in os.walk(directory, followlinks=True):
+        visited.add(os.path.realpath(root))
+        for folder in list(folders):
+            if folder.startswith("."):
+                skipped.append((Path(root) / folder, "hidden_file", "a hidden folder: not read"))
+            if folder.startswith(".") or os.path.realpath(Path(root) / folder) in visited:  # no link loops
+                folders.remove(folder)
+        for name in names:
+            path = Path(root) / name
+            if name.startswith("."):
+                skipped.append((path, "hidden_file", "a hidden file: not read"))
+            elif not path.exists():
+                skipped.append((path, "dangling_symlink", "a symbolic link to nothing"))
+            elif path.is_file():
+                files.append(path)
+    return files, skipped
 
 
 def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> Listing:
     """Files named by `patterns` (files, directories searched recursively, or globs), sorted, deduplicated. Every
-    file found is either read or listed as skipped; a pattern that yields nothing to read is an error."""
+    entry found is either read or listed as skipped; a pattern that yields nothing to read is an error."""
     found: set[Path] = set()
-    skipped: dict[Path, str] = {}
+    skipped: dict[Path, tuple[str, str]] = {}
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            candidates = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            candidates, unread = _walk(path)
+            skipped.update((p, (counter, why)) for p, counter, why in unread)
         elif path.is_file():
             candidates = [path]
         else:
@@ -68,13 +93,20 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...]) -> Listing:
                 raise FuxiError("no such file, directory or matching files", path=pattern)
         readable = [p for p in candidates if p.name.lower().endswith(suffixes)]
         for other in set(candidates) - set(readable):
-            skipped[other] = f"not a {' / '.join(suffixes[:4])}... file"
+            skipped[other] = ("unsupported_file", f"not a {' / '.join(suffixes[:4])}... file")
         if not readable:
             seen = sorted({"".join(p.suffixes[-2:]) or p.name for p in candidates})[:8]
             raise FuxiError(f"nothing to read: expected files ending in {', '.join(suffixes)}; found "
                             f"{len(candidates)} other file(s) ({', '.join(seen) or 'none'})", path=pattern)
         found.update(readable)
-    return Listing(sorted(found), sorted(skipped.items()))
+    return Listing(sorted(found), sorted((p, counter, why) for p, (counter, why) in skipped.items()))
+
+
+@dataclass(frozen=True)
+class EmptyFile:
+    """A source file without a single record: counted (`empty_file`) and named in the log, never an error."""
+
+    path: Path
 
 
 def _zstd_chunks(path: Path) -> Iterator[bytes]:
@@ -177,14 +209,15 @@ def record_document(record: dict, spec: SourceSpec, where, row: int, default_id:
         return bad
 
 
-def jsonl_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+def jsonl_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord | EmptyFile]:
     try:
         yield from jsonl_records(spec, path)
     except BadRecord as bad:  # a truncated archive ends the file
         yield bad
 
 
-def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord | EmptyFile]:
+    records = 0
     for line_number, raw in enumerate(open_lines(path), start=1):
         try:
             line = raw.decode("utf-8")
@@ -194,6 +227,7 @@ def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord
             continue
         if not line.strip():
             continue
+        records += 1
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as err:
@@ -204,9 +238,11 @@ def jsonl_records(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord
                             record=line_number)
             continue
         yield record_document(record, spec, path, line_number, f"{path.name}:{line_number}")
+    if records == 0:
+        yield EmptyFile(path)
 
 
-def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord]:
+def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRecord | EmptyFile]:
     import pyarrow.parquet as pq
 
     try:
@@ -221,10 +257,21 @@ def parquet_documents(spec: SourceSpec, path: Path) -> Iterator[Document | BadRe
                         path=path)
         return
     row = 0
-    for batch in table.iter_batches(columns=[c for c in columns if c not in missing]):
+    batches = table.iter_batches(columns=[c for c in columns if c not in missing])
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as err:  # pyarrow: ArrowInvalid / OSError for damaged pages behind a valid footer
+            yield BadRecord("unreadable_file", f"damaged Parquet data after row {row} ({type(err).__name__}: {err})",
+                            path=path, record=row + 1)
+            return
+        if batch is None:
+            break
         for record in batch.to_pylist():
             row += 1
             yield record_document(record, spec, path, row, f"{path.name}:{row}")
+    if row == 0:
+        yield EmptyFile(path)
 
 
 def text_documents(spec: SourceSpec, path: Path, root: Path | None) -> Iterator[Document | BadRecord]:
@@ -255,6 +302,10 @@ class SourceReader(CountingStep):
         if data:
             yield from data
         for item in self.items(rank, world_size):
+            if isinstance(item, EmptyFile):
+                self.count_skip("empty_file")
+                logger.warning(f"{self.spec.source_name}: skipped {item.path}: no records")
+                continue
             if isinstance(item, BadRecord):
                 if self.spec.on_error == "raise":
                     raise item
@@ -267,7 +318,7 @@ class SourceReader(CountingStep):
             self.count_read(item)
             yield item
 
-    def items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord]:
+    def items(self, rank: int, world_size: int) -> Iterator[Document | BadRecord | EmptyFile]:
         spec = self.spec
         if spec.type == "system":
             yield from self.system_items(rank, world_size)
@@ -290,9 +341,9 @@ class SourceReader(CountingStep):
         else:
             listing = expand_paths(spec.paths, SUFFIXES[spec.type])
             if rank == 0:
-                for path, reason in listing.skipped:
-                    self.count_skip("unsupported_file")
-                    logger.warning(f"{spec.source_name}: skipped {path}: {reason}")
+                for path, counter, why in listing.skipped:
+                    self.count_skip(counter)
+                    logger.warning(f"{spec.source_name}: skipped {path}: {why}")
             for path in listing.files[rank::world_size]:
                 if spec.type == "jsonl":
                     yield from jsonl_documents(spec, path)

@@ -12,6 +12,7 @@ from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings
 from fuxitranyu.evaluate.run import evaluate_models, prepare
 from fuxitranyu.evaluate.suite import load_suite
 from fuxitranyu.evaluate.sweep import sweep
+from fuxitranyu.hub import model_reachable
 from fuxitranyu.pretrain.checkpoint import list_checkpoints
 from fuxitranyu.tokenizer.fertility import read_parallel
 
@@ -38,12 +39,19 @@ def evaluate_paths(paths: list[str], recipe, *, suite: str, out: Path, chat: boo
             models.append(ModelToEvaluate(_model_name(path), str(path), chat))
         elif path.exists():
             raise FuxiError("neither a model directory (config.json) nor a checkpoints folder (step-*)", path=path)
+        elif model_reachable(given):
+            models.append(ModelToEvaluate(given, given, chat))  # a hub name the backend reads from its cache
         else:
-            models.append(ModelToEvaluate(given, given, chat))  # a name the backend resolves (a hub cache entry)
+            raise FuxiError("no such model directory, and no model of that name in the Hugging Face cache or on the "
+                            "hub", path=given)
     loaded = load_suite(suite)
     units = None
     if loaded.needs_parallel:
-        units = read_parallel(parallel or [recipe.run_dir / "data" / "parallel"]).units
+        found = read_parallel(parallel or [recipe.run_dir / "data" / "parallel"])
+        if found.skipped_languages:
+            console.print(f"[yellow]parallel set: skipped languages that are not supported: "
+                          f"{' '.join(sorted(found.skipped_languages))}[/]")
+        units = found.units
     evaluation = prepare(loaded, out, section.data_dir, units, section.offline, recipe.seed)
     settings = Settings.from_recipe(section, recipe.seed)
     console.print(f"[bold]evaluate[/]: suite {loaded.name}, {len(evaluation.tasks.tasks)} tasks -> {out}")

@@ -192,7 +192,10 @@ def read_prompts(path: Path) -> list[Prompt]:
             value = record.get("messages", record.get("prompt")) if isinstance(record, dict) else None
             if value is None:
                 raise RecordError('expected {"prompt": "..."} or {"messages": [...]}')
-            prompts.append(Prompt(str(record.get("id", number)), as_turns(value, "prompt", "user"), record))
+            turns = as_turns(value, "prompt", "user")
+            if not any(turn["content"].strip() for turn in turns):
+                raise RecordError("an empty prompt: there is nothing to answer")
+            prompts.append(Prompt(str(record.get("id", number)), turns, record))
         except (json.JSONDecodeError, RecordError) as err:
             raise FuxiError(str(err), path=path, record=number) from None
     if not prompts:

@@ -139,6 +139,11 @@ def user_text(example: dict) -> str:
 class SetFile:
     path: Path
     dataset: Dataset
+    lines: list[int] | None = None
+    """The line of each record in a JSON-lines file, so that errors name the line (None: records are numbered)."""
+
+    def where(self, index: int) -> int | str:
+        return self.lines[index] if self.lines is not None else f"record {index + 1}"
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -160,17 +165,66 @@ def _load_saved(spec: DataSet, path: Path) -> Dataset:
     return loaded
 
 
-def _load_file(path: Path, cache_dir: Path) -> Dataset:
+def json_record_lines(path: Path) -> list[int] | None:
+    """Check a JSON file before `datasets` reads it, whose JSON errors name a row of an Arrow block and whose invalid
+    UTF-8 surfaces later as a UnicodeDecodeError: each record must be valid UTF-8 and a JSON object. Returns the line
+    of every record of a JSON-lines file (None for a file holding one JSON array)."""
+    import orjson
+
+    from fuxitranyu.data.readers import BadRecord, open_lines
+
+    lines, number = [], 0
+    try:
+        for number, raw in enumerate(open_lines(path), start=1):
+            if not lines and raw.lstrip().startswith(b"["):  # one JSON array, not JSON lines
+                return _check_json_array(path, orjson)
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            if not isinstance(orjson.loads(line), dict):
+                raise FuxiError("expected a JSON object (one record per line)", path=path, record=number)
+            lines.append(number)
+    except UnicodeDecodeError as err:
+        raise FuxiError(f"invalid UTF-8 at byte {err.start} of the line", path=path, record=number) from None
+    except orjson.JSONDecodeError as err:
+        raise FuxiError(f"malformed JSON ({err})", path=path, record=number) from None
+    except BadRecord as bad:  # a truncated or corrupt archive
+        raise FuxiError(bad.message, path=path, record=bad.record) from None
+    return lines
+
+
+def _check_json_array(path: Path, orjson) -> None:
+    from fuxitranyu.data.readers import open_lines
+
+    raw = b"\n".join(open_lines(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FuxiError(f"invalid UTF-8 at byte {err.start}", path=path, record=raw.count(b"\n", 0, err.start) + 1) \
+            from None
+    try:
+        records = orjson.loads(text)
+    except orjson.JSONDecodeError as err:
+        raise FuxiError(f"malformed JSON ({err.msg})", path=path, record=f"{err.lineno}:{err.colno}") from None
+    bad = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
+    if bad is not None:
+        raise FuxiError("expected a JSON object", path=path, record=f"record {bad + 1}")
+    return None
+
+
+def _load_file(path: Path, cache_dir: Path) -> SetFile:
     import datasets
 
     builder = DATA_SUFFIXES.get(path.suffix)
     if builder is None:
         raise FuxiError(f"unknown file type: expected {', '.join(DATA_SUFFIXES)}", path=path)
+    lines = json_record_lines(path) if builder == "json" else None
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir))
+        loaded = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir))
     except Exception as err:  # datasets wraps JSON, Arrow and schema errors in several exception types
         cause = err.__cause__ or err
         raise FuxiError(f"cannot read as {builder}: {type(cause).__name__}: {cause}".strip(), path=path) from None
+    return SetFile(path, loaded, lines)
 
 
 def read_set(spec: DataSet, cache_dir: Path) -> list[SetFile]:
@@ -184,14 +238,15 @@ def read_set(spec: DataSet, cache_dir: Path) -> list[SetFile]:
         files = sorted(p for p in path.iterdir() if p.suffix in DATA_SUFFIXES) if path.is_dir() else [path]
         if not files:
             raise FuxiError(f"no {', '.join(DATA_SUFFIXES)} files in this folder", path=path)
-        parts = [SetFile(file, _load_file(file, cache_dir)) for file in files]
+        parts = [_load_file(file, cache_dir) for file in files]
     renamed = []
     for part in parts:
         missing = sorted(set(spec.columns) - set(part.dataset.column_names))
         if missing:
             raise FuxiError(f"columns {missing} (from `columns`) are not in the data; it has "
                             f"{part.dataset.column_names}", path=part.path)
-        renamed.append(SetFile(part.path, part.dataset.rename_columns(spec.columns) if spec.columns else part.dataset))
+        dataset = part.dataset.rename_columns(spec.columns) if spec.columns else part.dataset
+        renamed.append(SetFile(part.path, dataset, part.lines))
     return renamed
 
 
@@ -204,7 +259,7 @@ def normalise(part: SetFile, preference: bool, cache_file: Path) -> Dataset:
         try:
             return convert(record)
         except RecordError as err:
-            raise FuxiError(str(err), path=path, record=index + 1) from None
+            raise FuxiError(str(err), path=path, record=part.where(index)) from None
 
     return part.dataset.map(one, with_indices=True, remove_columns=part.dataset.column_names,
                             cache_file_name=str(cache_file), load_from_cache_file=False, desc=f"reading {path.name}")

@@ -135,6 +135,8 @@ def read_parallel(paths: Iterable[str | Path], keep_unsupported: bool = False) -
     paths, found = list(paths), ParallelSet(keep_unsupported=keep_unsupported)
     for item in paths:
         path = Path(item)
+        if not path.exists():
+            raise FuxiError("no such parallel set (file or directory)", path=path)
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".tsv"))
             if not files:
@@ -143,10 +145,8 @@ def read_parallel(paths: Iterable[str | Path], keep_unsupported: bool = False) -
                 (_read_jsonl if file.suffix == ".jsonl" else _read_tsv)(file, found)
         elif path.suffix in (".jsonl", ".tsv"):
             (_read_jsonl if path.suffix == ".jsonl" else _read_tsv)(path, found)
-        elif path.exists():
-            raise FuxiError("not a parallel set: expected a .jsonl or .tsv file, or a folder", path=path)
         else:
-            raise FuxiError("no such file or directory", path=path)
+            raise FuxiError("not a parallel set: expected a .jsonl or .tsv file, or a folder", path=path)
     if not found.units:
         raise FuxiError(f"no parallel units in {', '.join(map(str, paths))}")
     return found
