@@ -355,11 +355,18 @@ def test_a_paper_task_runs_from_a_local_copy_in_the_original_schema(tmp_path, ti
 
 
 def _checkpoint(folder: Path, model: Path, step: int, tag: str) -> None:
+    """A pretraining checkpoint: the model's files plus a `tag` file that tells versions apart, all hashed into its
+    checkpoint.json as the trainer writes it."""
     import shutil
 
+    from fuxitranyu.io import file_sha256
+
     path = folder / f"step-{step:06d}"
-    shutil.copytree(model, path)
-    (path / "checkpoint.json").write_text(json.dumps({"step": step, "tokens": step * 1000, "files": {"tag": tag}}))
+    if not path.exists():
+        shutil.copytree(model, path)
+    (path / "tag").write_text(tag)
+    files = {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and p.name != "checkpoint.json"}
+    (path / "checkpoint.json").write_text(json.dumps({"step": step, "tokens": step * 1000, "files": files}))
 
 
 def test_sweep_evaluates_each_checkpoint_once_and_draws_curves(tmp_path, tiny_model, monkeypatch):
@@ -384,8 +391,7 @@ def test_sweep_evaluates_each_checkpoint_once_and_draws_curves(tmp_path, tiny_mo
     again = sweep(checkpoints, evaluation, FAST, "pretrain", tiny_model, every=2, console=console)
     assert all(r.reused for r in again) and len(calls) == 2
     assert [r.rows for r in again] == [r.rows for r in first]
-    _checkpoint_json = checkpoints / "step-000030" / "checkpoint.json"  # a checkpoint rewritten under its old name
-    _checkpoint_json.write_text(json.dumps({"step": 30, "tokens": 30000, "files": {"tag": "rewritten"}}))
+    _checkpoint(checkpoints, tiny_model, 30, "rewritten")  # a checkpoint rewritten under its old name
     third = sweep(checkpoints, evaluation, FAST, "pretrain", tiny_model, every=2, console=console)
     assert [r.reused for r in third] == [True, False] and calls[-1] == "pretrain@30"
     curves = (tmp_path / "out" / "sweep" / "pretrain" / "curves.csv").read_text().splitlines()
@@ -441,7 +447,9 @@ def test_cli_evaluates_models_and_sweeps_a_checkpoints_folder(tmp_path, tiny_mod
     from fuxitranyu.cli import main
 
     parallel = tmp_path / "parallel.jsonl"
-    parallel.write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in parallel_units()))
+    units = parallel_units()
+    units[0]["texts"]["xx"] = "a language nobody supports"
+    parallel.write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in units))
     run = tmp_path / "run" / "pretrain"
     _checkpoint(run / "checkpoints", tiny_model, 5, "v5")
     out = tmp_path / "out"
@@ -451,7 +459,9 @@ def test_cli_evaluates_models_and_sweeps_a_checkpoints_folder(tmp_path, tiny_mod
               "--set", "evaluate.offline.units_per_language=8", "--set", "evaluate.offline.translation_units=2",
               "--set", "evaluate.max_new_tokens=4"])
     assert exited.value.code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "skipped languages that are not supported: xx" in captured.err
     assert printed.startswith("# local") and "### Translation choice — acc_norm" in printed
     assert json.loads((out / "results.json").read_text())["models"].keys() == {tiny_model.name}
     assert (out / "sweep" / "pretrain" / "step-000005.json").is_file()

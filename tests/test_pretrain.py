@@ -332,6 +332,28 @@ def test_a_pickle_planted_in_a_checkpoint_is_refused_and_never_run(tmp_path):
     assert marker.exists()
 
 
+def test_fp16_resumes_with_the_loss_scale_it_had_reached(tmp_path):
+    """fp16 trains with a GradScaler whose scale moves during a run; a resume must continue with it, not restart at
+    2**16 (a scale of 2**10 stands in for one lowered after overflows)."""
+    fp16 = "pretrain.precision=fp16"
+
+    def lowered_scale(trainer):
+        trainer.scaler.load_state_dict({**trainer.scaler.state_dict(), "scale": 1024.0})
+        kill_at_step(15)(trainer)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, "out", fp16, patch=lowered_scale)
+    from fuxitranyu.pretrain.checkpoint import STATE
+
+    saved = torch.load(tmp_path / "out" / "checkpoints" / "step-000010" / STATE, weights_only=True)
+    assert saved["scaler"]["scale"] == 1024.0
+    from fuxitranyu.pretrain.train import Trainer
+
+    model_dir, mix_dir = toy_run(tmp_path)
+    trainer = Trainer(toy_recipe(tmp_path, fp16), model_dir, mix_dir, tmp_path / "out")
+    assert trainer.scaler.get_scale() == 65536.0 and trainer.resume() and trainer.scaler.get_scale() == 1024.0
+
+
 def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path):
     train(tmp_path, "reference")
     with pytest.raises(KeyboardInterrupt):

@@ -71,7 +71,7 @@ def test_bad_recipe_file_names_file_and_key(tmp_path):
     assert f"{bad}: key 'mix.context_length': Input should be greater than 0" in message
     not_yaml = tmp_path / "broken.yaml"
     not_yaml.write_text("name: [unclosed\n")
-    with pytest.raises(RecipeError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(RecipeError, match="broken.yaml:2:1: not valid YAML"):
         load_recipe(not_yaml)
     a_list = tmp_path / "list.yaml"
     a_list.write_text("- 1\n- 2\n")
