@@ -443,6 +443,33 @@ def test_interrupted_stage_resumes_to_the_same_output(tmp_path, monkeypatch):
     assert [p.stat().st_mtime_ns for p in sorted((resumed / "logs" / "filter" / "stats").glob("*.json"))] == finished_at
 
 
+@pytest.mark.parametrize("dedup", [True, False])
+def test_a_kill_after_the_working_files_are_gone_resumes(tmp_path, monkeypatch, dedup):
+    """Killed once every phase has finished and the working files are deleted, before the stage is finalised (the
+    one moment the kill sweep found failing): the re-run finishes from what the phases recorded."""
+    from fuxitranyu.data import stage
+
+    corpus_dir = corpus(tmp_path)
+    extra = {} if dedup else {"dedup": {"enabled": False}}
+    _, reference = run_stage(tmp_path, corpus_dir, name="reference", **extra)
+    real_rmtree = stage.shutil.rmtree
+
+    def rmtree_then_killed(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        if Path(path).name == "work":
+            raise KeyboardInterrupt("killed after the working files went")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage.shutil, "rmtree", rmtree_then_killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(tmp_path, corpus_dir, name="resumed", **extra)
+    (partial,) = (tmp_path / "resumed").glob(".data.partial-*")
+    assert not (partial / "work").exists() and (partial / stage.PHASES).is_file()
+    manifest, resumed = run_stage(tmp_path, corpus_dir, name="resumed", **extra)
+    assert read_clean(resumed) == read_clean(reference)
+    assert manifest["stats"] == json.loads((reference / "manifest.json").read_text())["stats"]
+
+
 def test_data_recipe_errors_name_the_key():
     from fuxitranyu.errors import RecipeError
 

@@ -111,6 +111,14 @@ def test_tokenizer_without_dummy_slot_gets_a_new_pad_and_the_model_grows(tmp_pat
     model = load_model(directory, chat, "sdpa")
     assert model.get_input_embeddings().num_embeddings == 384 and model.config.vocab_size == 384
     assert model.generation_config.pad_token_id == 302
+    # The grown rows come from the seed alone, whatever the global RNG holds: the same run gives the same weights
+    torch.manual_seed(123)
+    again = load_model(directory, chat, "sdpa")
+    other = load_model(directory, chat, "sdpa", seed=1)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        grown = model.state_dict()[name][302:]
+        assert torch.equal(grown, again.state_dict()[name][302:])
+        assert not torch.equal(grown, other.state_dict()[name][302:])
 
 
 def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path, base_dir):

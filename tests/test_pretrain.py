@@ -708,8 +708,6 @@ def test_auto_precision_follows_the_cpu_bf16_probe(monkeypatch, bf16_unit, expec
 
 @pytest.mark.parametrize("context, bf16_kernel", [(256, "matmul"), (4096, "sdpa")])
 def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkeypatch, context, bf16_kernel):
-    from rich.console import Console
-
     from fuxitranyu import runtime
     from fuxitranyu.model import FuxiTranyuConfig
     from fuxitranyu.pretrain import train as train_module
@@ -722,7 +720,7 @@ def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkey
     monkeypatch.setattr(runtime, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
     config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                               num_attention_heads=2)
-    chosen = train_module.setup_runtime(PretrainRecipe(), World(), Console(quiet=True), config, 3, context)
+    chosen = train_module.setup_runtime(PretrainRecipe(), World(), config, 3, context)
     assert calls == [(config, 3, context, ("sdpa", bf16_kernel))]
     assert chosen.precision.name == "bf16" and "1.5x" in chosen.precision.reason
 

@@ -117,7 +117,8 @@ ModelDirArg = Annotated[Path, typer.Argument(help="A model directory whose token
                                                   "runs/tiny/sft/model.")]
 MaxNewTokensOpt = Annotated[int, typer.Option(min=1, help="Longest reply in tokens.")]
 TemperatureOpt = Annotated[float, typer.Option(min=0, help="Sampling temperature; 0 decodes greedily.")]
-TopPOpt = Annotated[float, typer.Option(min=0, max=1, help="Nucleus sampling: keep the most likely tokens up to this mass.")]
+TopPOpt = Annotated[float, typer.Option(min=0, max=1,
+                                        help="Nucleus sampling: keep the most likely tokens up to this mass.")]
 TopKOpt = Annotated[int, typer.Option(min=0, help="Keep only the k most likely tokens; 0 keeps all.")]
 RepetitionOpt = Annotated[float, typer.Option(min=0, help="Penalty on tokens already generated (1: none).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling.")]
@@ -247,7 +248,8 @@ def experiment_balance(
     set_: SetOpt = None,
     strategy: Annotated[Optional[list[str]], typer.Option(
         help="A mixing strategy to compare (repeatable; default: proportional, temperature, unimax).")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per strategy (recipe seed, +1, ...); 2 or more measure noise.")] = 2,
+    seeds: Annotated[int, typer.Option(
+        min=1, help="Seeds per strategy (recipe seed, +1, ...); 2 or more measure noise.")] = 2,
     output: Annotated[Optional[Path], typer.Option(help="Folder of the arms and the comparison "
                                                         "(default: runs/<recipe name>-balance).")] = None,
     verbose: VerboseOpt = False,
@@ -314,13 +316,15 @@ def model_info(
     target: Annotated[Optional[str], typer.Argument(help="A preset name or a model directory.")] = None,
     recipe: Annotated[Optional[str], typer.Option(help="A recipe: its model, and its training plan (memory per "
                                                        "device with a verdict, days of training).")] = None,
-    context_length: Annotated[Optional[int], typer.Option(min=1, help="Sequence length for FLOPs (default: the model's).")] = None,
+    context_length: Annotated[Optional[int], typer.Option(
+        min=1, help="Sequence length for FLOPs (default: the model's).")] = None,
     world_size: Annotated[Optional[int], typer.Option(min=1, help="Data-parallel devices (default: the recipe's "
                                                            "pretrain.hardware, else 8).")] = None,
     device_memory: Annotated[Optional[str], typer.Option(help="Memory per device for the recipe's plan, e.g. "
                                                               "80GiB.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU model for the time plan (A800, H100, ...).")] = None,
-    mfu: Annotated[Optional[float], typer.Option(min=0.01, max=1, help="Assumed model FLOPs utilisation for the time plan.")] = None,
+    mfu: Annotated[Optional[float], typer.Option(
+        min=0.01, max=1, help="Assumed model FLOPs utilisation for the time plan.")] = None,
 ):
     """Parameter counts (computed on the meta device), memory and FLOP estimates; for a recipe also the memory plan
     per device (training state, activations, loss) with a verdict, and the days its token budget takes."""
@@ -498,7 +502,8 @@ def evaluate_command(
     every: Annotated[int, typer.Option(min=1, help="Sweep: every k-th checkpoint (the last always).")] = 1,
     tokenizer: Annotated[Optional[Path], typer.Option(
         help="Sweep: tokenizer directory (default: the run's pretrain/model beside checkpoints/).")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N examples per task (a quick look).")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=1, help="Only the first N examples per task (a quick look).")] = None,
     recipe: Annotated[str, typer.Option(help="Recipe whose evaluate section gives the settings and whose run "
                                              "directory the parallel sets.")] = "tiny",
     set_: SetOpt = None,

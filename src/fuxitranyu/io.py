@@ -105,6 +105,17 @@ def save_figure(figure, path: str | Path, **savefig) -> None:
         figure.savefig(tmp, format=path.suffix.lstrip(".") or None, **savefig)
 
 
+def set_aside(path: str | Path, folder: str = "corrupt") -> Path:
+    """Move a damaged checkpoint (or other item) into `<its parent>/<folder>/`: kept for inspection, never used
+    again; returns where it went."""
+    path = Path(path)
+    target = path.parent / folder / path.name
+    target.parent.mkdir(exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    path.rename(target)
+    return target
+
+
 def remove_interrupted_writes(directory: str | Path) -> list[Path]:
     """Delete the temporary files and folders that killed atomic writes left under `directory` (a stage's working
     directory, when a run resumes in it); returns what was removed."""

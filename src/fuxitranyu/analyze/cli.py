@@ -24,14 +24,16 @@ ParallelOpt = Annotated[Optional[list[Path]], typer.Option(
          "languages, or a FLORES-200 folder (e.g. flores200_dataset/devtest). Default: the recipe's data/parallel.")]
 LanguageOpt = Annotated[Optional[list[str]], typer.Option(
     help="Language to compare (repeatable, or comma-separated); default: every language of the parallel set.")]
-MaxSentencesOpt = Annotated[int, typer.Option(min=0, help="Aligned units per language at most (a seeded sample); 0: all.")]
+MaxSentencesOpt = Annotated[int, typer.Option(
+    min=0, help="Aligned units per language at most (a seeded sample); 0: all.")]
 BatchTokensOpt = Annotated[int, typer.Option(min=1, help="Padded tokens per forward pass (bounds activation memory).")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32 or bf16.")]
 OutOpt = Annotated[Path, typer.Option(help="Folder for the tables and figures.")]
 TokenizerOpt = Annotated[Optional[Path], typer.Option(help="Tokenizer directory for models that have none beside "
                                                            "them (checkpoints).")]
 CheckpointsOpt = Annotated[Optional[int], typer.Option(
-    min=1, help="At most this many checkpoints of a checkpoints folder, evenly spread, the last included (default: all).")]
+    min=1, help="At most this many checkpoints of a checkpoints folder, evenly spread, the last included (default: "
+                "all).")]
 RecipeOpt = Annotated[str, typer.Option(help="Recipe whose run directory gives the defaults.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sentence sample.")]
@@ -105,7 +107,8 @@ def representations(models: ModelsArg = None, parallel: ParallelOpt = None, lang
                         help="Order languages by their share of this mix (a mix stage folder, its index.json or "
                              "plan.json); default: as given.")] = None,
                     heatmap_layer: Annotated[Optional[int], typer.Option(
-                        help="Layer of the heatmap (Figure 3): 0 the first, -1 the last; default: the middle one.")] = None):
+                        help="Layer of the heatmap (Figure 3): 0 the first, -1 the last; default: the middle "
+                             "one.")] = None):
     """Cosine similarity between languages' mean last-token states at every layer, the embedding output included
     (paper 6.2, Figures 3 and 6)."""
     from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results

@@ -33,7 +33,7 @@ from fuxitranyu.data.filters import (
 from fuxitranyu.data.execution import executor_session, run_phase
 from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths, unreachable_hub_parts
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_write_text
+from fuxitranyu.io import atomic_write_json, atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
 
 BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
@@ -159,12 +159,36 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
         return run_phases(ctx)
 
 
+PHASES = "phases.json"
+"""Written when every phase has finished, before the working files go: the phases run and what the dedup reported. A
+run killed after that point resumes from it instead of looking for working files that are no longer there."""
+
+
 def run_phases(ctx: StageContext) -> dict[str, Any]:
     recipe: DataRecipe = ctx.recipe.data
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
     check_sources(recipe)
     parallel = write_parallel_sets(recipe, out)
+    finished = out / PHASES
+    if finished.is_file():
+        done = json.loads(finished.read_text(encoding="utf-8"))
+    else:
+        done = filter_and_deduplicate(ctx, recipe, out, logs)
+        atomic_write_json(finished, done)
+    documents, clean = out / done["documents"], out / "clean"
+    if documents != clean and documents.exists():  # without dedup the last phase's output becomes clean/
+        shutil.rmtree(clean, ignore_errors=True)
+        documents.rename(clean)
+    shutil.rmtree(out / "work", ignore_errors=True)
+    steps = step_tables(logs, done["phases"])
+    final = count_output(out / "clean")
+    accounting.print_summary(ctx.console, steps, final)
+    return {"steps": steps, "final": final, "parallel_sets": parallel, **done["report"]}
 
+
+def filter_and_deduplicate(ctx: StageContext, recipe: DataRecipe, out: Path, logs: Path) -> dict[str, Any]:
+    """The phases from the sources to the clean documents; returns the phases run, the folder the documents are in
+    (relative to `out`) and what perplexity and dedup reported."""
     current = out / "work" / "filtered"
     run_phase(filter_pipeline(recipe, out, current), recipe, logs / "filter", ctx.verbose)
     require_documents(current, step_tables(logs, ["filter"]))
@@ -179,18 +203,11 @@ def run_phases(ctx: StageContext) -> dict[str, Any]:
         run_phase(steps, recipe, logs / "perplexity", ctx.verbose)
         current = scored
         phases.append("perplexity")
-    clean = out / "clean"
     if recipe.dedup.enabled:
-        report["dedup"] = deduplicate(recipe, out, current, clean, logs, ctx.verbose)
+        report["dedup"] = deduplicate(recipe, out, current, out / "clean", logs, ctx.verbose)
         phases.append("dedup-filter")
-    elif current.exists():
-        shutil.rmtree(clean, ignore_errors=True)
-        current.rename(clean)
-    shutil.rmtree(out / "work", ignore_errors=True)
-    steps = step_tables(logs, phases)
-    final = count_output(clean)
-    accounting.print_summary(ctx.console, steps, final)
-    return {"steps": steps, "final": final, "parallel_sets": parallel, **report}
+        current = out / "clean"
+    return {"phases": phases, "documents": current.relative_to(out).as_posix(), "report": report}
 
 
 STAGE = Stage(

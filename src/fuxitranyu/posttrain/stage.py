@@ -101,7 +101,8 @@ def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, secti
                             f"{vocabularies[1]} ids); DPO compares their log-probabilities token by token",
                             path=section.reference)
     if section.reference or chat.pad.how == "added":  # another model, or embeddings grown for a new <PAD>
-        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention, args.seed)
+        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention,
+                               args.seed)
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=mixture.dataset,
                       processing_class=chat.tokenizer)
 

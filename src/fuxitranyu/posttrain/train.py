@@ -9,7 +9,6 @@ the two that TRL sets for GPUs and that we decide from the hardware: `bf16` (via
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256
+from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256, set_aside
 from fuxitranyu.posttrain.config import DpoRecipe, PostTrainRecipe, SftRecipe
 from fuxitranyu.runtime import Precision, World
 
@@ -194,9 +193,10 @@ class RunCheckpoints(TrainerCallback):
             "num_tokens": getattr(self.trainer, "_total_train_tokens", None)})
 
 
-def newest_intact_checkpoint(out_dir: Path, console) -> Resumption | None:
-    """The newest Trainer checkpoint whose files match their `checkpoint.json`; each one that does not (cut short by a
-    kill, changed since) is moved to `checkpoints/corrupt/` with a line saying why, as pretraining does."""
+def newest_intact_checkpoint(out_dir: Path, console, main_process: bool) -> Resumption | None:
+    """The newest Trainer checkpoint whose files match their `checkpoint.json`. The main process moves each one that
+    does not (cut short by a kill, changed since) to `checkpoints/corrupt/` with a line saying why, as pretraining
+    does; the other ranks look after it has, and so find the same one."""
     folder = out_dir / CHECKPOINTS
     if not folder.is_dir():
         return None
@@ -207,11 +207,8 @@ def newest_intact_checkpoint(out_dir: Path, console) -> Resumption | None:
         if problem is None:
             described = json.loads((path / DESCRIPTION).read_text(encoding="utf-8"))
             return Resumption(path, step, float(described["loss_sum"]), described.get("num_tokens"))
-        aside = folder / "corrupt" / path.name
-        aside.parent.mkdir(exist_ok=True)
-        shutil.rmtree(aside, ignore_errors=True)
-        path.rename(aside)
-        console.print(f"[yellow]{path.name}: {problem}; set aside in {aside.parent}[/]")
+        if main_process:
+            console.print(f"[yellow]{path.name}: {problem}; set aside in {set_aside(path).parent}[/]")
     return None
 
 
@@ -243,13 +240,21 @@ class BarWithLoss(ProgressCallback):
 def train(trainer: Trainer, out_dir: Path, resume: bool, console) -> dict[str, Any]:
     """Run the trainer (from the newest intact checkpoint when resuming) and summarise the whole run, also across
     resumes: the step count, the mean training loss over every step, and TRL's token count."""
-    resumed = newest_intact_checkpoint(out_dir, console) if resume else None
+    main_process = trainer.accelerator.is_main_process
+    resumed = None
+    if resume:
+        if main_process:
+            resumed = newest_intact_checkpoint(out_dir, console, main_process)
+        trainer.accelerator.wait_for_everyone()
+        if not main_process:
+            resumed = newest_intact_checkpoint(out_dir, console, main_process)
     # Every log goes to metrics.jsonl; the terminal keeps one progress display per stage (without a terminal
     # transformers would print each log dict to stdout, with one it writes them under the bar).
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(BarWithLoss)
-    trainer.add_callback(MetricsWriter(out_dir / METRICS, resumed))
+    if main_process:
+        trainer.add_callback(MetricsWriter(out_dir / METRICS, resumed))
     trainer.add_callback(RunCheckpoints(trainer, resumed))
     result = trainer.train(resume_from_checkpoint=str(resumed.checkpoint) if resumed else None)
     steps = trainer.state.global_step

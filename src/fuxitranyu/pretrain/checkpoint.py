@@ -26,11 +26,10 @@ import torch
 import torch.distributed as dist
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import TMP_SUFFIX, atomic_write_json, file_sha256
+from fuxitranyu.io import TMP_SUFFIX, atomic_write_json, file_sha256, set_aside
 
 DESCRIPTION = "checkpoint.json"
 STATE = "training_state.pt"
-CORRUPT = "corrupt"
 
 
 class CorruptCheckpoint(FuxiError):
@@ -181,15 +180,6 @@ def verify(checkpoint: Checkpoint) -> None:
     if broken:
         raise CorruptCheckpoint(f"weights hold NaN or Inf ({', '.join(broken[:3])}"
                                 f"{'...' if len(broken) > 3 else ''})", path=checkpoint.path)
-
-
-def set_aside(path: Path) -> Path:
-    """Move a corrupt checkpoint to `checkpoints/corrupt/` (kept for inspection, never loaded again)."""
-    target = path.parent / CORRUPT / path.name
-    target.parent.mkdir(exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    path.rename(target)
-    return target
 
 
 def read_training_state(path: Path) -> dict:

@@ -16,6 +16,7 @@ import copy
 import functools
 import json
 import math
+import random
 import shutil
 import sys
 import time
@@ -32,7 +33,7 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.reader import ShardReader, read_index
 from fuxitranyu.model.summary import summarize
 from fuxitranyu.pretrain import schedule
-from fuxitranyu.io import atomic_write_text
+from fuxitranyu.io import atomic_write_text, set_aside
 from fuxitranyu.pretrain.checkpoint import (
     Checkpoint,
     CorruptCheckpoint,
@@ -40,7 +41,6 @@ from fuxitranyu.pretrain.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
-    set_aside,
     verify,
 )
 from fuxitranyu.pretrain.config import PretrainRecipe
@@ -125,8 +125,8 @@ def layer_bf16_speedup(config, batch: int, context: int, kernels: tuple[str, str
     return fp32 / bf16
 
 
-def setup_runtime(recipe: PretrainRecipe, current: World, console: Console, config=None, micro_batch: int = 0,
-                  context: int = 0, decisions: RunDecisions | None = None) -> Runtime:
+def setup_runtime(recipe: PretrainRecipe, current: World, config=None, micro_batch: int = 0, context: int = 0,
+                  decisions: RunDecisions | None = None) -> Runtime:
     """Device, process group, host memory and precision. With the model's `config` and the micro-batch's shape, a
     CPU with a bf16 unit measures whether bf16 pays for this model (`layer_bf16_speedup`). What `decisions` holds
     from an earlier start of the same run is reused instead of decided again."""
@@ -352,12 +352,14 @@ class Trainer:
         from fuxitranyu.model import FuxiTranyuConfig
 
         self.decisions = RunDecisions(out_dir)
-        self.runtime = setup_runtime(self.recipe, current or world(), self.console,
-                                     FuxiTranyuConfig.from_pretrained(model_dir), self.recipe.micro_batch_size,
-                                     read_index(mix_dir)["context_length"], self.decisions)
+        self.runtime = setup_runtime(self.recipe, current or world(), FuxiTranyuConfig.from_pretrained(model_dir),
+                                     self.recipe.micro_batch_size, read_index(mix_dir)["context_length"],
+                                     self.decisions)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
         self.verify_shards()
         self.context_length: int = self.reader.index["context_length"]
+        random.seed(self.seed)  # Python's and numpy's generator states go into every checkpoint: seeded, two runs
+        np.random.seed(self.seed)  # of the same recipe write the same bytes
         torch.manual_seed(self.seed)
         self.compiled = self.decisions.decide(
             "compile", self.recipe.compile,
