@@ -29,7 +29,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -137,7 +137,7 @@ def compare(args) -> None:
     agreement = float(np.abs(a - b).max() / np.abs(b).max())
     ratio = naive["seconds"] / ours["seconds"]
     print(f"## Analyses: neuron importance, one pass against one backward per component\n\n"
-          f"`python benchmarks/bench_analyze.py` — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"`python benchmarks/bench_analyze.py` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
           f"torch {torch.__version__}, load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, "
           f"{args.precision}.\n")

@@ -22,7 +22,7 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 from bench_pretrain import CPU_SIZES, cpu_config
@@ -41,8 +41,9 @@ VARIANTS = {  # name: (autocast dtype, attention kernel, compiled)
 def training_step(config, dtype, kernel: str, compiled: bool):
     from fuxitranyu.model import FuxiTranyuForCausalLM
     from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.decisions import attention_implementation
     from fuxitranyu.pretrain.loss import CausalLMLoss
-    from fuxitranyu.pretrain.train import attention_implementation, make_optimizer
+    from fuxitranyu.pretrain.train import make_optimizer
 
     config._attn_implementation = attention_implementation(kernel)
     torch.manual_seed(0)
@@ -74,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     keep_freed_host_memory(True, torch.device("cpu"))
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
           f"{args.steps} steps per variant, the first {args.warmup} left out")
     print("| size | variant | tok/s (median step) | first step | / fp32, median of paired steps | "
@@ -85,7 +86,8 @@ def main() -> None:
         steps = {variant: training_step(copy.deepcopy(config), *settings) for variant, settings in VARIANTS.items()}
         times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         for index in range(args.steps):
-            ids = torch.randint(1, config.vocab_size, (sequences, context + 1), generator=torch.Generator().manual_seed(index))
+            ids = torch.randint(1, config.vocab_size, (sequences, context + 1),
+                                generator=torch.Generator().manual_seed(index))
             order = list(VARIANTS) if index % 2 == 0 else list(reversed(VARIANTS))
             for variant in order:
                 started = time.perf_counter()
@@ -95,7 +97,7 @@ def main() -> None:
                     raise SystemExit(f"{variant}: NaN loss at step {index}")
         kept = {variant: t[args.warmup:] for variant, t in times.items()}
 
-        def paired(variant: str, base: str) -> float:
+        def paired(variant: str, base: str, kept: dict = kept) -> float:
             return statistics.median(b / a for a, b in zip(kept[variant], kept[base]))
 
         for variant in VARIANTS:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -73,7 +73,7 @@ def main():
         docs, chars, read_seconds = write_corpus(tmp / "corpus.jsonl")
         seconds, stats = run_chain(tmp / "corpus.jsonl", tmp / "chain")
     print(f"# data chain on {platform.node()} ({os.cpu_count()} cores), load average {load[0]:.2f}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d}")
+          f"{datetime.now(UTC):%Y-%m-%d}")
     print(f"system source (gettext .mo parsing + code files): {docs:,} documents, {chars / 1e6:.1f}M chars, "
           f"{docs / read_seconds:,.0f} docs/s")
     print(f"full chain, 1 worker: {docs / seconds:,.0f} docs/s, {chars / seconds / 1e6:.2f}M chars/s "

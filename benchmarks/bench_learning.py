@@ -23,7 +23,7 @@ import math
 import os
 import platform
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +110,7 @@ def main() -> None:
         mine = ours(args.run, recipe, Path(work))
     theirs = baseline(args.run, recipe, recipe.seed)
     a, b = window_means(mine, args.windows), window_means(theirs, args.windows)
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
     print(f"tokens {recipe.pretrain.total_tokens:,} at {args.batch_tokens} tokens/step, fp32; unigram entropy of the "
           f"mix {entropy:.3f} nats")

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,9 @@ def measure(keep: bool, repeats: int, chunk: int) -> dict:
         hidden = torch.randn(POSITIONS, hidden_size, requires_grad=True)
         weight = (torch.randn(VOCAB, hidden_size) * 0.02).requires_grad_()
         targets = torch.randint(0, VOCAB, (POSITIONS,))
-        losses = {"stock": lambda: F.cross_entropy((hidden @ weight.t()).float(), targets, reduction="sum"),
-                  "fused": lambda: linear_cross_entropy(hidden, weight, targets, chunk)[0]}
+        losses = {"stock": lambda h=hidden, w=weight, t=targets: F.cross_entropy((h @ w.t()).float(), t,
+                                                                                  reduction="sum"),
+                  "fused": lambda h=hidden, w=weight, t=targets: linear_cross_entropy(h, w, t, chunk)[0]}
         for dtype in (None, torch.bfloat16):
             times = {name: [] for name in losses}
             for _ in range(repeats + 1):  # the first round warms up
@@ -69,7 +70,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--one", allocator, "--repeats", str(args.repeats),
                               "--chunk", str(args.chunk)], check=True, capture_output=True, text=True)
         runs[allocator] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, load "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, load "
           f"average {load:.2f} -> {os.getloadavg()[0]:.2f}, torch {torch.__version__}; {POSITIONS} positions, vocab "
           f"{VOCAB:,}, chunk {args.chunk}; forward + backward, median ms of {args.repeats}")
     print("| size, dtype | stock (allocator default) | fused (default) | stock / fused | stock (memory kept) | "

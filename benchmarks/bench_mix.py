@@ -21,7 +21,7 @@ import platform
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +104,7 @@ def main():
     assert difference <= 2 * (CONTEXT + 1), difference
     documents = sum(map(len, texts.values()))
     print(f"# mix build on {platform.node()} ({os.cpu_count()} cores), load average {load[0]:.2f}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d}")
+          f"{datetime.now(UTC):%Y-%m-%d}")
     print(f"corpus: {documents:,} documents in {len(texts)} languages, {tokens:,} tokens (with end-of-text)")
     print(f"ours:     {tokens / ours_seconds:,.0f} tokens/s ({ours_seconds:.2f}s)")
     print(f"baseline: {tokens / base_seconds:,.0f} tokens/s ({base_seconds:.2f}s)")

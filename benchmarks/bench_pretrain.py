@@ -36,7 +36,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +242,7 @@ def cpu(args) -> None:
             row["compile_break_even_steps"] = break_even(runs[size, "fp32"], runs[size, "fp32 compiled"],
                                                          sequences * context)
         rows.append(row)
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {load:.2f} -> {os.getloadavg()[0]:.2f}, torch {torch.__version__}; "
           f"auto = {auto.name} ({auto.reason}); median of {args.rounds} rounds, {args.steps} steps each")
     print("| size | ours auto | ours auto, compiled | ours fp32 | Arcee fp32 | Arcee fp32, memory kept | auto / fp32 | "
@@ -286,10 +286,11 @@ def preset_run(args) -> None:
                             materialize_now=False)
         rows.append({"activation_checkpointing": checkpointing, "tokens_per_s": round(measured.tokens_per_s, 1),
                      "mfu": round(measured.tokens_per_s * flops / measured.peak_flops, 4),
-                     "peak_memory_gib": None if measured.peak_memory_gib is None else round(measured.peak_memory_gib, 2),
+                     "peak_memory_gib": None if measured.peak_memory_gib is None
+                     else round(measured.peak_memory_gib, 2),
                      "first_step_s": round(measured.first_step_s, 1), "precision": measured.precision})
     peak_text = f"dense bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "peak measured by the trainer's probe"
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {name} ({peak_text}), torch {torch.__version__}, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {name} ({peak_text}), torch {torch.__version__}, "
           f"preset {args.preset}, micro-batch {args.micro_batch} x {args.context}, {rows[0]['precision']}, SDPA, "
           f"FSDP2 on one device")
     print("| activation checkpointing | tokens/s | MFU | peak memory | first step |\n|---|---|---|---|---|")

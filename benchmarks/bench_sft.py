@@ -24,7 +24,7 @@ import platform
 import statistics
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -90,7 +90,7 @@ def main() -> None:
     rates = {name: tokens / statistics.median(values) for name, values in seconds.items()}
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line), "?")
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {model_name}, {os.cpu_count()} cores, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {model_name}, {os.cpu_count()} cores, "
           f"{args.threads} torch threads, torch {torch.__version__}, load average {load:.2f} at the start, "
           f"Python {platform.python_version()}")
     print(f"{len(records)} conversations, {tokens:,} tokens (mean {mean:.1f}, max {max(lengths)}); padded batches of "

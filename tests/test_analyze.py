@@ -41,10 +41,12 @@ CPU = torch.device("cpu")
 VOCAB = 320
 UNITS = [
     {"en": "The cat sleeps on the warm mat.", "fr": "Le chat dort sur le tapis chaud.",
-     "de": "Die Katze schläft auf der warmen Matte.", "zh": "猫睡在温暖的垫子上。", "ar": "القطة تنام على الحصيرة الدافئة."},
+     "de": "Die Katze schläft auf der warmen Matte.", "zh": "猫睡在温暖的垫子上。",
+     "ar": "القطة تنام على الحصيرة الدافئة."},
     {"en": "Open the file", "fr": "Ouvrir le fichier", "de": "Datei öffnen", "zh": "打开文件", "ar": "افتح الملف"},
     {"en": "Saving failed: disk full.", "fr": "Échec de l'enregistrement : disque plein.",
-     "de": "Speichern fehlgeschlagen: Datenträger voll.", "zh": "保存失败：磁盘已满。", "ar": "فشل الحفظ: القرص ممتلئ."},
+     "de": "Speichern fehlgeschlagen: Datenträger voll.", "zh": "保存失败：磁盘已满。",
+     "ar": "فشل الحفظ: القرص ممتلئ."},
     {"en": "yes", "fr": "oui", "de": "ja", "zh": "是", "ar": "نعم"},
 ]
 

@@ -28,8 +28,10 @@ from fuxitranyu.recipe import load_recipe
 
 FRENCH = "Le chat est assis sur la table et il regarde le jardin avec une grande attention tous les jours."
 ENGLISH = "The cat is sitting on the table and it looks at the garden with great attention every day of the week."
-CHINESE = "这是一个中文的例子，我们希望它能够通过所有的过滤器，因为它是一段正常的文本。今天的天气非常好，我们一起去公园散步吧。"
-JAPANESE = "これは日本語の文章です。今日はとても良い天気なので、私たちは公園に散歩に行きました。そこで友達に会いました。"
+CHINESE = ("这是一个中文的例子，我们希望它能够通过所有的过滤器，因为它是一段正常的文本。"
+           "今天的天气非常好，我们一起去公园散步吧。")
+JAPANESE = ("これは日本語の文章です。今日はとても良い天気なので、私たちは公園に散歩に行きました。"
+            "そこで友達に会いました。")
 THAI = "นี่คือตัวอย่างข้อความภาษาไทย วันนี้อากาศดีมาก เราจึงไปเดินเล่นที่สวนสาธารณะด้วยกัน และได้พบเพื่อนของเราที่นั่น"
 
 
@@ -473,7 +475,8 @@ def test_a_kill_after_the_working_files_are_gone_resumes(tmp_path, monkeypatch, 
 def test_data_recipe_errors_name_the_key():
     from fuxitranyu.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="data.sources.0: Value error, a jsonl source needs `paths`|a jsonl source needs"):
+    with pytest.raises(RecipeError,
+                       match="data.sources.0: Value error, a jsonl source needs `paths`|a jsonl source needs"):
         load_recipe("tiny", ['data.sources=[{"type": "jsonl"}]'])
     with pytest.raises(RecipeError, match="unknown language code 'xx'"):
         load_recipe("tiny", ["data.languages=[fr, xx]"])
@@ -555,8 +558,9 @@ def test_udhr_parallel_set_and_documents(tmp_path):
     decomposed = "Tất cả".encode().decode()  # composed here; the file below is written decomposed
     import unicodedata
 
-    (folder / "vi.html").write_text(UDHR_HTML.format(lang="vi", preamble="Xét", first=unicodedata.normalize("NFD", decomposed),
-                                                     second="Mọi", item="Một"))
+    (folder / "vi.html").write_text(UDHR_HTML.format(lang="vi", preamble="Xét",
+                                                     first=unicodedata.normalize("NFD", decomposed), second="Mọi",
+                                                     item="Một"))
     rows = udhr.parallel_rows(folder)
     assert [r["id"] for r in rows] == ["udhr:preamble", "udhr:1", "udhr:2"]
     assert rows[1]["texts"] == {"fr": "Tous les êtres", "vi": unicodedata.normalize("NFC", decomposed)}

@@ -366,7 +366,7 @@ def test_user_errors_are_clear(tmp_path):
         list(MinHashFilter(folder).run([doc("a b c d e f", "en", 0), doc("g h", "en", 1)]))
 
 
-# --- against independent references: plain-Python shingles, datasketch's MinHash LSH -----------------------------------
+# --- against independent references: plain-Python shingles, datasketch's MinHash LSH ------------------------------
 
 
 def reference_shingles(text: str, lang: str, n: int = 5) -> set[str]:

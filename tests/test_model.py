@@ -8,13 +8,14 @@ from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
 
 from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.model.export import convert_config, export_checkpoint
-from fuxitranyu.model.modeling import MATMUL_ATTENTION, FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
+from fuxitranyu.model.matmul_attention import MATMUL_ATTENTION
+from fuxitranyu.model.modeling import FuxiTranyuDecoderLayer, FuxiTranyuRotaryEmbedding
 from fuxitranyu.model.summary import (
     closed_form_parameter_count,
     meta_parameter_count,
     summarize,
 )
-from fuxitranyu.pretrain.train import cpp_compiler_found
+from fuxitranyu.pretrain.decisions import cpp_compiler_found
 
 SIZES = {
     "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2),
@@ -197,7 +198,8 @@ m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'ckpt')!r}).eval()
 assert type(m).__name__ == "FuxiTranyuForCausalLM", type(m)
 with torch.no_grad():
     out = m(torch.tensor([[1, 2, 3, 4, 5, 6]])).logits
-assert torch.equal(out, torch.load({str(tmp_path / 'expected.pt')!r})), (out - torch.load({str(tmp_path / 'expected.pt')!r})).abs().max()
+expected = torch.load({str(tmp_path / 'expected.pt')!r})
+assert torch.equal(out, expected), (out - expected).abs().max()
 print("OK")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -284,7 +286,8 @@ def test_export_refuses_a_checkpoint_whose_logits_differ(tmp_path, tiny_config, 
     torch.manual_seed(0)
     FuxiTranyuForCausalLM(tiny_config).save_pretrained(tmp_path / "ours")
     # A planted conversion bug: the activation is not carried over, so Arcee falls back to its default (relu2).
-    monkeypatch.setattr(export, "ARCHITECTURE_FIELDS", tuple(f for f in export.ARCHITECTURE_FIELDS if f != "hidden_act"))
+    monkeypatch.setattr(export, "ARCHITECTURE_FIELDS",
+                        tuple(f for f in export.ARCHITECTURE_FIELDS if f != "hidden_act"))
     with pytest.raises(FuxiError, match="computes different logits"):
         export.export_checkpoint(tmp_path / "ours", tmp_path / "arcee", to="arcee")
     assert not (tmp_path / "arcee").exists() and not list(tmp_path.glob(".arcee*"))  # nothing left behind
@@ -300,7 +303,8 @@ def test_exported_directory_serves_on_its_own(tmp_path, tiny_tokenizer_dir):
     difference = export_checkpoint(tmp_path / "ours", tmp_path / "arcee", to="arcee", tokenizer_dir=tiny_tokenizer_dir)
     assert difference is not None and difference <= 1e-4
     files = {p.name for p in (tmp_path / "arcee").iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "chat_template.jinja"} <= files
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+            "chat_template.jinja"} <= files
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "arcee")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "arcee")
     assert type(model) is ArceeForCausalLM and model.generation_config.eos_token_id == 0

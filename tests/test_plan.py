@@ -6,9 +6,9 @@ import torch
 
 from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.decisions import attention_implementation
 from fuxitranyu.pretrain.loss import CausalLMLoss
 from fuxitranyu.pretrain.plan import GIB, activation_model, memory_plan, parse_bytes, time_plan
-from fuxitranyu.pretrain.train import attention_implementation
 from fuxitranyu.recipe import load_recipe
 
 
@@ -95,9 +95,8 @@ def test_pretraining_refuses_a_configuration_that_cannot_fit(tmp_path, monkeypat
     from test_pretrain import toy_recipe, toy_run
 
     from fuxitranyu.errors import FuxiError
-    from fuxitranyu.pretrain import train
-
     from fuxitranyu.model import FuxiTranyuConfig
+    from fuxitranyu.pretrain import train
 
     model_dir, mix_dir = toy_run(tmp_path)
     (tmp_path / "out").mkdir()
@@ -149,8 +148,8 @@ def test_offline_the_paper_data_stage_fails_at_once_listing_every_unreachable_da
     import time
 
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "fuxitranyu", "data", "fuxitranyu-8b", f"--set=output_dir={tmp_path}"],
-                            capture_output=True, text=True, timeout=180,
+    result = subprocess.run([sys.executable, "-m", "fuxitranyu", "data", "fuxitranyu-8b",
+                             f"--set=output_dir={tmp_path}"], capture_output=True, text=True, timeout=180,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert result.returncode == 2 and time.monotonic() - started < 120
     message = result.stderr

@@ -268,6 +268,7 @@ def test_a_resumed_run_keeps_the_decisions_of_its_first_start(tmp_path, monkeypa
     kill, under another load, it says it does not. The resumed run keeps bf16 and its kernel without probing again,
     and ends on the uninterrupted run's curve; a new run would have decided fp32."""
     from fuxitranyu import runtime
+    from fuxitranyu.pretrain import decisions
     from fuxitranyu.pretrain import train as train_module
 
     monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: True)
@@ -277,7 +278,7 @@ def test_a_resumed_run_keeps_the_decisions_of_its_first_start(tmp_path, monkeypa
         answer["probes"] += 1
         return answer["speedup"]
 
-    monkeypatch.setattr(train_module, "layer_bf16_speedup", probe)
+    monkeypatch.setattr(decisions, "layer_bf16_speedup", probe)
     auto = "pretrain.precision=auto"
     reference, _ = train(tmp_path, "reference", auto)
     assert reference.runtime.precision.name == "bf16" and reference.attention.value == "matmul"
@@ -455,7 +456,7 @@ def test_two_processes_give_the_losses_of_one(tmp_path, strategy):
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = losses(single), losses(tmp_path / strategy)
     assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 11))
-    np.testing.assert_allclose([l for _, l in two], [l for _, l in one], rtol=1e-4)
+    np.testing.assert_allclose([loss for _, loss in two], [loss for _, loss in one], rtol=1e-4)
     assert one[-1][1] < one[0][1]
     # The checkpoint written under FSDP/DDP holds the same weights as the single-process one.
     from safetensors.torch import load_file
@@ -509,11 +510,10 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path):
 
 
 def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
-    from fuxitranyu.pretrain.train import load_model, materialize
+    from fuxitranyu.pretrain.parallelize import load_model, materialize
 
     model_dir, _ = toy_run(tmp_path)
     (model_dir / "model.safetensors").unlink()
-    recipe = toy_recipe(tmp_path)
     model = load_model(model_dir, "sdpa")
     assert all(p.is_meta for p in model.parameters())
     materialize(model, torch.device("cpu"), 0)
@@ -669,7 +669,8 @@ def test_mfu_is_the_flops_formula_over_the_peak(tmp_path):
     config = trainer.model.config
     parameters = sum(p.numel() for p in trainer.model.parameters())
     embedding = config.vocab_size * config.hidden_size
-    flops = 6 * (parameters - 2 * embedding) + 6 * embedding + 12 * config.num_hidden_layers * config.hidden_size * CONTEXT
+    attention = 12 * config.num_hidden_layers * config.hidden_size * CONTEXT
+    flops = 6 * (parameters - 2 * embedding) + 6 * embedding + attention
     assert summarize(config, CONTEXT).training_flops_per_token == flops
     row = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["mfu"] == pytest.approx(row["tokens_per_s"] * flops / 1e11, abs=1e-4)  # pretrain.peak_flops=1e11
@@ -710,17 +711,17 @@ def test_auto_precision_follows_the_cpu_bf16_probe(monkeypatch, bf16_unit, expec
 def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkeypatch, context, bf16_kernel):
     from fuxitranyu import runtime
     from fuxitranyu.model import FuxiTranyuConfig
-    from fuxitranyu.pretrain import train as train_module
+    from fuxitranyu.pretrain import decisions
     from fuxitranyu.pretrain.config import PretrainRecipe
     from fuxitranyu.runtime import World
 
     calls = []
     monkeypatch.setattr(runtime, "cpu_has_bf16_unit", lambda: True)
-    monkeypatch.setattr(train_module, "layer_bf16_speedup", lambda *args: calls.append(args) or 1.5)
+    monkeypatch.setattr(decisions, "layer_bf16_speedup", lambda *args: calls.append(args) or 1.5)
     monkeypatch.setattr(runtime, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
     config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                               num_attention_heads=2)
-    chosen = train_module.setup_runtime(PretrainRecipe(), World(), config, 3, context)
+    chosen = decisions.setup_runtime(PretrainRecipe(), World(), config, 3, context)
     assert calls == [(config, 3, context, ("sdpa", bf16_kernel))]
     assert chosen.precision.name == "bf16" and "1.5x" in chosen.precision.reason
 
@@ -759,29 +760,29 @@ def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
 
 
 def test_compile_auto_decides_from_device_precision_length_and_compiler(monkeypatch):
-    from fuxitranyu.pretrain import train
+    from fuxitranyu.pretrain import decisions
     from fuxitranyu.pretrain.config import PretrainRecipe
     from fuxitranyu.runtime import HostMemory, Precision, World
 
     def runtime(device, precision):
-        return train.Runtime(World(), torch.device(device), Precision(precision, "test"), HostMemory(True, "test"))
+        return decisions.Runtime(World(), torch.device(device), Precision(precision, "test"), HostMemory(True, "test"))
 
-    auto, long_run = PretrainRecipe(), train.CPU_COMPILE_MIN_STEPS
-    assert train.compile_decision(auto, runtime("cuda", "bf16"), 10).value
-    assert not train.compile_decision(auto, runtime("cpu", "fp32"), 10**6).value
-    assert not train.compile_decision(auto, runtime("cpu", "bf16"), long_run - 1).value
-    assert train.compile_decision(auto, runtime("cpu", "bf16"), long_run).value
-    monkeypatch.setattr(train.shutil, "which", lambda name: None)
-    assert not train.cpp_compiler_found()
-    decision = train.compile_decision(auto, runtime("cpu", "bf16"), long_run)
+    auto, long_run = PretrainRecipe(), decisions.CPU_COMPILE_MIN_STEPS
+    assert decisions.compile_decision(auto, runtime("cuda", "bf16"), 10).value
+    assert not decisions.compile_decision(auto, runtime("cpu", "fp32"), 10**6).value
+    assert not decisions.compile_decision(auto, runtime("cpu", "bf16"), long_run - 1).value
+    assert decisions.compile_decision(auto, runtime("cpu", "bf16"), long_run).value
+    monkeypatch.setattr(decisions.shutil, "which", lambda name: None)
+    assert not decisions.cpp_compiler_found()
+    decision = decisions.compile_decision(auto, runtime("cpu", "bf16"), long_run)
     assert not decision.value and "no C++ compiler" in decision.reason
-    assert train.compile_decision(PretrainRecipe(compile=True), runtime("cpu", "fp32"), 1).value
-    assert not train.compile_decision(PretrainRecipe(compile=False), runtime("cuda", "bf16"), 10**6).value
+    assert decisions.compile_decision(PretrainRecipe(compile=True), runtime("cpu", "fp32"), 1).value
+    assert not decisions.compile_decision(PretrainRecipe(compile=False), runtime("cuda", "bf16"), 10**6).value
 
 
 def test_attention_auto_takes_the_matmul_kernel_only_on_a_cpu_in_low_precision_at_short_contexts():
     from fuxitranyu.pretrain.config import PretrainRecipe
-    from fuxitranyu.pretrain.train import MATMUL_ATTENTION_MAX_CONTEXT, attention_decision
+    from fuxitranyu.pretrain.decisions import MATMUL_ATTENTION_MAX_CONTEXT, attention_decision
     from fuxitranyu.runtime import Precision
 
     def kernel(device, precision, context, recipe=PretrainRecipe()):

@@ -40,13 +40,17 @@ def test_overrides_apply_with_yaml_types():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["pretrain.max_lrr=1"], "unknown key 'pretrain.max_lrr' (from --set pretrain.max_lrr=1); did you mean pretrain.max_lr?"),
-    (["pretrain.max_lr=fast"], "key 'pretrain.max_lr' (from --set pretrain.max_lr=fast): Input should be a valid number"),
-    (["pretrain.min_lr_ratio=2"], "key 'pretrain.min_lr_ratio' (from --set pretrain.min_lr_ratio=2): Input should be less than or equal to 1"),
+    (["pretrain.max_lrr=1"],
+     "unknown key 'pretrain.max_lrr' (from --set pretrain.max_lrr=1); did you mean pretrain.max_lr?"),
+    (["pretrain.max_lr=fast"],
+     "key 'pretrain.max_lr' (from --set pretrain.max_lr=fast): Input should be a valid number"),
+    (["pretrain.min_lr_ratio=2"],
+     "key 'pretrain.min_lr_ratio' (from --set pretrain.min_lr_ratio=2): Input should be less than or equal to 1"),
     (["model.preset=huge"], "unknown preset 'huge'; presets: fuxitranyu-1b, fuxitranyu-8b, small, tiny"),
     (["model.overrides.hidden_sz=3"], "overrides.hidden_sz is not a FuxiTranyuConfig field; did you mean hidden_size?"),
     (["model.overrides.num_attention_heads=5"], "hidden_size (128) must be a multiple of num_attention_heads (5)"),
-    (["tokenizer.vocab_size=12.5"], "key 'tokenizer.vocab_size' (from --set tokenizer.vocab_size=12.5): expected a whole number"),
+    (["tokenizer.vocab_size=12.5"],
+     "key 'tokenizer.vocab_size' (from --set tokenizer.vocab_size=12.5): expected a whole number"),
     (["pretrain.total_tokens=lots"], "expected a count such as 4096, 2Mi, 606B or 1.5e9, got 'lots'"),
     (["pretrain.batch.0.batch_tokens=1000"], "batch_tokens 1000 is not a multiple of mix.context_length 256"),
     (["pretrain.batch.3.batch_tokens=1024"], "pretrain.batch has no item 3"),

@@ -147,7 +147,8 @@ def test_a_source_whose_documents_are_all_filtered_is_a_clear_error(tmp_path):
     folder = tmp_path / "short"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", [{"text": f"Bonjour {i}.", "language": "fr"} for i in range(10)])
-    with pytest.raises(FuxiError, match="no document survived the filters \\(source: read 10; .*dropped 10 as (too_short|few_stop_words)"):
+    with pytest.raises(FuxiError, match="no document survived the filters \\(source: read 10; "
+                                        ".*dropped 10 as (too_short|few_stop_words)"):
         pipeline.run_pipeline(data_recipe(tmp_path, [folder], workers=1), only=["data"])
 
 

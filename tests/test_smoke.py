@@ -172,7 +172,7 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
 
     from safetensors.torch import load_file
 
-    from fuxitranyu.pretrain import train as train_module
+    from fuxitranyu.pretrain import decisions
     from fuxitranyu.pretrain.train import Trainer
 
     recipe, manifests = smoke_run
@@ -192,7 +192,7 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "step", killed)
-        patch.setattr(train_module, "layer_bf16_speedup", lambda *args: speedup[reference_precision])
+        patch.setattr(decisions, "layer_bf16_speedup", lambda *args: speedup[reference_precision])
         with pytest.raises(KeyboardInterrupt):
             pipeline.run_pipeline(again)
     assert not (run / "pretrain").exists()
@@ -201,7 +201,7 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
     (partial / "checkpoints" / ".step-000050.tmp").mkdir()
     the_other = "fp32" if reference_precision == "bf16" else "bf16"
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "layer_bf16_speedup", lambda *args: speedup[the_other])
+        patch.setattr(decisions, "layer_bf16_speedup", lambda *args: speedup[the_other])
         manifest = pipeline.run_pipeline(again)[-1]
     assert manifest["stage"] == "pretrain" and manifest["stats"]["resumed"]
     assert manifest["stats"]["precision"]["precision"] == reference_precision

@@ -28,8 +28,10 @@ app.add_typer(model_app, name="model")
 out = Console()
 err = Console(stderr=True)
 
-RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file, or the name of an embedded recipe (tiny, fuxitranyu-8b).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")]
+RecipeArg = Annotated[str, typer.Argument(
+    help="Recipe YAML file, or the name of an embedded recipe (tiny, fuxitranyu-8b).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe value: section.key=value (repeatable).")]
 ForceOpt = Annotated[bool, typer.Option(help="Run even when the output is up to date.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs and progress bars on the terminal "
                                                                  "(default: <run dir>/logs/).")]
@@ -74,7 +76,8 @@ def run(
 def pretrain(
     recipe: RecipeArg = "tiny",
     set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest intact checkpoint of an interrupted run.")] = True,
+    resume: Annotated[bool, typer.Option(
+        help="Continue from the newest intact checkpoint of an interrupted run.")] = True,
     force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ):
@@ -339,7 +342,8 @@ def model_info(
     s = summarize(config, context_length or (resolved.mix.context_length if resolved else None))
     devices = world_size or 8
     table = Table(title=f"{target}: {config.num_hidden_layers} layers × {config.hidden_size} wide, "
-                        f"{config.num_attention_heads} heads, MLP {config.intermediate_size}, vocab {config.vocab_size}")
+                        f"{config.num_attention_heads} heads, MLP {config.intermediate_size}, "
+                        f"vocab {config.vocab_size}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     rows = [
@@ -492,7 +496,8 @@ def evaluate_command(
         help="Model directories (Hugging Face format, ours or any causal LM), or a pretraining run's checkpoints/ "
              "folder to sweep.")],
     suite: Annotated[str, typer.Option(help="local, paper-base, paper-chat, or a suite YAML file.")] = "local",
-    out: Annotated[Path, typer.Option(help="Output folder (results.json, tables, plots, sweeps).")] = Path("evaluations"),
+    out: Annotated[Path, typer.Option(
+        help="Output folder (results.json, tables, plots, sweeps).")] = Path("evaluations"),
     chat: Annotated[bool, typer.Option(help="Prompt every model through its chat template.")] = False,
     parallel: Annotated[Optional[list[Path]], typer.Option(
         help="Parallel set for the offline tasks (repeatable; default: the recipe's data/parallel).")] = None,

@@ -178,7 +178,8 @@ LABELS: tuple[str, ...] = CODES + tuple(_BY_LABEL)
 
 
 def label(code_or_name: str) -> str:
-    """The canonical label of a natural language code (`zh_CN` -> `zh`) or programming language (`C++` -> `code-cpp`)."""
+    """The canonical label of a natural language code (`zh_CN` -> `zh`) or programming language (`C++` ->
+    `code-cpp`)."""
     if code_or_name in _BY_LABEL or code_or_name.lower() in _BY_NAME:
         return programming_language(code_or_name).label
     return language(code_or_name).code

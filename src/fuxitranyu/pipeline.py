@@ -17,7 +17,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -236,7 +236,7 @@ def _run_stage(item: PlannedStage, recipe: Recipe, console: Console, resume: boo
             "inputs": item.input_fingerprints,
             "stats": stats,
             "versions": library_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3),
             "files": tree_sha256(tmp, skip=(MANIFEST, *item.stage.unhashed)),
         }

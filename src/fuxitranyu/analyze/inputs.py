@@ -182,8 +182,9 @@ class LoadedModel:
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """The model in eval mode on `device` in `dtype`, and its tokenizer; any Hugging Face causal LM (importing
     fuxitranyu registers ours)."""
-    import fuxitranyu  # noqa: F401  (registers FuxiTranyu with the Auto classes)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import fuxitranyu  # noqa: F401  (registers FuxiTranyu with the Auto classes)
 
     try:
         model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype)

@@ -221,7 +221,8 @@ def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose
 
 
 def run_phase(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False) -> None:
-    """Run one phase to completion (inside `executor_session`); the first task that fails stops it (on Ray and Slurm: when the phase ends) and
+    """Run one phase to completion (inside `executor_session`); the first task that fails stops it (on Ray and Slurm:
+    when the phase ends) and
     its error is raised here, whole, whatever the executor."""
     with executor_logs(logging_dir, verbose):
         executor = make_executor(pipeline, recipe, logging_dir, verbose)

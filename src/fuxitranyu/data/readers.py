@@ -155,11 +155,11 @@ def open_lines(path: Path) -> Iterator[bytes]:
     line_number = 0
     try:
         if path.name.lower().endswith(".zst"):
-            for line_number, line in enumerate(_lines(_zstd_chunks(path)), start=1):
+            for line_number, line in enumerate(_lines(_zstd_chunks(path)), start=1):  # noqa: B007 (read below)
                 yield line
         else:
             with _open_binary(path) as stream:
-                for line_number, line in enumerate(stream, start=1):
+                for line_number, line in enumerate(stream, start=1):  # noqa: B007 (read below)
                     yield line
     except Exception as err:  # EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError
         damaged = isinstance(err, (EOFError, OSError, zlib.error, lzma.LZMAError)) or type(err).__name__ == "ZstdError"

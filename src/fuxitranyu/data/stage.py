@@ -25,12 +25,12 @@ from fuxitranyu.data.dedup import (
     MinHashMicroDedup,
     MinHashSignatures,
 )
+from fuxitranyu.data.execution import executor_session, run_phase
 from fuxitranyu.data.filters import (
     HeuristicFilter,
     LanguageIdentifier,
     StatisticalFilter,
 )
-from fuxitranyu.data.execution import executor_session, run_phase
 from fuxitranyu.data.readers import SUFFIXES, SourceReader, clean_documents, expand_paths, unreachable_hub_parts
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text

@@ -30,7 +30,8 @@ from fuxitranyu.languages import (
 
 # printf (`%s`, `%1$d`, `%-10.3lf`), Python (`%(name)s`, `{0}`, `{name}`), markup (`<b>`), GTK mnemonics (`_File`,
 # `(_F)` after CJK labels) and Qt/KDE ones (`&File`): formatting, not language.
-_PRINTF = re.compile(r"%(?:\(\w+\)|\d+\$)?[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGaAcspnm]")
+_PRINTF = re.compile(r"%(?:\(\w+\)|\d+\$)?[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?"
+                     r"(?:hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGaAcspnm]")
 _BRACES = re.compile(r"\{\w*(?:[:!][^{}]*)?\}")
 _MARKUP = re.compile(r"</?[A-Za-z][^<>]*>")
 _MNEMONIC_CJK = re.compile(r"\s*\((?:_|&)\w\)")

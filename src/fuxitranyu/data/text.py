@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +165,7 @@ def char_repetition_ratio(text: str, n: int) -> float:
     return int(np.sort(counts)[::-1][:top].sum()) / int(counts.sum())
 
 
-@lru_cache(maxsize=None)
+@cache
 def stop_words(language: str) -> frozenset[str]:
     """The stopwordsiso list of a language (empty when it has none: kk km ky lo my ta tg tk uz)."""
     import stopwordsiso
@@ -180,7 +180,7 @@ def stop_word_count(text: str, tokens: list[str], language: str) -> int:
     return sum(1 for token in tokens if token.lower() in listed)
 
 
-@lru_cache(maxsize=None)
+@cache
 def flagged_word_list(path: str) -> frozenset[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()

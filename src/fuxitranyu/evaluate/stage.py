@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.config import EvaluateRecipe, is_model_path
 from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings
@@ -19,7 +20,6 @@ from fuxitranyu.evaluate.run import evaluate_models, prepare
 from fuxitranyu.evaluate.suite import load_suite
 from fuxitranyu.evaluate.sweep import sweep
 from fuxitranyu.stage import Stage, StageContext
-from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.tokenizer.fertility import read_parallel
 
 

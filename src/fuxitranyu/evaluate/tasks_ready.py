@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from fuxitranyu.hub import in_hf_cache
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.suite import SuiteTask
+from fuxitranyu.hub import in_hf_cache
 from fuxitranyu.io import atomic_directory
 
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")

@@ -18,7 +18,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import AttentionMaskInterface, create_causal_mask, sdpa_mask
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -27,7 +27,6 @@ from transformers.modeling_outputs import (
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import (
     ALL_ATTENTION_FUNCTIONS,
-    AttentionInterface,
     PreTrainedModel,
     slice_logits_to_keep,
 )
@@ -37,6 +36,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
+from fuxitranyu.model import matmul_attention  # noqa: F401  (registers the CPU bf16 kernel with transformers)
 from fuxitranyu.model.configuration import FuxiTranyuConfig
 
 # transformers 5.24 renamed the KV cache argument `past_key_values` -> `cache`; the old name is accepted (with the
@@ -88,7 +88,8 @@ class FuxiTranyuRotaryEmbedding(nn.Module):
         self.config = config
         self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
         self.rope_type = config.rope_parameters["rope_type"]
-        init_fn = self.compute_default_rope_parameters if self.rope_type == "default" else ROPE_INIT_FUNCTIONS[self.rope_type]
+        init_fn = (self.compute_default_rope_parameters if self.rope_type == "default"
+                   else ROPE_INIT_FUNCTIONS[self.rope_type])
         inv_freq, self.attention_scaling = init_fn(config)
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
@@ -134,46 +135,6 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     output = torch.matmul(probs, value).transpose(1, 2).contiguous()  # (B, T, heads, D)
     return output, probs
-
-
-MATMUL_ATTENTION = "fuxitranyu_matmul"
-"""Name of `matmul_attention_forward` in transformers' attention registry (`config._attn_implementation`)."""
-
-
-@torch.compiler.disable
-def matmul_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
-    """Attention as two batched matmuls for CPU training in bf16. Hand-written because PyTorch's CPU flash kernel (the
-    SDPA default there) runs bf16 hardly faster than fp32, while `baddbmm` + `bmm` reach the bf16 matrix unit: a
-    whole bf16 training step ran 1.06-1.11x as fast with it (benchmarks/bench_cpu_kernels.py). It materialises the
-    (B·heads, T, S) probabilities, so it suits short contexts only. Masks come in SDPA's form: None when purely
-    causal, boolean (True = attend), or a float mask added to the scores. Kept out of torch.compile graphs: Inductor (torch 2.13, CPU) gave NaN gradients for it, and for
-    `eager_attention_forward` too, under bf16 autocast on a static-shape compile."""
-    batch, heads, length, head_dim = query.shape
-    groups = module.num_key_value_groups
-    key = key.repeat_interleave(groups, dim=1) if groups > 1 else key
-    value = value.repeat_interleave(groups, dim=1) if groups > 1 else value
-    keys = key.shape[2]
-    if attention_mask is None:  # causal; with a cache the queries are the last `length` of `keys` positions
-        bias = torch.full((length, keys), float("-inf"), dtype=query.dtype, device=query.device)
-        bias = bias.triu_(keys - length + 1)
-    else:
-        if attention_mask.dtype == torch.bool:
-            # a query that may see nothing (left padding) sees everything instead of giving NaNs; its output is unused
-            attend = attention_mask | ~attention_mask.any(dim=-1, keepdim=True)
-            bias = torch.zeros(attend.shape, dtype=query.dtype, device=query.device).masked_fill_(~attend, float("-inf"))
-        else:
-            bias = attention_mask.to(query.dtype)
-        bias = bias.expand(batch, heads, length, keys).reshape(batch * heads, length, keys)
-    scores = torch.baddbmm(bias, query.reshape(batch * heads, length, head_dim),
-                           key.reshape(batch * heads, keys, head_dim).transpose(1, 2), alpha=scaling)
-    probs = nn.functional.softmax(scores, dim=-1)  # in the activation dtype; the kernel reduces in fp32
-    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
-    output = torch.bmm(probs, value.reshape(batch * heads, keys, head_dim))
-    return output.view(batch, heads, length, head_dim).transpose(1, 2).contiguous(), None
-
-
-AttentionInterface.register(MATMUL_ATTENTION, matmul_attention_forward)
-AttentionMaskInterface.register(MATMUL_ATTENTION, sdpa_mask)
 
 
 class FuxiTranyuAttention(nn.Module):

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.io import TMP_SUFFIX, atomic_write_json, file_sha256, set_aside
+from fuxitranyu.io import TMP_SUFFIX, atomic_write_json, file_sha256
 
 DESCRIPTION = "checkpoint.json"
 STATE = "training_state.pt"

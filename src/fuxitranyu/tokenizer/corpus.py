@@ -18,7 +18,7 @@ import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 TEXT_SUFFIX = ".txt"
 
 
-@lru_cache(maxsize=None)
+@cache
 def label_or_none(name: str) -> str | None:
     try:
         return label(name)

@@ -23,8 +23,8 @@ from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from fuxitranyu.data.config import MicroDedupConfig, MinHashConfig
-from fuxitranyu.data.dedup.pairs import cluster_shards, resolve_chains, shard_pairs
 from fuxitranyu.data.dedup.minhash import MinHasher, language_salt
+from fuxitranyu.data.dedup.pairs import cluster_shards, resolve_chains, shard_pairs
 from fuxitranyu.data.dedup.storage import (
     DOCUMENT,
     INDEX_MASK,
@@ -217,7 +217,8 @@ class MinHashMicroDedup(_DedupStep):
                 if quiet == self.micro.patience:
                     break
             removed = resolve_chains(np.concatenate(removed))
-            write_result(self.folder, self.config, removed, {"rounds": rounds, "micro": self.micro.model_dump(mode="json")})
+            write_result(self.folder, self.config, removed,
+                         {"rounds": rounds, "micro": self.micro.model_dump(mode="json")})
             self.stat_update("to_remove", value=len(removed))
 
     def _initial_pool(self) -> list[str]:
