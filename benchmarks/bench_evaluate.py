@@ -46,11 +46,11 @@ def main() -> None:
     from lm_eval.tasks import TaskManager
 
     import fuxitranyu  # noqa: F401
+    from fuxitranyu.data.parallel import read_parallel
     from fuxitranyu.evaluate.config import OfflineTasks
     from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, evaluate_model, model_arguments
     from fuxitranyu.evaluate.run import prepare
     from fuxitranyu.evaluate.suite import load_suite
-    from fuxitranyu.tokenizer.fertility import read_parallel
 
     model = ModelToEvaluate("pretrain", str(args.run / "pretrain" / "model"))
     units = read_parallel([args.run / "data" / "parallel"]).units

@@ -32,10 +32,10 @@ from fuxitranyu.analyze.hooks import LastTokenHooks, find_layout, is_norm, is_pr
 from fuxitranyu.analyze.inputs import ParallelTexts, aligned_texts, order_by_share, training_shares
 from fuxitranyu.analyze.neurons import neuron_importance, sentence_losses
 from fuxitranyu.analyze.representations import representation_similarity
+from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
 from fuxitranyu.model.modeling import FuxiTranyuRMSNorm
-from fuxitranyu.tokenizer.fertility import read_parallel
 
 CPU = torch.device("cpu")
 VOCAB = 320

@@ -5,6 +5,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from fuxitranyu.cli import main
+from fuxitranyu.data.parallel import ParallelSet
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.languages import CODES
 from fuxitranyu.recipe import TokenizerRecipe, load_recipe
@@ -21,7 +22,7 @@ from fuxitranyu.tokenizer import (
     train_tokenizer,
     write_table,
 )
-from fuxitranyu.tokenizer.fertility import ParallelSet, markdown, plot, summarize_fertility
+from fuxitranyu.tokenizer.fertility import markdown, plot, summarize_fertility
 from fuxitranyu.tokenizer.train import pre_tokenizer, save_pretrained
 
 # One sentence in every language of Table 2, in its own script (Vietnamese, Turkish, Romanian... with diacritics;

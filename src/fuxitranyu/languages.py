@@ -198,3 +198,11 @@ def programming_language(name_or_path: str) -> ProgrammingLanguage:
             f"({', '.join(_BY_NAME)}) and has no known extension"
         )
     return found
+
+
+def label_or_none(name: str) -> str | None:
+    """`label(name)`, or None for a code that is none of the supported languages."""
+    try:
+        return label(name)
+    except UnknownLanguageError:
+        return None

@@ -158,18 +158,21 @@ def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False,
     return planned
 
 
+def finished_stage(recipe: Recipe, name: str) -> Path:
+    """The directory of a finished stage of the recipe's run, its files checked against its manifest: how commands
+    reach a stage's output (`fuxitranyu evaluate`'s default parallel sets, `analyze`'s default model)."""
+    directory = recipe.run_dir / stage_named(name).name
+    if read_manifest(directory) is None:
+        raise FuxiError(f"stage {name} has not run yet (fuxitranyu run {recipe.name} --only {name})", path=directory)
+    verify_inputs({name: directory})
+    return directory
+
+
 def finished_inputs(recipe: Recipe, stage_name: str) -> StageContext:
     """A context holding the finished input directories of `stage_name`, for commands that inspect a stage's inputs
-    without running it (`mix plan`, `tokenizer fertility`)."""
-    stage = stage_named(stage_name)
-    inputs, fingerprints = {}, {}
-    for need in stage.needs_for(recipe):
-        manifest = read_manifest(recipe.run_dir / need)
-        if manifest is None:
-            raise FuxiError(f"stage {need} has not run yet (fuxitranyu run {recipe.name} --only {need})",
-                            path=recipe.run_dir / need)
-        inputs[need], fingerprints[need] = recipe.run_dir / need, manifest["fingerprint"]
-    verify_inputs(inputs)
+    without running it (`mix plan`)."""
+    inputs = {need: finished_stage(recipe, need) for need in stage_named(stage_name).needs_for(recipe)}
+    fingerprints = {need: read_manifest(directory)["fingerprint"] for need, directory in inputs.items()}
     return StageContext(recipe, recipe.run_dir / stage_name, inputs, fingerprints)
 
 

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from fuxitranyu.recipe import Recipe
 
 MANIFEST = "manifest.json"
+MODEL = "model"
+"""What a training stage (pretrain, sft, dpo) ends with: a Hugging Face model directory, tokenizer beside it."""
+METRICS = "metrics.jsonl"
+"""A training stage's logged steps and events, one JSON object per line."""
+CHECKPOINTS = "checkpoints"
+"""A training stage's resumable checkpoints (pretraining's `step-NNNNNN/`, the Trainer's `checkpoint-N/`)."""
 
 
 @dataclass

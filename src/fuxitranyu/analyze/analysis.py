@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 
 from fuxitranyu.analyze import plots
+from fuxitranyu.analyze.artifacts import INPUTS, NEURONS, REPRESENTATIONS
 from fuxitranyu.analyze.hooks import find_layout
 from fuxitranyu.analyze.inputs import ModelSpec, ParallelTexts, load_model
 from fuxitranyu.analyze.neurons import NeuronImportance, neuron_importance
@@ -125,17 +126,17 @@ def write_results(results: Results, out_dir: Path, settings: Settings, neuron_te
     common = {"models": results.models, "device": results.device,
               "precision": results.precision.as_dict() if results.precision else None}
     if results.neurons:
-        folder = out_dir / "neurons"
+        folder = out_dir / NEURONS
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / "inputs.json", {**common, "parallel": neuron_texts.describe()})
-        written["neurons"] = ["inputs.json", *write_neuron_tables(results.neurons, folder, settings.save_units)]
+        atomic_write_json(folder / INPUTS, {**common, "parallel": neuron_texts.describe()})
+        written["neurons"] = [INPUTS, *write_neuron_tables(results.neurons, folder, settings.save_units)]
         if figures:
             written["neurons"] += _neuron_figures(results.neurons, folder)
     if results.representations:
-        folder = out_dir / "representations"
+        folder = out_dir / REPRESENTATIONS
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / "inputs.json", {**common, "parallel": representation_texts.describe()})
-        written["representations"] = ["inputs.json", *write_similarity_tables(results.representations, folder)]
+        atomic_write_json(folder / INPUTS, {**common, "parallel": representation_texts.describe()})
+        written["representations"] = [INPUTS, *write_similarity_tables(results.representations, folder)]
         if figures:
             written["representations"] += _similarity_figures(results.representations, folder, settings)
     return {"files": written, "figures": figures}

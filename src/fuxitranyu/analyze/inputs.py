@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from fuxitranyu.analyze.config import split_named_path
+from fuxitranyu.data.parallel import ParallelSet
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.mix.artifacts import INDEX, PLAN
 from fuxitranyu.pretrain.checkpoint import STATE, CorruptCheckpoint, describe, list_checkpoints, verify_files
-from fuxitranyu.tokenizer.fertility import ParallelSet
+from fuxitranyu.stage import MODEL
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -81,7 +83,7 @@ def training_shares(mix: Path) -> dict[str, float]:
     """Each language's share of the pretraining tokens: the `sampled_tokens` of a mix's `index.json`, else the
     planned tokens of its `plan.json`. `mix` is the mix stage's directory or one of those files."""
     mix = Path(mix)
-    candidates = [mix] if mix.is_file() else [mix / "index.json", mix / "plan.json"]
+    candidates = [mix] if mix.is_file() else [mix / INDEX, mix / PLAN]
     for path in candidates:
         if not path.is_file():
             continue
@@ -164,7 +166,7 @@ def parse_model_argument(argument: str, tokenizer: Path | None = None, limit: in
     if (path / "config.json").is_file():
         return [model_spec(path, name, tokenizer)]
     if list_checkpoints(path):
-        source = tokenizer or next((p for p in (list_checkpoints(path)[-1], path.parent / "model")
+        source = tokenizer or next((p for p in (list_checkpoints(path)[-1], path.parent / MODEL)
                                     if has_tokenizer(p)), None)
         if source is None:
             raise FuxiError("checkpoints without tokenizer files; give one with --tokenizer", path=path)

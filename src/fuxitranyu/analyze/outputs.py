@@ -10,6 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fuxitranyu.analyze.artifacts import (
+    IMPORTANCE_CSV,
+    IMPORTANCE_JSON,
+    MEAN_SIMILARITY_CSV,
+    SIMILARITY_CSV,
+    SIMILARITY_JSON,
+)
 from fuxitranyu.analyze.neurons import NeuronImportance
 from fuxitranyu.analyze.representations import RepresentationSimilarity
 from fuxitranyu.io import atomic_path, atomic_write_json, atomic_write_text
@@ -62,14 +69,14 @@ def write_neuron_tables(results: Sequence[NeuronImportance], folder: Path, save_
                 for c, component in enumerate(result.components):
                     rows.append([result.model, _tokens_seen(result.tokens_seen), language, layer, component,
                                  _round(result.importance[a, layer, c]), _round(share[a, layer, c])])
-    _write_csv(folder / "importance.csv",
+    _write_csv(folder / IMPORTANCE_CSV,
                ["model", "tokens_seen", "language", "layer", "component", "importance", "share"], rows)
-    atomic_write_json(folder / "importance.json", {"definition": NEURON_DEFINITION, "models": [{
+    atomic_write_json(folder / IMPORTANCE_JSON, {"definition": NEURON_DEFINITION, "models": [{
         "model": r.model, "tokens_seen": r.tokens_seen, "languages": list(r.languages),
         "components": list(r.components), "sentences": r.sentences.tolist(), "tokens": r.tokens.tolist(),
         "importance": _nested(r.importance),
     } for r in results]})
-    written = ["importance.csv", "importance.json"]
+    written = [IMPORTANCE_CSV, IMPORTANCE_JSON]
     if save_units:
         for result in results:
             name = f"units-{file_safe(result.model)}.npz"
@@ -94,12 +101,12 @@ def write_similarity_tables(results: Sequence[RepresentationSimilarity], folder:
             for a, first in enumerate(result.languages):
                 for b, second in enumerate(result.languages):
                     pairs.append([result.model, seen, point, first, second, _round(result.similarity[p, a, b])])
-    _write_csv(folder / "similarity.csv",
+    _write_csv(folder / SIMILARITY_CSV,
                ["model", "tokens_seen", "point", "language_a", "language_b", "similarity"], pairs)
-    _write_csv(folder / "mean_similarity.csv", ["model", "tokens_seen", "point", "mean_similarity"], means)
-    atomic_write_json(folder / "similarity.json", {"definition": SIMILARITY_DEFINITION, "models": [{
+    _write_csv(folder / MEAN_SIMILARITY_CSV, ["model", "tokens_seen", "point", "mean_similarity"], means)
+    atomic_write_json(folder / SIMILARITY_JSON, {"definition": SIMILARITY_DEFINITION, "models": [{
         "model": r.model, "tokens_seen": r.tokens_seen, "languages": list(r.languages), "points": list(r.points),
         "sentences": r.sentences.tolist(), "mean_similarity": [_round(v) for v in r.mean_similarity],
         "similarity": _nested(r.similarity),
     } for r in results]})
-    return ["similarity.csv", "mean_similarity.csv", "similarity.json"]
+    return [SIMILARITY_CSV, MEAN_SIMILARITY_CSV, SIMILARITY_JSON]

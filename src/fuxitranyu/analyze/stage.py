@@ -17,8 +17,9 @@ from fuxitranyu.analyze.inputs import (
     order_by_share,
     training_shares,
 )
-from fuxitranyu.stage import Stage, StageContext
-from fuxitranyu.tokenizer.fertility import read_parallel
+from fuxitranyu.data.artifacts import parallel_dir
+from fuxitranyu.data.parallel import read_parallel
+from fuxitranyu.stage import CHECKPOINTS, MODEL, Stage, StageContext
 
 
 def recipe_models(section: AnalyzeRecipe, ctx: StageContext) -> list[ModelSpec]:
@@ -26,12 +27,12 @@ def recipe_models(section: AnalyzeRecipe, ctx: StageContext) -> list[ModelSpec]:
     specs = []
     for entry in section.models:
         if STAGE_NAME.match(entry):
-            specs.append(model_spec(ctx.inputs[entry] / "model", entry))
+            specs.append(model_spec(ctx.inputs[entry] / MODEL, entry))
         else:
             specs.append(model_spec(split_named_path(entry)[1], model_name(entry)))
     if section.checkpoints:
         pretrain = ctx.inputs["pretrain"]
-        checkpoints = checkpoint_specs(pretrain / "checkpoints", pretrain / "model", section.checkpoints)
+        checkpoints = checkpoint_specs(pretrain / CHECKPOINTS, pretrain / MODEL, section.checkpoints)
         if "pretrain" in section.models:  # the stage's model/ is its last checkpoint: analysed once
             checkpoints[-1] = replace(checkpoints[-1], same_as="pretrain")
         specs += checkpoints
@@ -47,7 +48,7 @@ class RecipeTexts:
 
 
 def recipe_texts(section: AnalyzeRecipe, ctx: StageContext) -> RecipeTexts:
-    parallel = read_parallel(section.parallel or [ctx.inputs["data"] / "parallel"], keep_unsupported=True)
+    parallel = read_parallel(section.parallel or [parallel_dir(ctx.inputs["data"])], keep_unsupported=True)
     seed = ctx.recipe.seed
     neurons = representations = None
     if section.neurons is not None:

@@ -17,6 +17,7 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
 from fuxitranyu.data import accounting, mediawiki, perplexity, system, udhr
+from fuxitranyu.data.artifacts import DROPPED, PHASES, clean_dir, parallel_dir
 from fuxitranyu.data.config import DataRecipe
 from fuxitranyu.data.dedup import (
     MinHashBuckets,
@@ -40,7 +41,7 @@ BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
 
 
 def dropped_writer(recipe: DataRecipe, out_dir: Path, step: str) -> JsonlWriter | None:
-    return JsonlWriter(str(out_dir / "dropped" / step), output_filename=BY_LANGUAGE) if recipe.keep_dropped else None
+    return JsonlWriter(str(out_dir / DROPPED / step), output_filename=BY_LANGUAGE) if recipe.keep_dropped else None
 
 
 def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
@@ -50,7 +51,7 @@ def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
         if source.type in ("udhr", "mediawiki") and source.held_out:
             module = udhr if source.type == "udhr" else mediawiki
             rows = module.parallel_rows(Path(source.paths[0]), recipe.language_set)
-            atomic_write_text(out_dir / "parallel" / f"{source.type}.jsonl",
+            atomic_write_text(parallel_dir(out_dir) / f"{source.type}.jsonl",
                               "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             rows_per_set[source.type] = len(rows)
         if source.type != "system":
@@ -61,7 +62,7 @@ def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
                 raise FuxiError(f"held-out domain {domain!r} has no catalog with aligned sentences",
                                 path=source.locale_dir)
             lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            atomic_write_text(out_dir / "parallel" / f"{domain}.jsonl", lines)
+            atomic_write_text(parallel_dir(out_dir) / f"{domain}.jsonl", lines)
             rows_per_set[domain] = len(rows)
     return rows_per_set
 
@@ -159,11 +160,6 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
         return run_phases(ctx)
 
 
-PHASES = "phases.json"
-"""Written when every phase has finished, before the working files go: the phases run and what the dedup reported. A
-run killed after that point resumes from it instead of looking for working files that are no longer there."""
-
-
 def run_phases(ctx: StageContext) -> dict[str, Any]:
     recipe: DataRecipe = ctx.recipe.data
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
@@ -175,13 +171,13 @@ def run_phases(ctx: StageContext) -> dict[str, Any]:
     else:
         done = filter_and_deduplicate(ctx, recipe, out, logs)
         atomic_write_json(finished, done)
-    documents, clean = out / done["documents"], out / "clean"
+    documents, clean = out / done["documents"], clean_dir(out)
     if documents != clean and documents.exists():  # without dedup the last phase's output becomes clean/
         shutil.rmtree(clean, ignore_errors=True)
         documents.rename(clean)
     shutil.rmtree(out / "work", ignore_errors=True)
     steps = step_tables(logs, done["phases"])
-    final = count_output(out / "clean")
+    final = count_output(clean)
     accounting.print_summary(ctx.console, steps, final)
     return {"steps": steps, "final": final, "parallel_sets": parallel, **done["report"]}
 
@@ -204,9 +200,9 @@ def filter_and_deduplicate(ctx: StageContext, recipe: DataRecipe, out: Path, log
         current = scored
         phases.append("perplexity")
     if recipe.dedup.enabled:
-        report["dedup"] = deduplicate(recipe, out, current, out / "clean", logs, ctx.verbose)
+        report["dedup"] = deduplicate(recipe, out, current, clean_dir(out), logs, ctx.verbose)
         phases.append("dedup-filter")
-        current = out / "clean"
+        current = clean_dir(out)
     return {"phases": phases, "documents": current.relative_to(out).as_posix(), "report": report}
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.artifacts import TABLES, TABLES_MD
 from fuxitranyu.evaluate.balance import balance
 from fuxitranyu.evaluate.reference import reference_values
 from fuxitranyu.evaluate.suite import Suite, SuiteTask
@@ -25,7 +26,6 @@ from fuxitranyu.io import atomic_write_json, atomic_write_text
 
 PERCENT_METRICS = frozenset({"acc", "acc_norm", "rouge1", "rouge2", "rougeL"})
 """Metrics lm-eval reports as fractions and the paper prints as percentages."""
-RESULTS = "results.json"
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,8 @@ def table_markdown(table: Table) -> str:
 
 def write_tables(rows: list[ResultRow], suite: Suite, out_dir: Path) -> list[Table]:
     found = tables(rows, suite)
-    atomic_write_text(out_dir / "tables.md", f"# {suite.name}: {suite.description}\n\n"
+    atomic_write_text(out_dir / TABLES_MD, f"# {suite.name}: {suite.description}\n\n"
                       + "\n".join(table_markdown(t) for t in found))
     for table in found:
-        atomic_write_text(out_dir / "tables" / f"{table.slug}.csv", table_csv(table))
+        atomic_write_text(out_dir / TABLES / f"{table.slug}.csv", table_csv(table))
     return found

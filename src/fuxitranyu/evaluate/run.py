@@ -20,10 +20,11 @@ from pathlib import Path
 from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.artifacts import DATA, GENERATIONS, PLOTS, RESULTS, TASKS
 from fuxitranyu.evaluate.config import OfflineTasks
 from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, TaskSet, evaluate_model, task_set
 from fuxitranyu.evaluate.offline import OfflineData, write_offline_data
-from fuxitranyu.evaluate.results import RESULTS, ModelResults, write_generations, write_results, write_tables
+from fuxitranyu.evaluate.results import ModelResults, write_generations, write_results, write_tables
 from fuxitranyu.evaluate.suite import Suite
 from fuxitranyu.evaluate.tasks_ready import prepare_tasks
 from fuxitranyu.io import file_sha256
@@ -59,10 +60,10 @@ def prepare(suite: Suite, out_dir: Path, data_dir: Path | None = None, parallel_
         if not parallel_units:
             raise FuxiError(f"suite {suite.name} needs held-out parallel sets (the data stage's parallel/, or "
                             f"--parallel PATH)")
-        data = write_offline_data(parallel_units, out_dir / "data", offline or OfflineTasks(), seed)
+        data = write_offline_data(parallel_units, out_dir / DATA, offline or OfflineTasks(), seed)
     tasks = suite.tasks(data.languages if data else None)
-    ready = prepare_tasks(tasks, out_dir / "tasks", data_dir, data.folder if data else None)
-    return Evaluation(suite, out_dir, task_set(ready, out_dir / "tasks"), data)
+    ready = prepare_tasks(tasks, out_dir / TASKS, data_dir, data.folder if data else None)
+    return Evaluation(suite, out_dir, task_set(ready, out_dir / TASKS), data)
 
 
 def evaluate_models(evaluation: Evaluation, models: list[ModelToEvaluate], settings: Settings,
@@ -73,7 +74,7 @@ def evaluate_models(evaluation: Evaluation, models: list[ModelToEvaluate], setti
         console.print(f"  {model.name}: {len(evaluation.tasks.tasks)} tasks{' (chat template)' if model.chat else ''}")
         result = evaluate_model(model, evaluation.tasks, settings)
         console.print(f"  {model.name}: {result.examples:,} examples in {result.seconds:.1f}s")
-        write_generations(evaluation.out_dir / "generations", result)
+        write_generations(evaluation.out_dir / GENERATIONS, result)
         done.append(result)
     write_report(evaluation, done, console)
     return done
@@ -91,4 +92,5 @@ def write_report(evaluation: Evaluation, models: list[ModelResults], console: Co
     from fuxitranyu.evaluate.plots import plot_table
 
     for table in found:
-        plot_table(table, [m.name for m in models], evaluation.out_dir / "plots" / f"{table.slug}.png")
+        plot_table(table, [m.name for m in models], evaluation.out_dir / PLOTS / f"{table.slug}.png")
+

@@ -2,25 +2,24 @@
 lm-evaluation-harness; optionally a sweep over a stage's checkpoints.
 
 A stage that produces a model writes it at `<stage>/model/` (weights, tokenizer, generation config); this stage reads
-it only as `ctx.inputs[stage] / "model"`, and the offline tasks' text as `ctx.inputs["data"] / "parallel"`.
+it only as `ctx.inputs[stage] / MODEL`, and the offline tasks' text as the data stage's parallel sets.
 """
 
 from __future__ import annotations
 
 import shutil
-import statistics
 from pathlib import Path
 from typing import Any
 
-from fuxitranyu.data.parallel import parallel_sets
+from fuxitranyu.data.artifacts import parallel_dir
+from fuxitranyu.data.parallel import parallel_sets, read_parallel
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.artifacts import SWEEP
 from fuxitranyu.evaluate.config import EvaluateRecipe, is_model_path
-from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings
-from fuxitranyu.evaluate.run import evaluate_models, prepare
+from fuxitranyu.evaluate.flow import SweepRequest, run_evaluation
+from fuxitranyu.evaluate.harness import ModelToEvaluate
 from fuxitranyu.evaluate.suite import load_suite
-from fuxitranyu.evaluate.sweep import sweep
-from fuxitranyu.stage import Stage, StageContext
-from fuxitranyu.tokenizer.fertility import read_parallel
+from fuxitranyu.stage import CHECKPOINTS, MODEL, Stage, StageContext
 
 
 def model_stages(section: EvaluateRecipe) -> tuple[str, ...]:
@@ -38,11 +37,11 @@ def model_name(entry: str) -> str:
     if not is_model_path(entry):
         return entry
     path = Path(entry).expanduser()
-    return path.parent.name if path.name == "model" else path.name
+    return path.parent.name if path.name == MODEL else path.name
 
 
 def model_directory(entry: str, inputs: dict[str, Path]) -> Path:
-    path = inputs[entry] / "model" if not is_model_path(entry) else Path(entry).expanduser()
+    path = inputs[entry] / MODEL if not is_model_path(entry) else Path(entry).expanduser()
     if not (path / "config.json").is_file():
         what = f"stage {entry} wrote no model directory" if not is_model_path(entry) else "not a model directory"
         raise FuxiError(f"{what} (config.json missing)", path=path)
@@ -54,36 +53,18 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
         return {}
     section = ctx.recipe.evaluate
     if not ctx.resume:
-        shutil.rmtree(ctx.out_dir / "sweep", ignore_errors=True)
-    suite = load_suite(section.suite)
-    units = None
-    if suite.needs_parallel:
-        units = read_parallel(parallel_sets(ctx.inputs["data"] / "parallel", section.offline.parallel_sets)).units
-    evaluation = prepare(suite, ctx.out_dir, section.data_dir, units, section.offline, ctx.recipe.seed)
-    settings = Settings.from_recipe(section, ctx.recipe.seed)
+        shutil.rmtree(ctx.out_dir / SWEEP, ignore_errors=True)
     models = [ModelToEvaluate(model_name(entry), str(model_directory(entry, ctx.inputs)), entry in section.chat_models)
               for entry in section.models]
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise FuxiError(f"evaluate.models: two models would be named alike ({', '.join(names)}); give directories "
-                        f"whose names (or parents' names, for .../model) differ")
-    results = evaluate_models(evaluation, models, settings, ctx.console)
-    sweeps = {}
-    for entry in model_stages(section) if section.checkpoint_every else ():
-        folder = ctx.inputs[entry] / "checkpoints"
-        if folder.is_dir():
-            done = sweep(folder, evaluation, settings, entry, ctx.inputs[entry] / "model", section.checkpoint_every,
-                         ctx.console)
-            sweeps[entry] = {"checkpoints": len(done), "reused": sum(r.reused for r in done)}
-    summary = {}
-    for result in results:
-        means: dict[str, list[float]] = {}
-        for row in result.rows:
-            means.setdefault(f"{row.benchmark} {row.metric}", []).append(row.value)
-        summary[result.name] = {"examples": result.examples, "seconds": round(result.seconds, 3),
-                                "means": {k: statistics.fmean(v) for k, v in means.items()}}
-    return {"suite": suite.name, "tasks": len(evaluation.tasks.tasks), "models": summary,
-            "offline_data": evaluation.offline.as_dict() if evaluation.offline else None, "sweeps": sweeps}
+    sweeps = [SweepRequest(ctx.inputs[entry] / CHECKPOINTS, entry, ctx.inputs[entry] / MODEL, section.checkpoint_every)
+              for entry in (model_stages(section) if section.checkpoint_every else ())
+              if (ctx.inputs[entry] / CHECKPOINTS).is_dir()]
+
+    def units() -> list[dict]:
+        return read_parallel(parallel_sets(parallel_dir(ctx.inputs["data"]), section.offline.parallel_sets)).units
+
+    return run_evaluation(load_suite(section.suite), ctx.out_dir, section, units, models, sweeps, ctx.recipe.seed,
+                          ctx.console)
 
 
 STAGE = Stage("evaluate", sections=("evaluate",), needs=evaluate_needs, run=run_evaluate_stage,

@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.artifacts import SWEEP
 from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, evaluate_model
 from fuxitranyu.evaluate.results import PERCENT_METRICS, ResultRow, slug
 from fuxitranyu.evaluate.run import Evaluation
@@ -72,7 +73,7 @@ def sweep(folder: Path, evaluation: Evaluation, settings: Settings, name: str, t
     checkpoints = every_kth(list_checkpoints(folder), max(every, 1))
     if not checkpoints:
         raise FuxiError("no checkpoints (step-* folders) here", path=folder)
-    out = evaluation.out_dir / "sweep" / name
+    out = evaluation.out_dir / SWEEP / name
     key = _settings_key(evaluation, settings)
     done = []
     for path in checkpoints:

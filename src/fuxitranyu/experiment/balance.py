@@ -22,12 +22,17 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from fuxitranyu.analyze.artifacts import IMPORTANCE_JSON, NEURONS, REPRESENTATIONS, SIMILARITY_JSON
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.evaluate.artifacts import RESULTS
 from fuxitranyu.io import atomic_write_json
+from fuxitranyu.mix.artifacts import PLAN
+from fuxitranyu.pipeline import finished_inputs
 from fuxitranyu.recipe import Recipe, load_recipe
 from fuxitranyu.report import figures
 from fuxitranyu.report.document import Figure, Section, Table, Text, write_report
 from fuxitranyu.report.sections import json_lines
+from fuxitranyu.stage import METRICS
 
 SHARED_STAGES = ("data", "tokenizer")
 ARM_STAGES = ("model", "mix", "pretrain", "evaluate", "analyze", "report")
@@ -144,10 +149,10 @@ def _final_model(entries: list[dict]) -> dict | None:
 
 
 def collect(arm: Arm) -> ArmResult:
-    run = arm.recipe.run_dir
-    plan = _read_json(run / "mix" / "plan.json")
-    results = [row for row in _read_json(run / "evaluate" / "results.json")["results"] if row["model"] == "pretrain"]
-    metrics = run / "pretrain" / "metrics.jsonl"
+    stages = finished_inputs(arm.recipe, "report").inputs  # every stage the arm ran, its files checked
+    plan = _read_json(stages["mix"] / PLAN)
+    results = [row for row in _read_json(stages["evaluate"] / RESULTS)["results"] if row["model"] == "pretrain"]
+    metrics = stages["pretrain"] / METRICS
     if not metrics.is_file():
         raise FuxiError("the arm has not written this artifact; re-run the experiment", path=metrics)
     validations = [row for row in json_lines(metrics) if row.get("event") == "validation"]
@@ -160,14 +165,14 @@ def collect(arm: Arm) -> ArmResult:
         validation_loss=validations[-1]["loss_by_language"] if validations else {})
     if not result.bits_per_byte:
         raise FuxiError("the evaluation measured no bits per byte; the comparison needs the offline suite's bpb "
-                        "tasks (evaluate.suite: local)", path=run / "evaluate" / "results.json")
-    similarity = run / "analyze" / "representations" / "similarity.json"
+                        "tasks (evaluate.suite: local)", path=stages["evaluate"] / RESULTS)
+    similarity = stages["analyze"] / REPRESENTATIONS / SIMILARITY_JSON
     if similarity.is_file():
         entry = _final_model(_read_json(similarity)["models"])
         if entry:
             result.similarity_by_layer = entry["mean_similarity"]
             result.similarity_points = [str(point) for point in entry["points"]]
-    importance = run / "analyze" / "neurons" / "importance.json"
+    importance = stages["analyze"] / NEURONS / IMPORTANCE_JSON
     if importance.is_file():
         entry = _final_model(_read_json(importance)["models"])
         if entry:

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256
+from fuxitranyu.mix.artifacts import INDEX, SEGMENTS, SHARDS, VALIDATION
 from fuxitranyu.mix.plan import MixPlan
-
-INDEX = "index.json"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -142,7 +141,7 @@ class ShardWriter:
             np.save(f, array)
         tmp.replace(self.folder / name)
         digest = hashlib.sha256(array.tobytes()).hexdigest()
-        self.shards.append({"file": f"shards/{name}", "sequences": len(array), "sha256": digest})
+        self.shards.append({"file": f"{SHARDS}/{name}", "sequences": len(array), "sha256": digest})
         self.sequences += len(array)
 
 
@@ -197,8 +196,8 @@ def write_validation(stores: list[TokenStore], languages: list[str], held_out: l
         sequences = len(tokens) // sequence_length
         if sequences == 0:
             continue
-        name = f"validation/{language}.npy"
-        (out_dir / "validation").mkdir(exist_ok=True)
+        name = f"{VALIDATION}/{language}.npy"
+        (out_dir / VALIDATION).mkdir(exist_ok=True)
         array = tokens[:sequences * sequence_length].reshape(sequences, sequence_length)
         with open(out_dir / f"{name}.tmp", "wb") as f:
             np.save(f, array)
@@ -239,7 +238,7 @@ def pack(plan: MixPlan, token_dir: Path, out_dir: Path, context_length: int, eos
         unit_sizes[mine] = store.lengths[unit_document[mine]] + 1
 
     sequence_length = context_length + 1
-    writer = ShardWriter(out_dir / "shards", sequence_length, per_shard, dtype)
+    writer = ShardWriter(out_dir / SHARDS, sequence_length, per_shard, dtype)
     eos = np.asarray([eos_id], dtype=dtype)
     for stream in document_stream(stores, unit_language, unit_document, eos):
         writer.add(stream)
@@ -247,7 +246,7 @@ def pack(plan: MixPlan, token_dir: Path, out_dir: Path, context_length: int, eos
 
     offsets, starts, segment_languages = language_segments(unit_language, unit_sizes, writer.sequences,
                                                            sequence_length)
-    np.savez(out_dir / "segments.npz", offsets=offsets, starts=starts, languages=segment_languages)
+    np.savez(out_dir / SEGMENTS, offsets=offsets, starts=starts, languages=segment_languages)
     sampled = {lang: int(unit_sizes[unit_language == i].sum()) for i, lang in enumerate(languages)}
     index = {
         "context_length": context_length,

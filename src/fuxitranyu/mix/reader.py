@@ -15,14 +15,13 @@ data that together cover everything, every epoch is a permutation of the mix, th
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.mix.build import INDEX
+from fuxitranyu.mix.artifacts import SEGMENTS, read_index
 
 
 @dataclass
@@ -51,17 +50,6 @@ def open_shard(path: Path, sequences: int, sequence_length: int, dtype: np.dtype
     return array
 
 
-def read_index(mix_dir: str | Path) -> dict:
-    """The mix's index.json: shapes, languages, shards with their hashes."""
-    index_path = Path(mix_dir) / INDEX
-    if not index_path.is_file():
-        raise FuxiError("not a mix directory: index.json is missing (run `fuxitranyu mix build`)", path=mix_dir)
-    try:
-        return json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FuxiError(f"index.json is not valid JSON ({err}); rebuild the mix", path=index_path) from err
-
-
 class ShardReader:
     def __init__(self, mix_dir: str | Path, rank: int = 0, world_size: int = 1, seed: int = 0):
         self.mix_dir = Path(mix_dir)
@@ -74,7 +62,7 @@ class ShardReader:
         self.shards = [open_shard(self.mix_dir / shard["file"], shard["sequences"], self.sequence_length,
                                   np.dtype(self.index["dtype"])) for shard in self.index["shards"]]
         self.shard_starts = np.cumsum([0] + [len(s) for s in self.shards])
-        segments = np.load(self.mix_dir / "segments.npz")
+        segments = np.load(self.mix_dir / SEGMENTS)
         self.segment_offsets, self.segment_starts = segments["offsets"], segments["starts"]
         self.segment_languages = segments["languages"]
         self.total = int(self.shard_starts[-1])

@@ -11,9 +11,11 @@ from typing import Any
 
 from rich.table import Table
 
+from fuxitranyu.data.artifacts import clean_dir
 from fuxitranyu.data.readers import clean_documents
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
+from fuxitranyu.mix.artifacts import PLAN
 from fuxitranyu.mix.build import pack, token_dtype, tokenize_language, verified_cache
 from fuxitranyu.mix.plan import MixPlan, plan_mix
 from fuxitranyu.stage import Stage, StageContext
@@ -24,7 +26,7 @@ def count_tokens(ctx: StageContext, tokenizer: TrainedTokenizer, cache: Path) ->
     """Tokens per language in the data stage's clean documents, each document counted with its end-of-text token.
     Each language is tokenized once into `cache` and reused by later runs with the same data and tokenizer."""
     dtype = token_dtype(tokenizer.vocab_size)
-    clean = ctx.inputs["data"] / "clean"
+    clean = clean_dir(ctx.inputs["data"])
     languages = sorted(p.name for p in clean.iterdir() if p.is_dir()) if clean.is_dir() else []
     if not languages:
         raise FuxiError("the data stage produced no documents", path=clean)
@@ -86,7 +88,7 @@ def run_mix_stage(ctx: StageContext) -> dict[str, Any]:
     ctx.console.print(plan_table(plan, index["sampled_tokens"]))
     ctx.console.print(f"{index['total_sequences']:,} sequences of {index['sequence_length']} tokens in "
                       f"{len(index['shards'])} shards; {index['tail_tokens_dropped']} tail tokens dropped")
-    atomic_write_json(ctx.out_dir / "plan.json", plan.as_dict())
+    atomic_write_json(ctx.out_dir / PLAN, plan.as_dict())
     return {"plan": plan.as_dict(), "sampled_tokens": index["sampled_tokens"],
             "sequences": index["total_sequences"], "tail_tokens_dropped": index["tail_tokens_dropped"],
             "unigram_entropy": index["unigram_entropy"],

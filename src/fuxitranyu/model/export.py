@@ -24,7 +24,7 @@ from transformers import ArceeConfig, GenerationConfig, PreTrainedConfig
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_directory
 from fuxitranyu.model.configuration import FuxiTranyuConfig
-from fuxitranyu.tokenizer.train import copy_tokenizer
+from fuxitranyu.tokenizer.artifacts import copy_tokenizer
 
 # Every field that defines the network; both config classes have all of them.
 ARCHITECTURE_FIELDS = (

@@ -62,7 +62,7 @@ class DemoSet:
 
 def usable_units(files: list[Path], max_chars: int) -> list[dict[str, str]]:
     """The texts of every unit with at least two languages whose texts are at most `max_chars` long."""
-    from fuxitranyu.tokenizer.fertility import read_parallel
+    from fuxitranyu.data.parallel import read_parallel
 
     units = []
     for unit in read_parallel(files).units:

@@ -16,9 +16,11 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fuxitranyu.data.artifacts import parallel_dir
 from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text
+from fuxitranyu.posttrain.artifacts import DATA_STATS, DEMO, MIX_TABLE
 from fuxitranyu.posttrain.config import PostTrainRecipe
 from fuxitranyu.posttrain.data import Mixture, SourceSet, mix, read_sets
 from fuxitranyu.posttrain.demo import DemoSet, build_demo
@@ -30,7 +32,7 @@ from fuxitranyu.posttrain.model import (
     load_model,
     saved_vocab_size,
 )
-from fuxitranyu.posttrain.train import CHECKPOINTS, METRICS, train, trl_arguments, trl_config
+from fuxitranyu.posttrain.train import train, trl_arguments, trl_config
 from fuxitranyu.runtime import (
     DECISIONS,
     HostMemory,
@@ -40,13 +42,13 @@ from fuxitranyu.runtime import (
     decided_precision,
     default_device,
 )
-from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.stage import CHECKPOINTS, METRICS, MODEL, Stage, StageContext
 from fuxitranyu.tokenizer.train import portable_tokenizer_class
 
 if TYPE_CHECKING:
     from fuxitranyu.recipe import Recipe
 
-OUTPUTS = ("model", CHECKPOINTS, METRICS, "data_stats.json", "mix.md", "demo.jsonl", DECISIONS)
+OUTPUTS = (MODEL, CHECKPOINTS, METRICS, DATA_STATS, MIX_TABLE, DEMO, DECISIONS)
 PREVIOUS = {"sft": "pretrain", "dpo": "sft"}
 """The stage whose `model/` is the base model when the section names none."""
 
@@ -62,10 +64,10 @@ def _needs(key: str) -> Callable[[Recipe], tuple[str, ...]]:
 
 def _demo(ctx: StageContext, section: PostTrainRecipe, preference: bool) -> DemoSet:
     demo = section.data.demo
-    files = parallel_sets(ctx.inputs["data"] / "parallel", demo.parallel_sets)
+    files = parallel_sets(parallel_dir(ctx.inputs["data"]), demo.parallel_sets)
     built = build_demo(files, demo.examples, demo.prompt_languages, demo.max_chars, ctx.recipe.seed, preference)
     if ctx.world.is_main:
-        atomic_write_text(ctx.out_dir / "demo.jsonl",
+        atomic_write_text(ctx.out_dir / DEMO,
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in built.records))
     return built
 
@@ -80,8 +82,8 @@ def prepare_mixture(ctx: StageContext, section: PostTrainRecipe, preference: boo
     mixture = mix(sets, section.language_filter, ctx.recipe.seed)
     if ctx.world.is_main:
         stats = {**mixture.stats(), **({"demo": demo.stats} if demo else {})}
-        atomic_write_json(ctx.out_dir / "data_stats.json", stats)
-        atomic_write_text(ctx.out_dir / "mix.md", mixture.markdown())
+        atomic_write_json(ctx.out_dir / DATA_STATS, stats)
+        atomic_write_text(ctx.out_dir / MIX_TABLE, mixture.markdown())
         ctx.console.print(mixture.table())
     return mixture
 
@@ -137,7 +139,7 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
         for name in OUTPUTS:
             path = ctx.out_dir / name
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    base = Path(section.model) if section.model else ctx.inputs[PREVIOUS[key]] / "model"
+    base = Path(section.model) if section.model else ctx.inputs[PREVIOUS[key]] / MODEL
     chat = load_chat_tokenizer(base)
     mixture = prepare_mixture(ctx, section, preference=key == "dpo")
     model = load_model(base, chat, section.attention, ctx.recipe.seed)
@@ -150,10 +152,10 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     args = trl_config(section, arguments, key)
     trainer = _trainer(key, model, args, mixture, chat, section, base)
     summary = train(trainer, ctx.out_dir, ctx.resume, ctx.console)
-    trainer.save_model(str(ctx.out_dir / "model"))  # weights, config, generation config, tokenizer (FSDP-aware)
+    trainer.save_model(str(ctx.out_dir / MODEL))  # weights, config, generation config, tokenizer (FSDP-aware)
     if ctx.world.is_main:
-        portable_tokenizer_class(ctx.out_dir / "model")
-        (ctx.out_dir / "model" / "training_args.bin").unlink(missing_ok=True)
+        portable_tokenizer_class(ctx.out_dir / MODEL)
+        (ctx.out_dir / MODEL / "training_args.bin").unlink(missing_ok=True)
     shutil.rmtree(ctx.out_dir / ".cache" / f"rank-{ctx.world.rank}", ignore_errors=True)
     for empty in (ctx.out_dir / ".cache", ctx.out_dir / CHECKPOINTS):
         with suppress(OSError):

@@ -22,12 +22,11 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256, set_aside
 from fuxitranyu.posttrain.config import DpoRecipe, PostTrainRecipe, SftRecipe
 from fuxitranyu.runtime import Precision, World
+from fuxitranyu.stage import CHECKPOINTS, METRICS
 
 if TYPE_CHECKING:
     from transformers import Trainer
 
-METRICS = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 
 
 def gradient_accumulation(section: PostTrainRecipe, world: World, key: str) -> int:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from fuxitranyu.pretrain.artifacts import TENSORBOARD
 from fuxitranyu.pretrain.checkpoint import DESCRIPTION, STATE, list_checkpoints
 from fuxitranyu.pretrain.train import Trainer
 from fuxitranyu.runtime import DECISIONS
-from fuxitranyu.stage import Stage, StageContext
-from fuxitranyu.tokenizer.train import copy_tokenizer
+from fuxitranyu.stage import CHECKPOINTS, METRICS, MODEL, Stage, StageContext
+from fuxitranyu.tokenizer.artifacts import copy_tokenizer
 
-OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "model", DECISIONS)
+OUTPUTS = (CHECKPOINTS, METRICS, TENSORBOARD, MODEL, DECISIONS)
 
 
 def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
@@ -28,8 +29,8 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
     resumed = trainer.resume() if ctx.resume else False
     stats = trainer.train()
     if ctx.world.is_main:
-        final = list_checkpoints(ctx.out_dir / "checkpoints")[-1]
-        model_dir = ctx.out_dir / "model"
+        final = list_checkpoints(ctx.out_dir / CHECKPOINTS)[-1]
+        model_dir = ctx.out_dir / MODEL
         shutil.rmtree(model_dir, ignore_errors=True)
         model_dir.mkdir()
         for item in final.iterdir():
@@ -44,4 +45,4 @@ def run_pretrain_stage(ctx: StageContext) -> dict[str, Any]:
 STAGE = Stage("pretrain", sections=("pretrain",), needs=("model", "mix", "tokenizer"), run=run_pretrain_stage,
               description="AdamW + cosine schedule over the packed mix (DDP/FSDP2 under torchrun), checkpoints",
               fingerprint_excludes=("pretrain.log_every_steps", "pretrain.hardware"), own_progress=True,
-              unhashed=("checkpoints",))
+              unhashed=(CHECKPOINTS,))

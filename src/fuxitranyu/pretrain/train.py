@@ -28,9 +28,11 @@ from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text, set_aside
-from fuxitranyu.mix.reader import ShardReader, read_index
+from fuxitranyu.mix.artifacts import read_index
+from fuxitranyu.mix.reader import ShardReader
 from fuxitranyu.model.summary import summarize
 from fuxitranyu.pretrain import schedule
+from fuxitranyu.pretrain.artifacts import TENSORBOARD
 from fuxitranyu.pretrain.checkpoint import (
     Checkpoint,
     CorruptCheckpoint,
@@ -56,6 +58,7 @@ from fuxitranyu.runtime import (
     World,
     world,
 )
+from fuxitranyu.stage import CHECKPOINTS, METRICS
 
 
 @dataclass
@@ -139,7 +142,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.wrapper, self.recipe)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
-        self.checkpoints = out_dir / "checkpoints"
+        self.checkpoints = out_dir / CHECKPOINTS
         self.peak_flops = float(self.decisions.decide("peak_flops", self.recipe.peak_flops or "auto",
                                                       self.peak_flops_decision).value)
         if self.runtime.rank == 0:
@@ -187,7 +190,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
-        return SummaryWriter(str(self.out_dir / "tensorboard"))
+        return SummaryWriter(str(self.out_dir / TENSORBOARD))
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class Trainer:
     def _forget_metrics_after(self, step: int) -> None:
         """Drop the metrics of steps after the checkpoint (the resumed run logs them again) and any line a kill cut
         short."""
-        path = self.out_dir / "metrics.jsonl"
+        path = self.out_dir / METRICS
         if not path.is_file():
             return
         kept = []
@@ -394,7 +397,7 @@ class Trainer:
                     f"{state.lr_scale:g}" if state.rollbacks else ""
             raise FuxiError(f"training diverged {state.bad_in_a_row} times in a row (last loss {loss:.4g}, gradient "
                             f"norm {grad_norm:.4g}){where}; giving up. Lower pretrain.max_lr or raise "
-                            f"pretrain.warmup_tokens, and inspect {self.out_dir / 'metrics.jsonl'}")
+                            f"pretrain.warmup_tokens, and inspect {self.out_dir / METRICS}")
         if guard.action == "skip" or not list_checkpoints(self.checkpoints):
             state.skipped_steps += 1
             self.log_event({"event": "skipped_step", "step": state.step, "loss": loss, "grad_norm": grad_norm})
@@ -436,7 +439,7 @@ class Trainer:
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         if self.runtime.rank != 0:
             return
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        with open(self.out_dir / METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
         if self.tensorboard is not None:
             for key in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
@@ -448,7 +451,7 @@ class Trainer:
         if self.runtime.rank == 0:
             if echo:
                 self.console.print(f"[bold yellow]{event}[/]")
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            with open(self.out_dir / METRICS, "a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fuxitranyu.io import atomic_write_text
+from fuxitranyu.report.artifacts import FIGURES, REPORT
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,16 @@ def render_markdown(title: str, sections: list[Section]) -> str:
                 lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
                 lines.append("")
             else:
-                lines += [f"![{block.caption or block.name}](figures/{block.name})", ""]
+                lines += [f"![{block.caption or block.name}]({FIGURES}/{block.name})", ""]
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, title: str, sections: list[Section], name: str = "report") -> dict[str, int]:
+def write_report(out_dir: Path, title: str, sections: list[Section], name: str = REPORT) -> dict[str, int]:
     """`<name>.html` (figures embedded), `<name>.md` and figures/*.png; returns counts for the manifest."""
     figures = [block for section in sections for block in section.blocks if isinstance(block, Figure)]
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    (out_dir / FIGURES).mkdir(parents=True, exist_ok=True)
     for figure in figures:
-        (out_dir / "figures" / figure.name).write_bytes(figure.png)
+        (out_dir / FIGURES / figure.name).write_bytes(figure.png)
     atomic_write_text(out_dir / f"{name}.html", render_html(title, sections))
     atomic_write_text(out_dir / f"{name}.md", render_markdown(title, sections))
     return {"sections": len(sections), "figures": len(figures),

@@ -8,9 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fuxitranyu.analyze.artifacts import MEAN_SIMILARITY_CSV, NEURONS, REPRESENTATIONS
+from fuxitranyu.evaluate.artifacts import PLOTS, TABLES
+from fuxitranyu.mix.artifacts import read_index, read_plan
+from fuxitranyu.posttrain.artifacts import DATA_STATS
 from fuxitranyu.report import figures
 from fuxitranyu.report.document import Figure, Section, Table, Text
-from fuxitranyu.stage import read_manifest
+from fuxitranyu.stage import METRICS, read_manifest
+from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON
 
 
 def json_lines(path: Path) -> list[dict]:
@@ -76,7 +81,7 @@ def tokenizer(stage_dir: Path, manifest: dict) -> Section:
     section = Section("Tokenizer", [Text(f"Byte-level BPE: {vocabulary['size']:,} ids, {vocabulary['learned']:,} "
                                          f"learned, {vocabulary['dummy_tokens']} dummy; special tokens "
                                          f"{vocabulary['special_tokens']}.")])
-    path = stage_dir / "fertility.json"
+    path = stage_dir / FERTILITY_JSON
     if path.is_file():
         measured = json.loads(path.read_text(encoding="utf-8"))["measurements"]
         measured.sort(key=lambda m: m["fertility"])
@@ -90,8 +95,7 @@ def tokenizer(stage_dir: Path, manifest: dict) -> Section:
 
 
 def mix(stage_dir: Path, manifest: dict) -> Section:
-    plan = json.loads((stage_dir / "plan.json").read_text(encoding="utf-8"))
-    index = json.loads((stage_dir / "index.json").read_text(encoding="utf-8"))
+    plan, index = read_plan(stage_dir), read_index(stage_dir)
     rows = plan["languages"]
     labels = [row["language"] for row in rows]
     section = Section("Mix", [
@@ -114,7 +118,7 @@ def mix(stage_dir: Path, manifest: dict) -> Section:
 
 def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available: dict[str, int], report) -> Section:
     """`available`: tokens of each language in the data (the mix plan's); the curves drawn are of the largest."""
-    rows = json_lines(stage_dir / "metrics.jsonl")
+    rows = json_lines(stage_dir / METRICS)
     steps = [row for row in rows if "event" not in row]
     validations = [row for row in rows if row.get("event") == "validation"]
     stats = manifest["stats"]
@@ -161,7 +165,7 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
 
 
 def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
-    rows = [row for row in json_lines(stage_dir / "metrics.jsonl") if "loss" in row and "step" in row]
+    rows = [row for row in json_lines(stage_dir / METRICS) if "loss" in row and "step" in row]
     stats = manifest["stats"]
     loss = stats.get("train_loss")
     section = Section(name.upper(), [Text(
@@ -174,7 +178,7 @@ def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
             curves["reward margin"] = ([r["step"] for r in rows], [r.get("rewards/margins", 0) for r in rows])
         section.blocks.append(Figure(f"{name}-curves.png", figures.lines(curves, "step", "value"),
                                      f"{name.upper()} loss" + (" and reward margin" if len(curves) > 1 else "")))
-    stats_path = stage_dir / "data_stats.json"
+    stats_path = stage_dir / DATA_STATS
     if stats_path.is_file():
         data = json.loads(stats_path.read_text(encoding="utf-8"))
         section.blocks.append(Table(["set", "read", "kept", "dropped", "taken"],
@@ -195,9 +199,9 @@ def evaluate(stage_dir: Path, manifest: dict) -> Section:
         f"Suite {stats.get('suite')}, {stats.get('tasks', '?')} tasks through lm-evaluation-harness; every table "
         f"shows the spread across languages (worst, best, range, σ, CV) and, where the paper reports the task, its "
         f"models' numbers as rows marked (paper).")])
-    for path in sorted((stage_dir / "tables").glob("*.csv")):
+    for path in sorted((stage_dir / TABLES).glob("*.csv")):
         section.blocks.append(_csv_table(path, path.stem.replace(".", " — ")))
-        plot = stage_dir / "plots" / f"{path.stem}.png"
+        plot = stage_dir / PLOTS / f"{path.stem}.png"
         if plot.is_file():
             section.blocks.append(Figure(f"evaluate-{plot.name}", plot.read_bytes(), path.stem))
     return section
@@ -212,11 +216,11 @@ def analyze(stage_dir: Path, manifest: dict) -> Section:
                 "heatmap": "Similarity between languages (Figure 3)",
                 "mean_similarity": "Mean similarity per layer (Figure 6)",
                 "evolution": "Across pretraining checkpoints"}
-    for folder in ("neurons", "representations"):
+    for folder in (NEURONS, REPRESENTATIONS):
         for path in sorted((stage_dir / folder).glob("*.png")):
             caption = next((text for key, text in captions.items() if path.stem.startswith(key)), path.stem)
             section.blocks.append(Figure(f"{folder}-{path.name}", path.read_bytes(), f"{caption}: {path.stem}"))
-    mean_path = stage_dir / "representations" / "mean_similarity.csv"
+    mean_path = stage_dir / REPRESENTATIONS / MEAN_SIMILARITY_CSV
     if mean_path.is_file():
         section.blocks.append(_csv_table(mean_path, "Mean similarity between languages per layer"))
     return section
@@ -231,8 +235,8 @@ def stage_sections(recipe, inputs: dict[str, Path], report) -> list[Section]:
 
     manifests: dict[str, Any] = {name: read_manifest(path) for name, path in inputs.items()}
     manifests = {name: m for name, m in manifests.items() if m is not None}
-    mix_index = json.loads((inputs["mix"] / "index.json").read_text(encoding="utf-8")) if "mix" in inputs else None
-    mix_plan = json.loads((inputs["mix"] / "plan.json").read_text(encoding="utf-8")) if "mix" in inputs else {}
+    mix_index = read_index(inputs["mix"]) if "mix" in inputs else None
+    mix_plan = read_plan(inputs["mix"]) if "mix" in inputs else {}
     available = {row["language"]: row["available"] for row in mix_plan.get("languages", [])}
     builders = {"data": lambda d, m: data(d, m), "tokenizer": lambda d, m: tokenizer(d, m),
                 "mix": lambda d, m: mix(d, m), "pretrain": lambda d, m: pretrain(d, m, mix_index, available, report),

@@ -26,20 +26,13 @@ from rich.progress import track
 
 from fuxitranyu.data.readers import open_lines
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.languages import UnknownLanguageError, label
+from fuxitranyu.languages import label_or_none
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 TEXT_SUFFIX = ".txt"
 
 
 @cache
-def label_or_none(name: str) -> str | None:
-    try:
-        return label(name)
-    except UnknownLanguageError:
-        return None
-
-
 @dataclass(frozen=True)
 class CorpusFile:
     path: Path

@@ -15,9 +15,11 @@ from typing import Any
 
 from rich.console import Console
 
+from fuxitranyu.data.artifacts import clean_dir, parallel_dir
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
+from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON, FERTILITY_MD
 from fuxitranyu.tokenizer.config import TokenizerRecipe
 from fuxitranyu.tokenizer.corpus import plan_sample
 from fuxitranyu.tokenizer.fertility import (
@@ -81,8 +83,8 @@ def fertility_report(tokenizer: NamedTokenizer, parallel_dir: Path, out_dir: Pat
     """fertility.json / fertility.md of one tokenizer on a folder of parallel sets; returns a summary."""
     parallel = read_parallel([parallel_dir])
     measurements = measure([tokenizer], parallel)
-    write_table(measurements, out_dir / "fertility.json")
-    atomic_write_text(out_dir / "fertility.md", markdown(measurements))
+    write_table(measurements, out_dir / FERTILITY_JSON)
+    atomic_write_text(out_dir / FERTILITY_MD, markdown(measurements))
     return {
         "parallel_units": len(parallel.units),
         "per_language": {m.language: round(m.fertility, 4) for m in measurements},
@@ -95,12 +97,12 @@ def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
     if config.inputs:
         inputs, source = config.inputs, {"paths": list(config.inputs)}
     else:
-        clean = ctx.inputs["data"] / "clean"
+        clean = clean_dir(ctx.inputs["data"])
         if not clean.is_dir():
             raise FuxiError("the data stage wrote no clean/ documents", path=clean)
         inputs, source = [clean], {"data": ctx.input_fingerprints["data"]}
     stats = {"inputs": source, **train_tokenizer(config, inputs, ctx.out_dir, ctx.recipe.seed, ctx.console)}
-    parallel = ctx.inputs["data"] / "parallel" if "data" in ctx.inputs else None
+    parallel = parallel_dir(ctx.inputs["data"]) if "data" in ctx.inputs else None
     if parallel is not None and parallel.is_dir():
         named = load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)
         stats["fertility"] = fertility_report(named, parallel, ctx.out_dir)

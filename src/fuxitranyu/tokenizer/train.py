@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,13 +180,3 @@ def load_trained_tokenizer(directory: str | Path) -> TrainedTokenizer:
     if tokenizer.eos_token_id is None:
         raise FuxiError("the tokenizer has no end-of-text token", path=directory)
     return TrainedTokenizer(tokenizer.backend_tokenizer, tokenizer.eos_token_id, len(tokenizer))
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-
-
-def copy_tokenizer(source: str | Path, model_dir: str | Path) -> None:
-    """Put a tokenizer's files beside a model's weights, so that the directory serves on its own."""
-    for name in TOKENIZER_FILES:
-        if (Path(source) / name).is_file():
-            shutil.copy2(Path(source) / name, Path(model_dir) / name)

@@ -1,4 +1,4 @@
-"""`fuxitranyu analyze …`: the analyses on any models, outside a recipe's run (or the stage alone with `run`)."""
+"""`fuxitranyu analyze …`: the analyses on any models, outside a recipe's run (`analyze run` is the stage alone)."""
 
 from __future__ import annotations
 
@@ -52,17 +52,20 @@ def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, r
     """The models and aligned texts of the arguments, the recipe's run directory filling what is not given."""
     from fuxitranyu.analyze.config import language_labels
     from fuxitranyu.analyze.inputs import aligned_texts, parse_model_argument
+    from fuxitranyu.data.artifacts import parallel_dir
+    from fuxitranyu.data.parallel import read_parallel
     from fuxitranyu.errors import FuxiError
+    from fuxitranyu.pipeline import finished_stage
     from fuxitranyu.recipe import load_recipe
-    from fuxitranyu.tokenizer.fertility import read_parallel
+    from fuxitranyu.stage import MODEL
 
-    run_dir = load_recipe(recipe, set_ or []).run_dir if not (models and parallel) else None
-    specs = [spec for argument in (models or [str(run_dir / "pretrain" / "model")])
+    run = load_recipe(recipe, set_ or []) if not (models and parallel) else None
+    specs = [spec for argument in (models or [str(finished_stage(run, "pretrain") / MODEL)])
              for spec in parse_model_argument(argument, tokenizer, checkpoints)]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise FuxiError(f"two models are named alike ({', '.join(names)}); name them with NAME=PATH")
-    units = read_parallel(parallel or [run_dir / "data" / "parallel"], keep_unsupported=True)
+    units = read_parallel(parallel or [parallel_dir(finished_stage(run, "data"))], keep_unsupported=True)
     try:
         languages = language_labels([c.strip() for item in language or [] for c in item.split(",") if c.strip()],
                                     "--language")
@@ -129,17 +132,6 @@ def representations(models: ModelsArg = None, parallel: ParallelOpt = None, lang
         table.add_row(result.model, *values, *[""] * (len(points) - len(values)))
     out.print(table)
     err.print(f"wrote {out_dir / 'representations'}")
-
-
-@analyze_app.command("run")
-def run(recipe: Annotated[str, typer.Argument(help="Recipe YAML file, or the name of an embedded recipe.")] = "tiny",
-        set_: SetOpt = None,
-        force: Annotated[bool, typer.Option(help="Run even when the output is up to date.")] = False):
-    """The recipe's `analyze` stage alone (its models, checkpoints and parallel sets)."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["analyze"], force=force, console=err)
 
 
 def _precision(value: str) -> str:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fuxitranyu.cli.analyze import analyze_app
 from fuxitranyu.errors import FuxiError
 
 app = typer.Typer(
@@ -37,6 +38,10 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show library 
                                                                  "(default: <run dir>/logs/).")]
 
 
+ResumeOpt = Annotated[bool, typer.Option(help="Continue an interrupted stage where it stopped (its newest intact "
+                                               "checkpoint, its finished tasks).")]
+
+
 def run_stages(recipe: str, overrides: list[str] | None, only: list[str] | None = None, force: bool = False,
                resume: bool = True, start: str | None = None, verbose: bool = False) -> None:
     """What every stage command does: load the recipe and run the pipeline (only the named stages)."""
@@ -47,6 +52,17 @@ def run_stages(recipe: str, overrides: list[str] | None, only: list[str] | None 
                  verbose=verbose)
 
 
+def stage_command(stage: str, summary: str):
+    """One stage of the recipe as a command: `fuxitranyu run RECIPE --only STAGE`, with the same options."""
+
+    def command(recipe: RecipeArg = "tiny", set_: SetOpt = None, force: ForceOpt = False, resume: ResumeOpt = True,
+                verbose: VerboseOpt = False):
+        run_stages(recipe, set_, [stage], force, resume, verbose=verbose)
+
+    command.__doc__ = f"{summary} The `{stage}` stage of `fuxitranyu run` alone."
+    return command
+
+
 @app.command()
 def run(
     recipe: RecipeArg = "tiny",
@@ -55,7 +71,7 @@ def run(
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run this stage and every stage after it.")] = None,
     force: ForceOpt = False,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and the plan, then exit.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted stage where it stopped.")] = True,
+    resume: ResumeOpt = True,
     verbose: VerboseOpt = False,
 ):
     """Run the recipe's stages in order, skipping those whose output already matches."""
@@ -70,50 +86,6 @@ def run(
         _print_sources_and_plan(resolved)
         return
     run_stages(recipe, set_, only, force, resume, start, verbose)
-
-
-@app.command()
-def pretrain(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option(
-        help="Continue from the newest intact checkpoint of an interrupted run.")] = True,
-    force: ForceOpt = False,
-    verbose: VerboseOpt = False,
-):
-    """Pretrain the model on the mix: the `pretrain` stage alone. Under `torchrun --nproc_per_node N -m fuxitranyu
-    pretrain RECIPE` it runs data-parallel (FSDP2 or DDP)."""
-    run_stages(recipe, set_, ["pretrain"], force, resume, verbose=verbose)
-
-
-@app.command()
-def sft(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint of an interrupted run.")] = True,
-    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
-):
-    """Supervised fine-tuning with TRL's SFTTrainer: the `sft` stage alone (the recipe needs an `sft` section; the
-    default base model is the pretrain stage's). Under `torchrun`/`accelerate launch` it runs data-parallel."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["sft"], force=force, console=err, resume=resume)
-
-
-@app.command()
-def dpo(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint of an interrupted run.")] = True,
-    force: Annotated[bool, typer.Option(help="Train even when the output is up to date.")] = False,
-):
-    """DPO with TRL's DPOTrainer: the `dpo` stage alone (the recipe needs a `dpo` section; the default base and
-    reference model is the sft stage's)."""
-    from fuxitranyu.pipeline import run_pipeline
-    from fuxitranyu.recipe import load_recipe
-
-    run_pipeline(load_recipe(recipe, set_ or []), only=["dpo"], force=force, console=err, resume=resume)
 
 
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory whose tokenizer has a chat template, e.g. "
@@ -193,17 +165,6 @@ def generate(
         typer.echo(f"wrote {len(records)} responses to {output}", err=True)
 
 
-@app.command()
-def data(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    force: ForceOpt = False,
-    verbose: VerboseOpt = False,
-):
-    """Build clean, deduplicated, language-labelled documents: the `data` stage of `fuxitranyu run` alone."""
-    run_stages(recipe, set_, ["data"], force, verbose=verbose)
-
-
 @app.command("build-kenlm")
 def build_kenlm_command(
     jobs: Annotated[int, typer.Option(min=1, help="Parallel compile jobs.")] = 2,
@@ -228,17 +189,6 @@ def mix_plan(recipe: RecipeArg = "tiny", set_: SetOpt = None):
     context = finished_inputs(load_recipe(recipe, set_ or []), "mix")
     context.console = out
     make_plan(context)
-
-
-@mix_app.command("build")
-def mix_build(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    force: ForceOpt = False,
-    verbose: VerboseOpt = False,
-):
-    """Tokenize, sample per the plan, shuffle and pack into shards: the `mix` stage of `fuxitranyu run` alone."""
-    run_stages(recipe, set_, ["mix"], force, verbose=verbose)
 
 
 experiment_app = typer.Typer(help="Experiments made of whole pipeline runs.", no_args_is_help=True)
@@ -436,17 +386,6 @@ tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer; compare to
 app.add_typer(tokenizer_app, name="tokenizer")
 
 
-@tokenizer_app.command("train")
-def tokenizer_train(
-    recipe: RecipeArg = "tiny",
-    set_: SetOpt = None,
-    force: ForceOpt = False,
-    verbose: VerboseOpt = False,
-):
-    """Train the recipe's tokenizer into <run dir>/tokenizer: the `tokenizer` stage of `fuxitranyu run` alone."""
-    run_stages(recipe, set_, ["tokenizer"], force, verbose=verbose)
-
-
 @tokenizer_app.command("fertility")
 def tokenizer_fertility(
     tokenizers: Annotated[Optional[list[str]], typer.Argument(
@@ -465,7 +404,10 @@ def tokenizer_fertility(
         help="Grouped bars per language, as the paper's Fig. 2 (.png, .svg, .pdf).")] = None,
 ):
     """Tokens per word and bytes per token, per language, of any number of tokenizers on the same parallel texts."""
+    from fuxitranyu.data.artifacts import parallel_dir
+    from fuxitranyu.data.parallel import read_parallel
     from fuxitranyu.languages import label
+    from fuxitranyu.pipeline import finished_stage
     from fuxitranyu.recipe import load_recipe
     from fuxitranyu.tokenizer import fertility
 
@@ -474,8 +416,8 @@ def tokenizer_fertility(
             raise FuxiError(f"unknown table format: use {', '.join(fertility.TABLE_SUFFIXES)}", path=path)
     resolved = load_recipe(recipe, set_ or []) if not (tokenizers and parallel) else None
     loaded = ([fertility.load_named_tokenizer(spec) for spec in tokenizers] if tokenizers else
-              [fertility.load_named_tokenizer(resolved.run_dir / "tokenizer", name=resolved.name)])
-    units = fertility.read_parallel(parallel or [resolved.run_dir / "data" / "parallel"])
+              [fertility.load_named_tokenizer(finished_stage(resolved, "tokenizer"), name=resolved.name)])
+    units = read_parallel(parallel or [parallel_dir(finished_stage(resolved, "data"))])
     if units.skipped_languages:
         err.print(f"skipped unsupported languages: {' '.join(sorted(units.skipped_languages))}")
     wanted = [label(code) for code in language or []]
@@ -515,18 +457,44 @@ def evaluate_command(
 ):
     """Evaluate models on a suite through lm-evaluation-harness: per-language tables beside the paper's numbers,
     balance across languages, plots; a checkpoints/ folder gives per-language curves against tokens seen."""
-    from fuxitranyu.evaluate.cli import evaluate_paths
+    from fuxitranyu.data.artifacts import parallel_dir
+    from fuxitranyu.data.parallel import parallel_sets
+    from fuxitranyu.evaluate.artifacts import TABLES_MD
+    from fuxitranyu.evaluate.command import evaluate_paths
+    from fuxitranyu.evaluate.config import EvaluateRecipe
+    from fuxitranyu.pipeline import finished_stage
     from fuxitranyu.recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    evaluate_paths(models, resolved, suite=suite, out=out, chat=chat, parallel=parallel, data_dir=data_dir,
-                   backend=backend, every=every, tokenizer=tokenizer, limit=limit, console=err)
-    if (out / "tables.md").is_file():
-        typer.echo((out / "tables.md").read_text(encoding="utf-8"), nl=False)
+    chosen = (resolved.evaluate or EvaluateRecipe()).offline.parallel_sets
 
-from fuxitranyu.analyze.cli import analyze_app  # noqa: E402  (a sub-typer; its commands import lazily)
+    def the_runs_sets() -> list[Path]:  # the sets the stage reads: the recipe's evaluate.offline.parallel_sets
+        return parallel_sets(parallel_dir(finished_stage(resolved, "data")), chosen)
+
+    evaluate_paths(models, resolved, suite=suite, out=out, default_parallel=the_runs_sets, chat=chat,
+                   parallel=parallel, data_dir=data_dir, backend=backend, every=every, tokenizer=tokenizer,
+                   limit=limit, console=err)
+    if (out / TABLES_MD).is_file():
+        typer.echo((out / TABLES_MD).read_text(encoding="utf-8"), nl=False)
 
 app.add_typer(analyze_app, name="analyze")
+
+# One shape for every stage command: the recipe, --set, --force, --resume, --verbose, then `run --only STAGE`.
+app.command("data")(stage_command(
+    "data", "Build clean, deduplicated, language-labelled documents and the held-out parallel sets."))
+tokenizer_app.command("train")(stage_command(
+    "tokenizer", "Train the recipe's byte-level BPE tokenizer into <run dir>/tokenizer."))
+mix_app.command("build")(stage_command(
+    "mix", "Tokenize, sample per the plan, shuffle and pack into shards."))
+app.command("pretrain")(stage_command(
+    "pretrain", "Pretrain the model on the mix; under `torchrun --nproc_per_node N -m fuxitranyu pretrain RECIPE` "
+                "data-parallel (FSDP2 or DDP)."))
+app.command("sft")(stage_command(
+    "sft", "Supervised fine-tuning with TRL's SFTTrainer (the base model: the pretrain stage's, unless sft.model)."))
+app.command("dpo")(stage_command(
+    "dpo", "DPO with TRL's DPOTrainer (base and reference: the sft stage's model, unless dpo.model)."))
+analyze_app.command("run")(stage_command(
+    "analyze", "The recipe's analyses: its models, checkpoints and parallel sets."))
 
 
 def main(argv: list[str] | None = None) -> None:

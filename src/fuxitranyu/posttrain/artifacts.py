@@ -1,0 +1,9 @@
+"""The sft and dpo stages' folders (each), beside what every training stage writes (`fuxitranyu.stage`: model/,
+metrics.jsonl, checkpoints/, and `decisions.json`)."""
+
+DATA_STATS = "data_stats.json"
+"""Per set and language: read, kept, dropped by the language filter, taken into the mixture."""
+MIX_TABLE = "mix.md"
+"""The mixture as a Markdown table (also printed when the stage runs)."""
+DEMO = "demo.jsonl"
+"""The demo examples built from held-out parallel sets, in TRL's layout (when the recipe uses demo data)."""
