@@ -87,13 +87,59 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 
 def test_stage_packages_never_import_the_pipeline():
-    """Only the command line (fuxitranyu.cli and the stage packages' own `cli` modules) and the experiments, which
-    are made of whole runs and sit above the pipeline, run the pipeline."""
+    """Only the command line (`fuxitranyu.cli`) and the experiments, which are made of whole runs and sit above the
+    pipeline, run the pipeline."""
     graph = import_graph()
     offenders = [name for name, targets in graph.items()
-                 if "fuxitranyu.pipeline" in targets and name.rpartition(".")[2] not in ("cli", "__main__")
-                 and not name.startswith("fuxitranyu.experiment.")]
+                 if "fuxitranyu.pipeline" in targets
+                 and not name.startswith(("fuxitranyu.cli", "fuxitranyu.experiment."))]
     assert offenders == []
+
+
+def artifact_names() -> dict[str, set[str]]:
+    """The file and folder names each stage package declares in its `artifacts.py`, and the training stages' shared
+    ones in `fuxitranyu.stage` (owner "stage")."""
+    owners = {}
+    for path in [*PACKAGE.glob("*/artifacts.py"), PACKAGE / "stage.py"]:
+        owner = path.parent.name if path.name == "artifacts.py" else "stage"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        owners[owner] = {node.value.value for node in tree.body
+                         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                         and isinstance(node.value.value, str) and node.targets[0].id.isupper()}
+    return owners
+
+
+def spelled_path_parts(tree: ast.AST) -> set[str]:
+    """String constants joined onto a path (`folder / "name"`, `folder / "name/sub"`) in a module."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant) \
+                and isinstance(node.right.value, str):
+            found.add(node.right.value.split("/")[0])
+    return found
+
+
+def test_no_module_spells_another_stages_file_names():
+    """Each stage owns its folder's names (`<stage>/artifacts.py`); everyone else joins paths with those constants,
+    so renaming a file is one edit, and a reader that spells the name by hand is caught here."""
+    owners = artifact_names()
+    stages = {"data", "mix", "tokenizer", "pretrain", "posttrain", "evaluate", "analyze", "report", "stage"}
+    assert stages <= set(owners)
+    assert "parallel" in owners["data"] and "index.json" in owners["mix"] and "checkpoints" in owners["stage"]
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        package = path.relative_to(PACKAGE).parts[0] if len(path.relative_to(PACKAGE).parts) > 1 else None
+        own = owners.get(package, set())
+        for name in spelled_path_parts(ast.parse(path.read_text(encoding="utf-8"))):
+            others = [owner for owner, names in owners.items() if name in names and owner != package]
+            if others and name not in own:
+                offenders.append(f"{path.relative_to(PACKAGE)}: {name!r} (named in {', '.join(others)})")
+    assert offenders == []
+
+
+def test_the_spelled_name_check_finds_a_planted_one():
+    tree = ast.parse('clean = data_dir / "parallel" / "set.jsonl"')
+    assert "parallel" in spelled_path_parts(tree) and "parallel" in artifact_names()["data"]
 
 
 def test_stages_do_not_build_paths_to_other_stages():

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fuxitranyu.analyze.artifacts import NEURONS, REPRESENTATIONS
+
 analyze_app = typer.Typer(help="Neuron importance and representation similarity across languages (paper section 6) "
                                "of any Hugging Face causal LM, side by side or across checkpoints.",
                           no_args_is_help=True)
@@ -97,7 +99,7 @@ def neurons(models: ModelsArg = None, parallel: ParallelOpt = None, language: La
         for language_name, row in zip(result.languages, result.layer_importance):
             table.add_row(language_name, *(f"{value:.3g}" for value in row))
         out.print(table)
-    err.print(f"wrote {out_dir / 'neurons'}")
+    err.print(f"wrote {out_dir / NEURONS}")
 
 
 @analyze_app.command("representations")
@@ -131,7 +133,7 @@ def representations(models: ModelsArg = None, parallel: ParallelOpt = None, lang
         values = [f"{value:.3f}" for value in result.mean_similarity]
         table.add_row(result.model, *values, *[""] * (len(points) - len(values)))
     out.print(table)
-    err.print(f"wrote {out_dir / 'representations'}")
+    err.print(f"wrote {out_dir / REPRESENTATIONS}")
 
 
 def _precision(value: str) -> str:

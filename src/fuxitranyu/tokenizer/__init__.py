@@ -6,7 +6,6 @@ from fuxitranyu.tokenizer.fertility import (
     load_named_tokenizer,
     measure,
     plot,
-    read_parallel,
     summarize_fertility,
     write_table,
 )
@@ -21,5 +20,5 @@ from fuxitranyu.tokenizer.train import (
 
 __all__ = [
     "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_named_tokenizer", "measure", "plan_sample",
-    "plot", "read_parallel", "sample_sizes", "summarize_fertility", "train_bpe", "train_tokenizer", "write_table",
+    "plot", "sample_sizes", "summarize_fertility", "train_bpe", "train_tokenizer", "write_table",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from fuxitranyu.data.artifacts import clean_dir, parallel_dir
+from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
@@ -27,7 +28,6 @@ from fuxitranyu.tokenizer.fertility import (
     load_named_tokenizer,
     markdown,
     measure,
-    read_parallel,
     summarize_fertility,
     write_table,
 )
@@ -79,9 +79,9 @@ def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_d
     }
 
 
-def fertility_report(tokenizer: NamedTokenizer, parallel_dir: Path, out_dir: Path) -> dict[str, Any]:
+def fertility_report(tokenizer: NamedTokenizer, parallel_folder: Path, out_dir: Path) -> dict[str, Any]:
     """fertility.json / fertility.md of one tokenizer on a folder of parallel sets; returns a summary."""
-    parallel = read_parallel([parallel_dir])
+    parallel = read_parallel([parallel_folder])
     measurements = measure([tokenizer], parallel)
     write_table(measurements, out_dir / FERTILITY_JSON)
     atomic_write_text(out_dir / FERTILITY_MD, markdown(measurements))
