@@ -40,7 +40,7 @@ VARIANTS = {  # name: (autocast dtype, attention kernel, compiled)
 
 def training_step(config, dtype, kernel: str, compiled: bool):
     from fuxitranyu.model import FuxiTranyuForCausalLM
-    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.config import PretrainSection
     from fuxitranyu.pretrain.decisions import attention_implementation
     from fuxitranyu.pretrain.loss import CausalLMLoss
     from fuxitranyu.pretrain.train import make_optimizer
@@ -52,7 +52,7 @@ def training_step(config, dtype, kernel: str, compiled: bool):
         for layer in model.model.layers:
             layer.compile()
     wrapper = CausalLMLoss(model, 4096)
-    optimizer = make_optimizer(wrapper, PretrainRecipe())
+    optimizer = make_optimizer(wrapper, PretrainSection())
 
     def step(ids: torch.Tensor) -> float:
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -44,10 +44,10 @@ def write_corpus(path: Path) -> tuple[int, int, float]:
 def run_chain(corpus: Path, work: Path) -> tuple[float, list[dict]]:
     from datatrove.executor import LocalPipelineExecutor
 
-    from fuxitranyu.data.config import DataRecipe, SourceSpec
+    from fuxitranyu.data.config import DataSection, SourceSpec
     from fuxitranyu.data.stage import filter_pipeline
 
-    recipe = DataRecipe(sources=[SourceSpec(type="jsonl", paths=[str(corpus)])], keep_dropped=False)
+    recipe = DataSection(sources=[SourceSpec(type="jsonl", paths=[str(corpus)])], keep_dropped=False)
     # The signature step ends the chain: it writes band keys, not documents (the filter pass reads them later).
     steps = filter_pipeline(recipe, work, work / "filtered")[:-1] + [_signature_step(work)]
     started = time.perf_counter()

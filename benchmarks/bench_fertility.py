@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fuxitranyu.data import system, udhr
 from fuxitranyu.io import atomic_directory, atomic_write_text
-from fuxitranyu.recipe import TokenizerRecipe
+from fuxitranyu.recipe import TokenizerSection
 from fuxitranyu.tokenizer import (
     load_tokenizer,
     measure,
@@ -80,7 +80,7 @@ def main() -> None:
     variants = {"balanced": {}, "proportional": {"sampling": "proportional"},
                 "balanced-marks": {"marks_with_letters": True}}
     for name, fields in variants.items():
-        config = TokenizerRecipe(vocab_size=args.vocab_size, max_documents_per_language=args.cap, **fields)
+        config = TokenizerSection(vocab_size=args.vocab_size, max_documents_per_language=args.cap, **fields)
         with atomic_directory(args.out / name) as tmp:
             stats = train_tokenizer(config, [args.out / "corpus" / "clean"], tmp, args.seed)
         sampled = {lang: s["sampled_documents"] for lang, s in stats["sample"]["languages"].items()}

@@ -55,7 +55,7 @@ def train_tokenizer(texts: dict[str, list[str]]):
 
 def ours(texts, tokenizer, work: Path) -> tuple[float, int, Counter]:
     from fuxitranyu.mix.build import pack, token_dtype, tokenize_language
-    from fuxitranyu.mix.config import MixRecipe
+    from fuxitranyu.mix.config import MixSection
     from fuxitranyu.mix.plan import plan_mix
 
     dtype = token_dtype(tokenizer.get_vocab_size())
@@ -65,7 +65,7 @@ def ours(texts, tokenizer, work: Path) -> tuple[float, int, Counter]:
         count, tokens = tokenize_language(iter(documents), tokenizer, dtype, work / "tokens", language, 1024)
         available[language] = tokens + count
     budget = sum(available.values())
-    plan = plan_mix(available, MixRecipe(strategy="proportional"), budget)
+    plan = plan_mix(available, MixSection(strategy="proportional"), budget)
     index = pack(plan, work / "tokens", work / "mix", CONTEXT, 0, tokenizer.get_vocab_size(), 16_384, 0)
     seconds = time.perf_counter() - started
     counts = Counter()

@@ -59,7 +59,7 @@ def gpu_peak(name: str) -> float | None:
 
 def synthetic_mix(folder: Path, vocab: int, context: int, tokens: int) -> None:
     from fuxitranyu.mix.build import pack
-    from fuxitranyu.mix.config import MixRecipe
+    from fuxitranyu.mix.config import MixSection
     from fuxitranyu.mix.plan import plan_mix
 
     rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def synthetic_mix(folder: Path, vocab: int, context: int, tokens: int) -> None:
     rng.integers(1, vocab, tokens).astype(dtype).tofile(folder / "tokens" / "en.bin")
     np.arange(0, tokens + 1, document, dtype=np.int64).tofile(folder / "tokens" / "en.idx")
     available = tokens + tokens // document
-    plan = plan_mix({"en": available}, MixRecipe(strategy="proportional"), available)
+    plan = plan_mix({"en": available}, MixSection(strategy="proportional"), available)
     pack(plan, folder / "tokens", folder / "mix", context, 0, vocab, 4096, 0)
 
 

@@ -46,7 +46,7 @@ def measure(model_dir: Path, records: list[dict], packed: bool, batch: int, max_
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from fuxitranyu.posttrain.model import load_chat_tokenizer, load_model
+    from fuxitranyu.posttrain.model import load_base_model, load_chat_tokenizer
 
     chat = load_chat_tokenizer(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +54,7 @@ def measure(model_dir: Path, records: list[dict], packed: bool, batch: int, max_
                          bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none",
                          max_length=max_length, assistant_only_loss=True, packing=packed, packing_strategy="bfd",
                          save_strategy="no", disable_tqdm=True, logging_steps=10_000, seed=0)
-        trainer = SFTTrainer(model=load_model(model_dir, chat, "sdpa"), args=args,
+        trainer = SFTTrainer(model=load_base_model(model_dir, chat, "sdpa"), args=args,
                              train_dataset=Dataset.from_list(records), processing_class=chat.tokenizer)
         return trainer.train().metrics["train_runtime"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench_fertility import write_gettext_corpus
 
-from fuxitranyu.recipe import TokenizerRecipe
+from fuxitranyu.recipe import TokenizerSection
 from fuxitranyu.tokenizer import (
     VocabularyLayout,
     plan_sample,
@@ -45,7 +45,7 @@ def _train(mode: str, corpus: Path, vocab_size: int, out: Path, result) -> None:
     baseline_rss = _peak_rss_mb()
     if mode == "streamed":
         started = time.perf_counter()
-        stats = train_tokenizer(TokenizerRecipe(vocab_size=vocab_size, max_documents_per_language=10**9),
+        stats = train_tokenizer(TokenizerSection(vocab_size=vocab_size, max_documents_per_language=10**9),
                                 [corpus], out, seed=0)
         seconds, size = time.perf_counter() - started, stats["sample"]["bytes"]
     else:

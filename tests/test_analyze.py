@@ -430,7 +430,7 @@ def test_stage_writes_tables_and_figures(run_dir):
     recipe = load_recipe("tiny", [f"output_dir={run_dir}", "analyze.checkpoints=2", "analyze.max_sentences=3",
                                   "analyze.precision=fp32", "analyze.neurons.languages=[en, fr, de]",
                                   "analyze.representations.languages=[en, fr, de, zh]"])
-    planned = pipeline.plan(recipe, only=["analyze"])
+    planned = pipeline.plan_stages(recipe, only=["analyze"])
     assert [(p.stage.name, sorted(p.inputs)) for p in planned] == [("analyze", ["data", "mix", "pretrain"])]
     manifest = pipeline.run_pipeline(recipe, only=["analyze"])[0]
     out = run_dir / "analyze"
@@ -455,7 +455,7 @@ def test_stage_writes_tables_and_figures(run_dir):
                    "representations/evolution.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG", figure
     assert manifest["stats"]["neurons"]["sha256"] == inputs["parallel"]["sha256"]
-    assert [p.action for p in pipeline.plan(recipe, only=["analyze"])] == ["skip"]
+    assert [p.action for p in pipeline.plan_stages(recipe, only=["analyze"])] == ["skip"]
 
 
 def test_cli_compares_models_and_checkpoints(run_dir, tmp_path, capsys):

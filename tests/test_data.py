@@ -11,9 +11,9 @@ from datatrove.data import Document
 from fuxitranyu.data import system
 from fuxitranyu.data import text as stats
 from fuxitranyu.data.config import (
-    DataRecipe,
-    FiltersRecipe,
-    LanguageIdRecipe,
+    DataSection,
+    FiltersSection,
+    LanguageIdSection,
     SourceSpec,
     Thresholds,
 )
@@ -202,13 +202,13 @@ def doc(text, language=None):
 
 def test_language_identifier_policies():
     languages = frozenset({"fr", "en", "zh", "ja", "th", "code-python"})
-    relabel = LanguageIdentifier(LanguageIdRecipe(on_mismatch="relabel"), languages)
+    relabel = LanguageIdentifier(LanguageIdSection(on_mismatch="relabel"), languages)
     d = doc(ENGLISH, "fr")
     assert relabel.decide(d) is None and d.metadata["language"] == "en" and d.metadata["declared_language"] == "fr"
-    keep = LanguageIdentifier(LanguageIdRecipe(on_mismatch="keep"), languages)
+    keep = LanguageIdentifier(LanguageIdSection(on_mismatch="keep"), languages)
     d = doc(ENGLISH, "fr")
     assert keep.decide(d) is None and d.metadata["language"] == "fr"
-    drop = LanguageIdentifier(LanguageIdRecipe(on_mismatch="drop"), languages)
+    drop = LanguageIdentifier(LanguageIdSection(on_mismatch="drop"), languages)
     assert drop.decide(doc(ENGLISH, "fr")) == "language_mismatch"
     for text, expected in ((CHINESE, "zh"), (JAPANESE, "ja"), (THAI, "th"), (FRENCH, "fr")):
         d = doc(text)
@@ -223,8 +223,8 @@ def test_second_vote_keeps_real_strings_that_fasttext_mislabels():
     real = {"tg": "Файли тасвири \"\" ягон иттилоотро дар бар намегирад",
             "tk": "byr zadyň waspy, şekilberlebder arkalayan teknölöjig elýetirmeg üçin"}
     languages = frozenset({"tg", "tk", "ru", "tr"})
-    with_vote = LanguageIdentifier(LanguageIdRecipe(on_mismatch="relabel"), languages)
-    without = LanguageIdentifier(LanguageIdRecipe(on_mismatch="relabel", second_vote=False), languages)
+    with_vote = LanguageIdentifier(LanguageIdSection(on_mismatch="relabel"), languages)
+    without = LanguageIdentifier(LanguageIdSection(on_mismatch="relabel", second_vote=False), languages)
     for language, text in real.items():
         detected, score = with_vote.detect(text)
         assert detected in ("ru", "tr") and score >= 0.5  # fastText alone is confidently wrong
@@ -237,7 +237,7 @@ def test_second_vote_keeps_real_strings_that_fasttext_mislabels():
 def test_heuristic_filter(tmp_path):
     flagged = tmp_path / "flagged-en.txt"
     flagged.write_text("# flagged words\nbadword\n")
-    recipe = FiltersRecipe(flagged_words={"en": str(flagged)})
+    recipe = FiltersSection(flagged_words={"en": str(flagged)})
     step = HeuristicFilter(recipe)
     assert step.decide(doc(ENGLISH, "en")) is None
     assert step.decide(doc("see https://example.com/a/very/long/path/to/a/page and www.example.org/x", "en")) == "urls"
@@ -248,11 +248,11 @@ def test_heuristic_filter(tmp_path):
     assert step.decide(doc("量子色动力学晶格熊猫竹林", "zh")) == "few_stop_words"
     assert step.decide(doc("ကျွန်တော် မြန်မာ စာ ရေးသည်", "my")) is None  # no stop-word list: check off
     with pytest.raises(FuxiError, match="missing.txt"):
-        HeuristicFilter(FiltersRecipe(flagged_words={"en": str(tmp_path / "missing.txt")}))
+        HeuristicFilter(FiltersSection(flagged_words={"en": str(tmp_path / "missing.txt")}))
 
 
 def test_statistical_filter_per_language_thresholds():
-    recipe = FiltersRecipe(per_language={"fr": Thresholds(min_chars=500)})
+    recipe = FiltersSection(per_language={"fr": Thresholds(min_chars=500)})
     step = StatisticalFilter(recipe)
     assert step.decide(doc(ENGLISH, "en")) is None
     assert step.decide(doc(FRENCH, "fr")) == "too_short"
@@ -347,7 +347,7 @@ def test_statistical_filter_decides_as_datatrove_gopher_on_real_text(gettext_doc
                         max_duplicate_line_fraction=0.3, max_duplicate_line_char_fraction=0.2,
                         max_top_word_ngram_fraction={2: 0.2, 3: 0.18, 4: 0.16},
                         max_duplicate_word_ngram_fraction={5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
-    ours = StatisticalFilter(FiltersRecipe(defaults=limits, no_space_scripts=Thresholds()))
+    ours = StatisticalFilter(FiltersSection(defaults=limits, no_space_scripts=Thresholds()))
     decisions = []
     for language, documents in gettext_documents.items():
         for text in repeated_variants(documents[:6]):
@@ -430,7 +430,7 @@ def test_interrupted_stage_resumes_to_the_same_output(tmp_path, monkeypatch):
         raise KeyboardInterrupt("killed after the filter phase")
 
     with monkeypatch.context() as patch:
-        patch.setattr(stage, "deduplicate", killed)
+        patch.setattr(stage, "run_dedup_phases", killed)
         with pytest.raises(KeyboardInterrupt):
             run_stage(tmp_path, corpus_dir, name="resumed")
     assert not (tmp_path / "resumed" / "data").exists()
@@ -482,7 +482,7 @@ def test_data_recipe_errors_name_the_key():
         load_recipe("tiny", ["data.languages=[fr, xx]"])
     with pytest.raises(RecipeError, match="write 'zh_CN' as its label 'zh'"):
         load_recipe("tiny", ["data.filters.per_language={zh_CN: {min_chars: 3}}"])
-    assert DataRecipe().filters.thresholds("zh").max_duplicate_word_ngram_fraction[20] == 0.10
+    assert DataSection().filters.thresholds("zh").max_duplicate_word_ngram_fraction[20] == 0.10
 
 
 # ------------------------------------------------------------------------------------------------------ perplexity
@@ -518,7 +518,7 @@ def test_missing_lmplz_is_explained(monkeypatch, tmp_path):
 def test_perplexity_filter_drops_gibberish(tmp_path):
     import random
 
-    from fuxitranyu.data.config import PerplexityRecipe
+    from fuxitranyu.data.config import PerplexitySection
     from fuxitranyu.data.perplexity import PerplexityFilter, prepare_models
 
     rng = random.Random(0)
@@ -527,7 +527,7 @@ def test_perplexity_filter_drops_gibberish(tmp_path):
                  "It rained all day, so the children played inside the house."]
     reference = tmp_path / "reference.jsonl"
     write_jsonl(reference, [{"text": " ".join(rng.sample(sentences, 3)), "language": "en"} for _ in range(200)])
-    recipe = PerplexityRecipe(enabled=True, reference=[str(reference)], order=3, vocab_size=200, max_percentile=95)
+    recipe = PerplexitySection(enabled=True, reference=[str(reference)], order=3, vocab_size=200, max_percentile=95)
     models, thresholds, report = prepare_models(recipe, tmp_path / "unused", tmp_path / "kenlm")
     assert set(models) == {"en"} and report["en"]["reference_documents"] == 200
     step = PerplexityFilter(models, thresholds)

@@ -7,7 +7,7 @@ import pytest
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.build import pack, sample_documents
-from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.mix.config import MixSection
 from fuxitranyu.mix.plan import plan_mix
 from fuxitranyu.mix.reader import ShardReader
 
@@ -22,39 +22,39 @@ def rows(plan):
 
 
 def test_proportional_plan():
-    plan = plan_mix({"en": 600, "fr": 300, "lo": 100}, MixRecipe(strategy="proportional"), 2000)
+    plan = plan_mix({"en": 600, "fr": 300, "lo": 100}, MixSection(strategy="proportional"), 2000)
     assert rows(plan) == {"en": (1200, 2.0, False), "fr": (600, 2.0, False), "lo": (200, 2.0, False)}
     assert plan.warnings == ()
 
 
 def test_temperature_plan_hand_computed():
     # shares 0.64 and 0.36; with alpha 0.5 the weights are 0.8 and 0.6 -> 4/7 and 3/7 of 700 tokens.
-    plan = plan_mix({"en": 640, "fr": 360}, MixRecipe(strategy="temperature", alpha=0.5), 700)
+    plan = plan_mix({"en": 640, "fr": 360}, MixSection(strategy="temperature", alpha=0.5), 700)
     assert rows(plan) == {"en": (400, 0.625, False), "fr": (300, 0.8333, False)}
 
 
 def test_unimax_caps_a_small_language_and_redistributes():
     # equal share would be 1200/3 = 400, but lo has 10 tokens and at most 4 epochs -> 40; the other 1160 split.
-    plan = plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="unimax", max_epochs=4), 1200)
+    plan = plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixSection(strategy="unimax", max_epochs=4), 1200)
     assert rows(plan) == {"en": (580, 0.58, False), "fr": (580, 1.16, False), "lo": (40, 4.0, True)}
     assert sum(row.tokens for row in plan.languages) == 1200
 
 
 def test_unimax_budget_beyond_the_cap_is_an_error():
     with pytest.raises(FuxiError, match="the most this data allows is 6,040"):
-        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="unimax", max_epochs=4), 7000)
+        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixSection(strategy="unimax", max_epochs=4), 7000)
 
 
 def test_manual_ratios():
-    recipe = MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "lo": 0.25})
+    recipe = MixSection(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "lo": 0.25})
     plan = plan_mix({"en": 1000, "fr": 500, "lo": 10}, recipe, 1000)
     assert rows(plan)["lo"] == (250, 25.0, False)
     assert plan.warnings == ("lo: 25.0 epochs over its 10 tokens (more than mix.max_epochs=4)",)
     with pytest.raises(FuxiError, match="ratios give a share to th, but the data has no tokens of it"):
-        plan_mix({"en": 1000, "fr": 500}, MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "th": 0.25}),
+        plan_mix({"en": 1000, "fr": 500}, MixSection(strategy="manual", ratios={"en": 0.5, "fr": 0.25, "th": 0.25}),
                  1000)
     with pytest.raises(FuxiError, match="the data has lo, which ratios do not mention"):
-        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixRecipe(strategy="manual", ratios={"en": 0.5, "fr": 0.5}), 100)
+        plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixSection(strategy="manual", ratios={"en": 0.5, "fr": 0.5}), 100)
 
 
 def test_bad_mix_recipes_name_the_problem():
@@ -66,7 +66,7 @@ def test_bad_mix_recipes_name_the_problem():
     with pytest.raises(RecipeError, match="write 'zh_CN' as its label 'zh'"):
         load_recipe("tiny", ["mix.strategy=manual", "mix.ratios={zh_CN: 1.0}"])
     with pytest.raises(FuxiError, match="languages th are in mix.languages but the data has no tokens"):
-        plan_mix({"en": 10}, MixRecipe(languages=["en", "th"]), 10)
+        plan_mix({"en": 10}, MixSection(languages=["en", "th"]), 10)
 
 
 # ----------------------------------------------------------------------------------------------------- build, read
@@ -93,7 +93,7 @@ def make_stores(tmp_path):
 
 def build(tmp_path, name="mix", budget=3000, context=15, per_shard=7, seed=3):
     docs, available = make_stores(tmp_path)
-    plan = plan_mix(available, MixRecipe(strategy="unimax", max_epochs=3), budget)
+    plan = plan_mix(available, MixSection(strategy="unimax", max_epochs=3), budget)
     index = pack(plan, tmp_path / "tokens", tmp_path / name, context, EOS, 3000, per_shard, seed)
     return docs, plan, index
 
@@ -147,7 +147,7 @@ def documents_in(stream: np.ndarray, known: dict) -> list:
 
 def test_validation_documents_never_reach_the_shards_and_with_them_account_for_every_document(tmp_path):
     docs, available = make_stores(tmp_path)
-    plan = plan_mix(available, MixRecipe(strategy="unimax", max_epochs=3), 6000)  # >= 1 epoch of every language
+    plan = plan_mix(available, MixSection(strategy="unimax", max_epochs=3), 6000)  # >= 1 epoch of every language
     index = pack(plan, tmp_path / "tokens", tmp_path / "mix", 15, EOS, 3000, 7, 3, validation_documents=4)
     known = {tuple(d.tolist()): (lang, i) for lang, documents in docs.items() for i, d in enumerate(documents)}
     reader = ShardReader(tmp_path / "mix")
@@ -216,7 +216,7 @@ def test_batches_hold_as_many_languages_as_random_draws(tmp_path):
     for i, language in enumerate(languages):  # documents of ~10 sequences each
         write_store(tmp_path / "tokens", language, [rng.integers(100 * i + 1, 100 * i + 99, 150) for _ in range(6)])
     available = {language: 6 * 151 for language in languages}
-    plan = plan_mix(available, MixRecipe(strategy="proportional"), sum(available.values()))
+    plan = plan_mix(available, MixSection(strategy="proportional"), sum(available.values()))
     pack(plan, tmp_path / "tokens", tmp_path / "mix", 15, EOS, 3000, 64, 0)
     reader = ShardReader(tmp_path / "mix", seed=0)
 
@@ -234,7 +234,7 @@ def test_batches_hold_as_many_languages_as_random_draws(tmp_path):
 
 def test_uint32_when_the_vocabulary_needs_it(tmp_path):
     write_store(tmp_path / "tokens", "en", [np.array([1, 2, 3])], np.uint32)
-    plan = plan_mix({"en": 4}, MixRecipe(strategy="proportional"), 4)
+    plan = plan_mix({"en": 4}, MixSection(strategy="proportional"), 4)
     index = pack(plan, tmp_path / "tokens", tmp_path / "mix", 1, EOS, 70_000, 10, 0)
     assert index["dtype"] == "uint32"
     shard = np.load(tmp_path / "mix" / index["shards"][0]["file"])

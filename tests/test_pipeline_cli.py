@@ -38,13 +38,13 @@ def test_run_writes_manifest_and_skips_when_current(tmp_path, corpus):
     assert manifest["stats"]["parameters"] == 2_889_344
     assert manifest["config"]["model"]["preset"] == "tiny" and manifest["versions"]["torch"].startswith("2.13")
     mtime = (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns
-    assert [p.action for p in pipeline.plan(recipe, only=["model"])] == ["skip"]
+    assert [p.action for p in pipeline.plan_stages(recipe, only=["model"])] == ["skip"]
     pipeline.run_pipeline(recipe, only=["model"])
     assert (tmp_path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
 
     changed = tiny(tmp_path, corpus, "model.overrides.num_hidden_layers=2")
-    assert [p.action for p in pipeline.plan(changed, only=["model"])] == ["run"]
-    assert [p.action for p in pipeline.plan(recipe, only=["model"], force=True)] == ["run"]
+    assert [p.action for p in pipeline.plan_stages(changed, only=["model"])] == ["run"]
+    assert [p.action for p in pipeline.plan_stages(recipe, only=["model"], force=True)] == ["run"]
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, corpus):
@@ -86,7 +86,7 @@ def test_failed_stage_leaves_previous_output_intact(tmp_path, monkeypatch, corpu
 
 def test_unknown_stage_is_a_clear_error(tmp_path):
     with pytest.raises(pipeline.FuxiError, match="unknown stage .nope.; stages: data, .*model"):
-        pipeline.plan(load_recipe("tiny", [f"output_dir={tmp_path}"]), only=["nope"])
+        pipeline.plan_stages(load_recipe("tiny", [f"output_dir={tmp_path}"]), only=["nope"])
 
 
 def test_cli_user_errors_exit_2_without_traceback(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.pretrain.decisions import attention_implementation
 from fuxitranyu.pretrain.loss import CausalLMLoss
 from fuxitranyu.pretrain.plan import GIB, activation_model, memory_plan, parse_bytes, time_plan
@@ -82,7 +82,7 @@ def test_sizes_parse():
 def test_zero3_and_ddp_state_per_device():
     config = preset_config("fuxitranyu-8b")
     parameters = 8_095_313_920
-    base = PretrainRecipe()
+    base = PretrainSection()
     zero2 = memory_plan(config, base.model_copy(update={"distributed": "fsdp"}), 4096, 32, True)
     zero3 = memory_plan(config, base.model_copy(update={"distributed": "fsdp", "reshard_after_forward": True}),
                         4096, 32, True)
@@ -136,7 +136,7 @@ def test_a_default_schedule_scales_with_the_run():
     from fuxitranyu.pretrain import schedule
 
     for total in (10**6, 10**9, 606 * 10**9):
-        recipe = PretrainRecipe(total_tokens=total, batch=[{"from_tokens": 0, "batch_tokens": total // 1000}])
+        recipe = PretrainSection(total_tokens=total, batch=[{"from_tokens": 0, "batch_tokens": total // 1000}])
         due = [t for t in range(0, total, total // 1000) if schedule.checkpoint_due(t, t + total // 1000, recipe)]
         assert len(due) == 20 and due[1] - due[0] < due[-1] - due[-2]
 

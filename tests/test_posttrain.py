@@ -25,7 +25,7 @@ from fuxitranyu.posttrain.chat import ChatModel, Sampling, generate_records, loa
 from fuxitranyu.posttrain.config import LanguageFilter
 from fuxitranyu.posttrain.data import ExampleLanguage, SourceSet, mix, take_indices, to_chat, to_preference
 from fuxitranyu.posttrain.demo import NATIVE_NAMES, build_demo
-from fuxitranyu.posttrain.model import PAD, load_chat_tokenizer, load_model
+from fuxitranyu.posttrain.model import PAD, load_base_model, load_chat_tokenizer
 from fuxitranyu.recipe import load_recipe
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "le renard brun rapide saute par-dessus le chien",
@@ -108,13 +108,13 @@ def test_tokenizer_without_dummy_slot_gets_a_new_pad_and_the_model_grows(tmp_pat
     chat = load_chat_tokenizer(directory)
     assert not any(t.content.startswith("<|dummy") for t in chat.tokenizer.added_tokens_decoder.values())
     assert (chat.pad.how, chat.pad.id, len(chat.tokenizer)) == ("added", 302, 303)
-    model = load_model(directory, chat, "sdpa")
+    model = load_base_model(directory, chat, "sdpa")
     assert model.get_input_embeddings().num_embeddings == 384 and model.config.vocab_size == 384
     assert model.generation_config.pad_token_id == 302
     # The grown rows come from the seed alone, whatever the global RNG holds: the same run gives the same weights
     torch.manual_seed(123)
-    again = load_model(directory, chat, "sdpa")
-    other = load_model(directory, chat, "sdpa", seed=1)
+    again = load_base_model(directory, chat, "sdpa")
+    other = load_base_model(directory, chat, "sdpa", seed=1)
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
         grown = model.state_dict()[name][302:]
         assert torch.equal(grown, again.state_dict()[name][302:])
@@ -144,7 +144,7 @@ def test_assistant_only_mask_is_exactly_the_assistant_tokens_with_im_end(base_di
              {"role": "assistant", "content": "le chien rapide"}]
     args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, bf16=False, use_cpu=True,
                      activation_checkpointing=False, report_to="none", max_length=128)
-    trainer = SFTTrainer(model=load_model(base_dir, chat, "sdpa"), args=args,
+    trainer = SFTTrainer(model=load_base_model(base_dir, chat, "sdpa"), args=args,
                          train_dataset=Dataset.from_list([{"messages": turns}]), processing_class=chat.tokenizer)
     row = trainer.train_dataset[0]
     assert len(row["labels"]) == len(row["input_ids"])
@@ -164,7 +164,7 @@ def test_packed_padding_free_batch_gives_the_padded_loss(base_dir):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     chat = load_chat_tokenizer(base_dir)
-    model = load_model(base_dir, chat, "sdpa").eval()
+    model = load_base_model(base_dir, chat, "sdpa").eval()
     examples = [{"input_ids": chat.tokenizer.apply_chat_template(conversation(i)["messages"] * (1 + i % 3),
                                                                   tokenize=True, return_dict=True)["input_ids"]}
                 for i in range(4)]
@@ -488,13 +488,13 @@ def test_dpo_rewards_scale_with_the_recipe_beta(tmp_path, base_dir):
 def test_rerun_with_the_same_inputs_is_skipped(trained):
     recipe = trained["recipe"]
     mtime = (trained["run"] / "sft" / "model" / "model.safetensors").stat().st_mtime_ns
-    assert [p.action for p in pipeline.plan(recipe, only=["sft", "dpo"])] == ["skip", "skip"]
+    assert [p.action for p in pipeline.plan_stages(recipe, only=["sft", "dpo"])] == ["skip", "skip"]
     pipeline.run_pipeline(recipe, only=["sft", "dpo"])
     assert (trained["run"] / "sft" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
     changed = recipe.model_copy(update={"dpo": recipe.dpo.model_copy(update={"beta": 0.2})})
-    assert [p.action for p in pipeline.plan(changed, only=["sft", "dpo"])] == ["skip", "run"]
+    assert [p.action for p in pipeline.plan_stages(changed, only=["sft", "dpo"])] == ["skip", "run"]
     logging_only = recipe.model_copy(update={"sft": recipe.sft.model_copy(update={"log_every_steps": 5})})
-    assert [p.action for p in pipeline.plan(logging_only, only=["sft"])] == ["skip"]
+    assert [p.action for p in pipeline.plan_stages(logging_only, only=["sft"])] == ["skip"]
 
 
 def test_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path, base_dir, monkeypatch):

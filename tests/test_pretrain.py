@@ -12,10 +12,10 @@ import torch
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.build import pack
-from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.mix.config import MixSection
 from fuxitranyu.mix.plan import plan_mix
 from fuxitranyu.pretrain import schedule
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.recipe import load_recipe
 
 CONTEXT = 16
@@ -26,7 +26,7 @@ VOCAB = 64
 
 
 def test_learning_rate_schedule_by_hand():
-    recipe = PretrainRecipe(total_tokens=1000, max_lr=1.0, min_lr_ratio=0.1, warmup_tokens=100,
+    recipe = PretrainSection(total_tokens=1000, max_lr=1.0, min_lr_ratio=0.1, warmup_tokens=100,
                             lr_changes=[{"at_tokens": 550, "max_lr": 0.5}], batch=[{"from_tokens": 0,
                                                                                     "batch_tokens": 4}])
     lr = lambda tokens, scale=1.0: schedule.learning_rate(tokens, recipe, scale)  # noqa: E731
@@ -40,7 +40,7 @@ def test_learning_rate_schedule_by_hand():
 
 
 def test_batch_ramp_and_checkpoint_times():
-    recipe = PretrainRecipe(total_tokens=1000,
+    recipe = PretrainSection(total_tokens=1000,
                             batch=[{"from_tokens": 0, "batch_tokens": 8}, {"from_tokens": 240, "batch_tokens": 16}],
                             checkpoints=[{"from_tokens": 0, "every_tokens": 50}, {"from_tokens": 300,
                                                                                   "every_tokens": 200}])
@@ -83,7 +83,7 @@ def toy_run(tmp_path: Path) -> tuple[Path, Path]:
                 tokens / f"{language}.idx")
         available = {lang: int((np.diff(np.fromfile(tokens / f"{lang}.idx", dtype=np.int64)) + 1).sum())
                      for lang in ("en", "fr")}
-        plan = plan_mix(available, MixRecipe(strategy="proportional"), sum(available.values()))
+        plan = plan_mix(available, MixSection(strategy="proportional"), sum(available.values()))
         pack(plan, tokens, mix_dir, CONTEXT, 0, VOCAB, 64, 0)
     return model_dir, mix_dir
 
@@ -510,11 +510,11 @@ def test_activation_checkpointing_gives_the_same_losses(tmp_path):
 
 
 def test_config_only_model_is_initialised_on_the_meta_device(tmp_path):
-    from fuxitranyu.pretrain.parallelize import load_model, materialize
+    from fuxitranyu.pretrain.parallelize import load_trainable_model, materialize
 
     model_dir, _ = toy_run(tmp_path)
     (model_dir / "model.safetensors").unlink()
-    model = load_model(model_dir, "sdpa")
+    model = load_trainable_model(model_dir, "sdpa")
     assert all(p.is_meta for p in model.parameters())
     materialize(model, torch.device("cpu"), 0)
     weight = model.model.layers[0].mlp.up_proj.weight
@@ -712,7 +712,7 @@ def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkey
     from fuxitranyu import runtime
     from fuxitranyu.model import FuxiTranyuConfig
     from fuxitranyu.pretrain import decisions
-    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.config import PretrainSection
     from fuxitranyu.runtime import World
 
     calls = []
@@ -721,7 +721,7 @@ def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkey
     monkeypatch.setattr(runtime, "keep_freed_host_memory", lambda *args: runtime.HostMemory(False, "test"))
     config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                               num_attention_heads=2)
-    chosen = decisions.setup_runtime(PretrainRecipe(), World(), config, 3, context)
+    chosen = decisions.setup_runtime(PretrainSection(), World(), config, 3, context)
     assert calls == [(config, 3, context, ("sdpa", bf16_kernel))]
     assert chosen.precision.name == "bf16" and "1.5x" in chosen.precision.reason
 
@@ -761,13 +761,13 @@ def test_a_bf16_run_resumes_to_the_same_loss_curve_and_tracks_fp32(tmp_path):
 
 def test_compile_auto_decides_from_device_precision_length_and_compiler(monkeypatch):
     from fuxitranyu.pretrain import decisions
-    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.config import PretrainSection
     from fuxitranyu.runtime import HostMemory, Precision, World
 
     def runtime(device, precision):
         return decisions.Runtime(World(), torch.device(device), Precision(precision, "test"), HostMemory(True, "test"))
 
-    auto, long_run = PretrainRecipe(), decisions.CPU_COMPILE_MIN_STEPS
+    auto, long_run = PretrainSection(), decisions.CPU_COMPILE_MIN_STEPS
     assert decisions.compile_decision(auto, runtime("cuda", "bf16"), 10).value
     assert not decisions.compile_decision(auto, runtime("cpu", "fp32"), 10**6).value
     assert not decisions.compile_decision(auto, runtime("cpu", "bf16"), long_run - 1).value
@@ -776,23 +776,23 @@ def test_compile_auto_decides_from_device_precision_length_and_compiler(monkeypa
     assert not decisions.cpp_compiler_found()
     decision = decisions.compile_decision(auto, runtime("cpu", "bf16"), long_run)
     assert not decision.value and "no C++ compiler" in decision.reason
-    assert decisions.compile_decision(PretrainRecipe(compile=True), runtime("cpu", "fp32"), 1).value
-    assert not decisions.compile_decision(PretrainRecipe(compile=False), runtime("cuda", "bf16"), 10**6).value
+    assert decisions.compile_decision(PretrainSection(compile=True), runtime("cpu", "fp32"), 1).value
+    assert not decisions.compile_decision(PretrainSection(compile=False), runtime("cuda", "bf16"), 10**6).value
 
 
 def test_attention_auto_takes_the_matmul_kernel_only_on_a_cpu_in_low_precision_at_short_contexts():
-    from fuxitranyu.pretrain.config import PretrainRecipe
+    from fuxitranyu.pretrain.config import PretrainSection
     from fuxitranyu.pretrain.decisions import MATMUL_ATTENTION_MAX_CONTEXT, attention_decision
     from fuxitranyu.runtime import Precision
 
-    def kernel(device, precision, context, recipe=PretrainRecipe()):
+    def kernel(device, precision, context, recipe=PretrainSection()):
         return attention_decision(recipe, torch.device(device), Precision(precision, "test"), context).value
 
     assert kernel("cpu", "bf16", 512) == kernel("cpu", "fp16", MATMUL_ATTENTION_MAX_CONTEXT) == "matmul"
     assert kernel("cpu", "bf16", MATMUL_ATTENTION_MAX_CONTEXT + 1) == "sdpa"
     assert kernel("cpu", "fp32", 512) == kernel("cuda", "bf16", 512) == "sdpa"
-    assert kernel("cpu", "bf16", 512, PretrainRecipe(attention="sdpa")) == "sdpa"
-    assert kernel("cuda", "bf16", 512, PretrainRecipe(attention="matmul")) == "matmul"
+    assert kernel("cpu", "bf16", 512, PretrainSection(attention="sdpa")) == "sdpa"
+    assert kernel("cuda", "bf16", 512, PretrainSection(attention="matmul")) == "matmul"
 
 
 RSS_AFTER_FREE = """

@@ -275,7 +275,7 @@ def test_parallelism_settings_do_not_change_fingerprints(tmp_path):
     for name, recipe in {"base": base, "workers": data_recipe(tmp_path, [tmp_path], workers=2),
                          "executor": data_recipe(tmp_path, [tmp_path], executor="ray"),
                          "tasks": data_recipe(tmp_path, [tmp_path], tasks=3)}.items():
-        fingerprints[name] = [p.fingerprint for p in pipeline.plan(recipe, only=["data"])][0]
+        fingerprints[name] = [p.fingerprint for p in pipeline.plan_stages(recipe, only=["data"])][0]
     assert fingerprints["base"] == fingerprints["workers"] == fingerprints["executor"] != fingerprints["tasks"]
 
 

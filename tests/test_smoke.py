@@ -21,7 +21,7 @@ def test_every_stage_ran_and_a_second_run_does_nothing(smoke_run):
     recipe, manifests = smoke_run
     expected = [stage.name for stage in pipeline.STAGES if stage.enabled_in(recipe)]
     assert list(manifests) == expected and {"data", "mix", "pretrain", "evaluate"} <= set(expected)
-    assert [item.action for item in pipeline.plan(recipe) if item.action != "off"] == ["skip"] * len(expected)
+    assert [item.action for item in pipeline.plan_stages(recipe) if item.action != "off"] == ["skip"] * len(expected)
     again = pipeline.run_pipeline(recipe)
     assert [m["fingerprint"] for m in again] == [manifests[name]["fingerprint"] for name in expected]
 
@@ -29,11 +29,11 @@ def test_every_stage_ran_and_a_second_run_does_nothing(smoke_run):
 def test_an_upstream_change_reruns_what_follows_and_nothing_before(smoke_run):
     recipe, manifests = smoke_run
     changed = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "tokenizer.vocab_size=1790"])
-    actions = {item.stage.name: item.action for item in pipeline.plan(changed) if item.action != "off"}
+    actions = {item.stage.name: item.action for item in pipeline.plan_stages(changed) if item.action != "off"}
     assert actions["data"] == "skip"
     assert {name for name, action in actions.items() if action == "run"} == set(actions) - {"data"}
     later = load_recipe("smoke", [f"output_dir={recipe.run_dir}", "pretrain.max_lr=1e-3"])
-    actions = {item.stage.name: item.action for item in pipeline.plan(later) if item.action != "off"}
+    actions = {item.stage.name: item.action for item in pipeline.plan_stages(later) if item.action != "off"}
     assert [name for name, action in actions.items() if action == "run"] == \
         [name for name in actions if list(actions).index(name) >= list(actions).index("pretrain")]
 

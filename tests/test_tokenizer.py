@@ -8,7 +8,7 @@ from fuxitranyu.cli import main
 from fuxitranyu.data.parallel import ParallelSet
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.languages import CODES
-from fuxitranyu.recipe import TokenizerRecipe, load_recipe
+from fuxitranyu.recipe import TokenizerSection, load_recipe
 from fuxitranyu.tokenizer import (
     CHAT_TOKENS,
     ENDOFTEXT,
@@ -108,7 +108,7 @@ def clean_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(clean_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
-    config = TokenizerRecipe(vocab_size=1000, max_documents_per_language=5)
+    config = TokenizerSection(vocab_size=1000, max_documents_per_language=5)
     stats = train_tokenizer(config, [clean_dir], out, seed=7)
     return out, stats
 
@@ -116,7 +116,7 @@ def trained(clean_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_marks(clean_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer-marks")
-    config = TokenizerRecipe(vocab_size=1000, max_documents_per_language=5, marks_with_letters=True)
+    config = TokenizerSection(vocab_size=1000, max_documents_per_language=5, marks_with_letters=True)
     train_tokenizer(config, [clean_dir], out, seed=7)
     return out
 
@@ -143,7 +143,7 @@ def test_special_token_ids_and_padding(trained):
 
 
 def test_small_corpus_fills_the_shortfall_so_chat_ids_stay(clean_dir, tmp_path):
-    config = TokenizerRecipe(vocab_size=5000, max_documents_per_language=2)
+    config = TokenizerSection(vocab_size=5000, max_documents_per_language=2)
     stats = train_tokenizer(config, [clean_dir], tmp_path, seed=1)
     tokenizer = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     learned = stats["vocabulary"]["learned"]
@@ -244,7 +244,7 @@ def test_sample_is_capped_and_deterministic(clean_dir):
 
 
 def test_training_is_deterministic(clean_dir, tmp_path):
-    config = TokenizerRecipe(vocab_size=600, max_documents_per_language=3)
+    config = TokenizerSection(vocab_size=600, max_documents_per_language=3)
     hashes = [train_tokenizer(config, [clean_dir], tmp_path / str(i), seed=5)["files"]["tokenizer.json"]
               for i in range(2)]
     assert hashes[0] == hashes[1]

@@ -119,7 +119,7 @@ class PlannedStage:
     input_fingerprints: dict[str, str]
 
 
-def plan(recipe: Recipe, only: list[str] | None = None, force: bool = False,
+def plan_stages(recipe: Recipe, only: list[str] | None = None, force: bool = False,
          start: str | None = None) -> list[PlannedStage]:
     """What `run` would do: each selected stage with its fingerprint and whether its output is already current.
 
@@ -255,7 +255,7 @@ def run_pipeline(recipe: Recipe, only: list[str] | None = None, force: bool = Fa
     alone holds the run directory's lock, writes the manifest and gives the directory its final name. Library
     output goes to `<run dir>/logs/run.log` unless `verbose`."""
     console = console or Console(stderr=True)
-    steps = plan(recipe, only, force, start)
+    steps = plan_stages(recipe, only, force, start)
     manifests = []
     with run_lock(recipe.run_dir, enabled=world().is_main):
         route_library_output(recipe.run_dir, verbose)

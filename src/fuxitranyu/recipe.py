@@ -20,17 +20,17 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
-from fuxitranyu.analyze.config import AnalyzeRecipe
+from fuxitranyu.analyze.config import AnalyzeSection
 from fuxitranyu.config_base import Section
-from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.data.config import DataSection
 from fuxitranyu.errors import RecipeError
-from fuxitranyu.evaluate.config import EvaluateRecipe
-from fuxitranyu.mix.config import MixRecipe
-from fuxitranyu.model.config import ModelRecipe
-from fuxitranyu.posttrain.config import DpoRecipe, SftRecipe
-from fuxitranyu.pretrain.config import PretrainRecipe
-from fuxitranyu.report.config import ReportRecipe
-from fuxitranyu.tokenizer.config import TokenizerRecipe
+from fuxitranyu.evaluate.config import EvaluateSection
+from fuxitranyu.mix.config import MixSection
+from fuxitranyu.model.config import ModelSection
+from fuxitranyu.posttrain.config import DpoSection, SftSection
+from fuxitranyu.pretrain.config import PretrainSection
+from fuxitranyu.report.config import ReportSection
+from fuxitranyu.tokenizer.config import TokenizerSection
 
 
 class Recipe(Section):
@@ -40,21 +40,21 @@ class Recipe(Section):
     """One seed for every random choice of every stage."""
     output_dir: Path | None = None
     """Where the stages write their directories (default: runs/<name>)."""
-    data: DataRecipe = DataRecipe()
-    model: ModelRecipe = ModelRecipe()
-    tokenizer: TokenizerRecipe = TokenizerRecipe()
-    mix: MixRecipe = MixRecipe()
-    pretrain: PretrainRecipe = PretrainRecipe()
-    sft: SftRecipe | None = None
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    tokenizer: TokenizerSection = TokenizerSection()
+    mix: MixSection = MixSection()
+    pretrain: PretrainSection = PretrainSection()
+    sft: SftSection | None = None
     """Supervised fine-tuning (paper 4, Appendix A); null leaves the stage out."""
-    dpo: DpoRecipe | None = None
+    dpo: DpoSection | None = None
     """DPO after SFT (paper 4, Appendix A); null leaves the stage out."""
-    evaluate: EvaluateRecipe | None = None
+    evaluate: EvaluateSection | None = None
     """Evaluation of the recipe's models (the `evaluate` stage); left out, the stage does not run."""
-    analyze: AnalyzeRecipe | None = None
-    report: ReportRecipe | None = None
-    """The report of the run (one HTML page from every stage's artifacts); absent: no report."""
+    analyze: AnalyzeSection | None = None
     """Neuron and representation analyses of the trained models (paper section 6); absent: the stage is off."""
+    report: ReportSection | None = None
+    """The report of the run (one HTML page from every stage's artifacts); absent: no report."""
 
     @property
     def run_dir(self) -> Path:

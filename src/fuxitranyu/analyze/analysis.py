@@ -21,7 +21,7 @@ from rich.console import Console
 from fuxitranyu.analyze import plots
 from fuxitranyu.analyze.artifacts import INPUTS, NEURONS, REPRESENTATIONS
 from fuxitranyu.analyze.hooks import find_layout
-from fuxitranyu.analyze.inputs import ModelSpec, ParallelTexts, load_model
+from fuxitranyu.analyze.inputs import ModelSpec, ParallelTexts, load_analyzed_model
 from fuxitranyu.analyze.neurons import NeuronImportance, neuron_importance
 from fuxitranyu.analyze.outputs import file_safe, write_neuron_tables, write_similarity_tables
 from fuxitranyu.analyze.representations import RepresentationSimilarity, representation_similarity
@@ -72,7 +72,7 @@ def analyze_models(specs: Sequence[ModelSpec], neuron_texts: ParallelTexts | Non
             _reuse(results, spec)
             continue
         started = time.perf_counter()
-        loaded = load_model(spec, device, precision.autocast_dtype or torch.float32)
+        loaded = load_analyzed_model(spec, device, precision.autocast_dtype or torch.float32)
         layout = find_layout(loaded.model)
         if representation_texts is not None:
             check_heatmap_layer(settings.heatmap_layer, len(layout.layers), spec)

@@ -63,7 +63,7 @@ class RepresentationAnalysis(Section):
     layer. Every layer's matrix is in `similarity.json` either way."""
 
 
-class AnalyzeRecipe(Section):
+class AnalyzeSection(Section):
     models: list[str] = ["pretrain"]
     """Models to analyse side by side: stage names (their `model/` directory, e.g. `pretrain`, `sft`, `dpo`) and/or
     Hugging Face model directories, as `PATH` or `NAME=PATH` (e.g. `bloom=/models/bloom-7b1`; the paper compares
@@ -102,7 +102,7 @@ class AnalyzeRecipe(Section):
         return models
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> AnalyzeRecipe:
+    def _something_to_do(self) -> AnalyzeSection:
         if self.neurons is None and self.representations is None:
             raise ValueError("analyze: neurons and representations are both null; drop the section instead")
         return self

@@ -181,7 +181,7 @@ class LoadedModel:
     tokenizer: object
 
 
-def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_analyzed_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """The model in eval mode on `device` in `dtype`, and its tokenizer; any Hugging Face causal LM (importing
     fuxitranyu registers ours)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

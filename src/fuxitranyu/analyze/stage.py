@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fuxitranyu.analyze.analysis import Settings, analyze_models, write_results
-from fuxitranyu.analyze.config import STAGE_NAME, AnalyzeRecipe, model_name, split_named_path
+from fuxitranyu.analyze.config import STAGE_NAME, AnalyzeSection, model_name, split_named_path
 from fuxitranyu.analyze.inputs import (
     ModelSpec,
     ParallelTexts,
@@ -22,7 +22,7 @@ from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.stage import CHECKPOINTS, MODEL, Stage, StageContext
 
 
-def recipe_models(section: AnalyzeRecipe, ctx: StageContext) -> list[ModelSpec]:
+def recipe_models(section: AnalyzeSection, ctx: StageContext) -> list[ModelSpec]:
     """The `models` entries (a stage's `model/`, or a directory), then the chosen pretraining checkpoints."""
     specs = []
     for entry in section.models:
@@ -47,7 +47,7 @@ class RecipeTexts:
     representations: ParallelTexts | None
 
 
-def recipe_texts(section: AnalyzeRecipe, ctx: StageContext) -> RecipeTexts:
+def recipe_texts(section: AnalyzeSection, ctx: StageContext) -> RecipeTexts:
     parallel = read_parallel(section.parallel or [parallel_dir(ctx.inputs["data"])], keep_unsupported=True)
     seed = ctx.recipe.seed
     neurons = representations = None

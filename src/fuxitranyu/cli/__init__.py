@@ -75,13 +75,13 @@ def run(
     verbose: VerboseOpt = False,
 ):
     """Run the recipe's stages in order, skipping those whose output already matches."""
-    from fuxitranyu.pipeline import plan
+    from fuxitranyu.pipeline import plan_stages
     from fuxitranyu.recipe import load_recipe, recipe_to_yaml
 
     if dry_run:
         resolved = load_recipe(recipe, set_ or [])
         typer.echo(recipe_to_yaml(resolved), nl=False)
-        for item in plan(resolved, only, force, start):
+        for item in plan_stages(resolved, only, force, start):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")
         _print_sources_and_plan(resolved)
         return
@@ -461,12 +461,12 @@ def evaluate_command(
     from fuxitranyu.data.parallel import parallel_sets
     from fuxitranyu.evaluate.artifacts import TABLES_MD
     from fuxitranyu.evaluate.command import evaluate_paths
-    from fuxitranyu.evaluate.config import EvaluateRecipe
+    from fuxitranyu.evaluate.config import EvaluateSection
     from fuxitranyu.pipeline import finished_stage
     from fuxitranyu.recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    chosen = (resolved.evaluate or EvaluateRecipe()).offline.parallel_sets
+    chosen = (resolved.evaluate or EvaluateSection()).offline.parallel_sets
 
     def the_runs_sets() -> list[Path]:  # the sets the stage reads: the recipe's evaluate.offline.parallel_sets
         return parallel_sets(parallel_dir(finished_stage(resolved, "data")), chosen)

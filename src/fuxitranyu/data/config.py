@@ -114,7 +114,7 @@ class SourceSpec(Section):
         return [Path(sysconfig.get_paths()["stdlib"]) if root == "stdlib" else Path(root) for root in self.code_roots]
 
 
-class LanguageIdRecipe(Section):
+class LanguageIdSection(Section):
     enabled: bool = True
     """Identify the language of every natural-language document (fastText lid.176, py3langid as a second vote)."""
     on_mismatch: Literal["keep", "relabel", "drop"] = "relabel"
@@ -181,7 +181,7 @@ DEFAULT_THRESHOLDS = Thresholds(
 )
 
 
-class FiltersRecipe(Section):
+class FiltersSection(Section):
     enabled: bool = True
     """Run the heuristic and statistical filters."""
     defaults: Thresholds = DEFAULT_THRESHOLDS
@@ -224,7 +224,7 @@ class FiltersRecipe(Section):
         return Thresholds(**merged)
 
 
-class PerplexityRecipe(Section):
+class PerplexitySection(Section):
     enabled: bool = False
     """Drop documents whose KenLM perplexity is too high (paper 3.2, as BLOOM). Needs `kenlm`, `sentencepiece` and
     a built `lmplz` (`fuxitranyu build-kenlm`)."""
@@ -298,7 +298,7 @@ class MicroDedupConfig(Section):
     """Stop after this many rounds whatever they remove."""
 
 
-class DedupRecipe(Section):
+class DedupSection(Section):
     enabled: bool = True
     """MinHash near-duplicate removal over all sources (paper 3.2)."""
     minhash: MinHashConfig = MinHashConfig()
@@ -341,15 +341,15 @@ class SlurmExecution(Section):
     """How often the stage checks whether a submitted phase has finished."""
 
 
-class DataRecipe(Section):
+class DataSection(Section):
     sources: list[SourceSpec] = [SourceSpec(type="system")]
     """Where documents come from; all sources are processed together."""
     languages: list[str] | None = None
     """Keep only these labels (ISO codes and `code-*`); default: all 43 + 16 supported."""
-    language_id: LanguageIdRecipe = LanguageIdRecipe()
-    filters: FiltersRecipe = FiltersRecipe()
-    perplexity: PerplexityRecipe = PerplexityRecipe()
-    dedup: DedupRecipe = DedupRecipe()
+    language_id: LanguageIdSection = LanguageIdSection()
+    filters: FiltersSection = FiltersSection()
+    perplexity: PerplexitySection = PerplexitySection()
+    dedup: DedupSection = DedupSection()
     keep_dropped: bool = True
     """Write dropped documents to `dropped/<step>/` with their reason, so nothing is silently lost."""
     tasks: int = Field(2, ge=1)

@@ -20,7 +20,7 @@ import multiprocess
 from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 from loguru import logger
 
-from fuxitranyu.data.config import DataRecipe, RayExecution
+from fuxitranyu.data.config import DataSection, RayExecution
 from fuxitranyu.errors import FuxiError, error_as_dict, error_from_dict
 
 EXECUTOR_LOG = "executor.log"
@@ -168,7 +168,7 @@ class SlurmExecutor(RecordsTaskErrors, SlurmPipelineExecutor):
 
 
 @contextmanager
-def executor_session(recipe: DataRecipe, verbose: bool):
+def executor_session(recipe: DataSection, verbose: bool):
     """What the executor needs for the whole stage: for Ray, a connection to the recipe's cluster, or a local
     instance started for the duration (and stopped); nothing for the others."""
     if recipe.executor != "ray":
@@ -201,7 +201,7 @@ def wait_for_slurm(executor: SlurmExecutor, poll_seconds: int) -> None:
         time.sleep(poll_seconds)
 
 
-def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False):
+def make_executor(pipeline: list, recipe: DataSection, logging_dir: Path, verbose: bool = False):
     """A datatrove executor for one phase; `local` runs `workers` processes over `tasks` shards here."""
     if recipe.executor == "local":
         workers = min(recipe.workers, recipe.tasks)
@@ -220,7 +220,7 @@ def make_executor(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose
                        cpus_per_task=ray.cpus_per_task, mem_per_cpu_gb=ray.mem_per_cpu_gb)
 
 
-def run_phase(pipeline: list, recipe: DataRecipe, logging_dir: Path, verbose: bool = False) -> None:
+def run_phase(pipeline: list, recipe: DataSection, logging_dir: Path, verbose: bool = False) -> None:
     """Run one phase to completion (inside `executor_session`); the first task that fails stops it (on Ray and Slurm:
     when the phase ends) and
     its error is raised here, whole, whatever the executor."""

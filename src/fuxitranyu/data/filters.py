@@ -13,7 +13,7 @@ from pathlib import Path
 from datatrove.data import Document
 
 from fuxitranyu.data import text as stats
-from fuxitranyu.data.config import FiltersRecipe, LanguageIdRecipe
+from fuxitranyu.data.config import FiltersSection, LanguageIdSection
 from fuxitranyu.data.steps import DocumentFilter
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.languages import supported_code
@@ -44,7 +44,7 @@ class LanguageIdentifier(DocumentFilter):
 
     name = "language id"
 
-    def __init__(self, recipe: LanguageIdRecipe, languages: frozenset[str], exclusion_writer=None):
+    def __init__(self, recipe: LanguageIdSection, languages: frozenset[str], exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.recipe = recipe
         self.languages = languages
@@ -113,7 +113,7 @@ class HeuristicFilter(DocumentFilter):
 
     name = "heuristic filters"
 
-    def __init__(self, recipe: FiltersRecipe, exclusion_writer=None):
+    def __init__(self, recipe: FiltersSection, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.recipe = recipe
         for path in recipe.flagged_words.values():
@@ -148,7 +148,7 @@ class StatisticalFilter(DocumentFilter):
 
     name = "statistical filters"
 
-    def __init__(self, recipe: FiltersRecipe, exclusion_writer=None):
+    def __init__(self, recipe: FiltersSection, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.recipe = recipe
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import Document
 
-from fuxitranyu.data.config import PerplexityRecipe
+from fuxitranyu.data.config import PerplexitySection
 from fuxitranyu.data.steps import DocumentFilter
 from fuxitranyu.errors import FuxiError
 
@@ -151,7 +151,7 @@ def percentile_threshold(perplexities: list[float], percentile: float) -> float:
     return float(np.percentile(np.asarray(perplexities, dtype=np.float64), percentile))
 
 
-def reference_texts(recipe: PerplexityRecipe, filtered: Path) -> dict[str, list[str]]:
+def reference_texts(recipe: PerplexitySection, filtered: Path) -> dict[str, list[str]]:
     """Per language, up to `max_reference_documents` texts: from `recipe.reference` (JSONL with a `language`
     field), or else from the documents that passed the other filters."""
     from fuxitranyu.data.config import SourceSpec
@@ -172,7 +172,7 @@ def reference_texts(recipe: PerplexityRecipe, filtered: Path) -> dict[str, list[
     return texts
 
 
-def prepare_models(recipe: PerplexityRecipe, filtered: Path, folder: Path) -> tuple[dict, dict, dict]:
+def prepare_models(recipe: PerplexitySection, filtered: Path, folder: Path) -> tuple[dict, dict, dict]:
     """Train one model per language with enough reference text and pick its threshold: the recipe's absolute
     `max_perplexity`, else the `max_percentile` of the reference documents' own perplexities.
     Returns (models, thresholds, per-language report)."""

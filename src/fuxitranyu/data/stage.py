@@ -18,7 +18,7 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from fuxitranyu.data import accounting, mediawiki, perplexity, system, udhr
 from fuxitranyu.data.artifacts import DROPPED, PHASES, clean_dir, parallel_dir
-from fuxitranyu.data.config import DataRecipe
+from fuxitranyu.data.config import DataSection
 from fuxitranyu.data.dedup import (
     MinHashBuckets,
     MinHashClusters,
@@ -40,11 +40,11 @@ from fuxitranyu.stage import Stage, StageContext
 BY_LANGUAGE = "${language}/${rank}.jsonl.gz"
 
 
-def dropped_writer(recipe: DataRecipe, out_dir: Path, step: str) -> JsonlWriter | None:
+def dropped_writer(recipe: DataSection, out_dir: Path, step: str) -> JsonlWriter | None:
     return JsonlWriter(str(out_dir / DROPPED / step), output_filename=BY_LANGUAGE) if recipe.keep_dropped else None
 
 
-def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
+def write_parallel_sets(recipe: DataSection, out_dir: Path) -> dict[str, int]:
     """`parallel/<domain>.jsonl` for every held-out gettext domain; returns rows per set."""
     rows_per_set = {}
     for source in recipe.sources:
@@ -67,7 +67,7 @@ def write_parallel_sets(recipe: DataRecipe, out_dir: Path) -> dict[str, int]:
     return rows_per_set
 
 
-def filter_pipeline(recipe: DataRecipe, out_dir: Path, target: Path) -> list:
+def filter_pipeline(recipe: DataSection, out_dir: Path, target: Path) -> list:
     languages = recipe.language_set
     steps: list = [SourceReader(source, languages) for source in recipe.sources]
     if recipe.language_id.enabled:
@@ -79,7 +79,7 @@ def filter_pipeline(recipe: DataRecipe, out_dir: Path, target: Path) -> list:
     return steps
 
 
-def deduplicate(recipe: DataRecipe, out: Path, source: Path, target: Path, logs: Path, verbose: bool = False
+def run_dedup_phases(recipe: DataSection, out: Path, source: Path, target: Path, logs: Path, verbose: bool = False
                 ) -> dict[str, Any]:
     """MinHash dedup in four datatrove phases: signatures (sharded to disk) -> buckets -> clusters (or the paper's
     micro-dedup) -> a filter pass that writes the kept documents."""
@@ -113,7 +113,7 @@ def count_output(folder: Path) -> dict[str, dict[str, int]]:
     return totals
 
 
-def check_sources(recipe: DataRecipe) -> None:
+def check_sources(recipe: DataSection) -> None:
     """Fail before any work starts for a source whose paths name nothing readable, and with one message listing
     every Hugging Face dataset that is neither on disk, in the caches, nor reachable."""
     unreachable = []
@@ -161,7 +161,7 @@ def run_data_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_phases(ctx: StageContext) -> dict[str, Any]:
-    recipe: DataRecipe = ctx.recipe.data
+    recipe: DataSection = ctx.recipe.data
     out, logs = ctx.out_dir, ctx.out_dir / "logs"
     check_sources(recipe)
     parallel = write_parallel_sets(recipe, out)
@@ -182,7 +182,7 @@ def run_phases(ctx: StageContext) -> dict[str, Any]:
     return {"steps": steps, "final": final, "parallel_sets": parallel, **done["report"]}
 
 
-def filter_and_deduplicate(ctx: StageContext, recipe: DataRecipe, out: Path, logs: Path) -> dict[str, Any]:
+def filter_and_deduplicate(ctx: StageContext, recipe: DataSection, out: Path, logs: Path) -> dict[str, Any]:
     """The phases from the sources to the clean documents; returns the phases run, the folder the documents are in
     (relative to `out`) and what perplexity and dedup reported."""
     current = out / "work" / "filtered"
@@ -200,7 +200,7 @@ def filter_and_deduplicate(ctx: StageContext, recipe: DataRecipe, out: Path, log
         current = scored
         phases.append("perplexity")
     if recipe.dedup.enabled:
-        report["dedup"] = deduplicate(recipe, out, current, clean_dir(out), logs, ctx.verbose)
+        report["dedup"] = run_dedup_phases(recipe, out, current, clean_dir(out), logs, ctx.verbose)
         phases.append("dedup-filter")
         current = clean_dir(out)
     return {"phases": phases, "documents": current.relative_to(out).as_posix(), "report": report}

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.evaluate.config import EvaluateRecipe
+from fuxitranyu.evaluate.config import EvaluateSection
 from fuxitranyu.evaluate.flow import SweepRequest, run_evaluation
 from fuxitranyu.evaluate.harness import ModelToEvaluate
 from fuxitranyu.evaluate.suite import load_suite
@@ -30,7 +30,7 @@ def evaluate_paths(paths: list[str], recipe, *, suite: str, out: Path, default_p
     """Evaluate model directories (and sweep checkpoint folders) into `out`, with the recipe's evaluate settings
     (its defaults when it has no evaluate section) and the options given. Without `parallel`, the offline tasks read
     `default_parallel()` (the recipe's run's sets, as the stage does)."""
-    section = (recipe.evaluate or EvaluateRecipe()).model_copy(update={
+    section = (recipe.evaluate or EvaluateSection()).model_copy(update={
         "suite": suite, "data_dir": data_dir or (recipe.evaluate.data_dir if recipe.evaluate else None),
         **({"backend": backend} if backend else {}), **({"limit": limit} if limit else {})})
     models, sweeps = [], []

@@ -37,7 +37,7 @@ class OfflineTasks(Section):
     them. Keep them apart from the sets post-training's demo data learns from (`sft.data.demo.parallel_sets`)."""
 
 
-class EvaluateRecipe(Section):
+class EvaluateSection(Section):
     suite: str = "local"
     """A suite shipped with fuxitranyu (`local`: offline tasks on the held-out parallel sets; `paper-base`: the
     paper's Table 5; `paper-chat`: Table 6) or the path of a suite YAML file."""
@@ -82,7 +82,7 @@ class EvaluateRecipe(Section):
         return models
 
     @model_validator(mode="after")
-    def _chat_models_listed(self) -> EvaluateRecipe:
+    def _chat_models_listed(self) -> EvaluateSection:
         unknown = [name for name in self.chat_models if name not in self.models]
         if unknown:
             raise ValueError(f"evaluate.chat_models: {', '.join(unknown)} not in evaluate.models {self.models}")

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.evaluate.config import EvaluateRecipe
+from fuxitranyu.evaluate.config import EvaluateSection
 from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings
 from fuxitranyu.evaluate.run import evaluate_models, prepare
 from fuxitranyu.evaluate.suite import Suite
@@ -29,7 +29,7 @@ class SweepRequest:
     every: int
 
 
-def run_evaluation(suite: Suite, out_dir: Path, section: EvaluateRecipe, parallel_units: Callable[[], list[dict]],
+def run_evaluation(suite: Suite, out_dir: Path, section: EvaluateSection, parallel_units: Callable[[], list[dict]],
                    models: list[ModelToEvaluate], sweeps: list[SweepRequest], seed: int,
                    console: Console) -> dict[str, Any]:
     """The one evaluation flow, of the stage and of `fuxitranyu evaluate`: the offline data and task files, every

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuxitranyu.evaluate.config import EvaluateRecipe
+from fuxitranyu.evaluate.config import EvaluateSection
 from fuxitranyu.evaluate.results import ModelResults, generations, rows_from_lm_eval, task_hashes
 from fuxitranyu.evaluate.suite import SuiteTask
-from fuxitranyu.evaluate.tasks_ready import ReadyTask, hub_offline
+from fuxitranyu.evaluate.tasks_ready import ReadyTask, hub_closed
 from fuxitranyu.runtime import choose_precision, default_device
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -45,7 +45,7 @@ class Settings:
     seed: int = 1234
 
     @classmethod
-    def from_recipe(cls, section: EvaluateRecipe, seed: int) -> Settings:
+    def from_recipe(cls, section: EvaluateSection, seed: int) -> Settings:
         return cls(section.backend, dict(section.model_args), section.precision, section.batch_size, section.limit,
                    section.bootstrap_iters, section.max_new_tokens, seed)
 
@@ -114,7 +114,7 @@ def evaluate_model(model: ModelToEvaluate, prepared: TaskSet, settings: Settings
     import fuxitranyu  # noqa: F401  registers our model type with transformers' Auto classes
 
     started = time.perf_counter()
-    with hub_offline(), quiet_libraries():
+    with hub_closed(), quiet_libraries():
         output = lm_eval.simple_evaluate(
             model=settings.backend, model_args=model_arguments(model, settings),
             tasks=[task.spec.task for task in prepared.tasks], task_manager=prepared.task_manager,

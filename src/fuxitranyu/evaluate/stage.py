@@ -15,14 +15,14 @@ from fuxitranyu.data.artifacts import parallel_dir
 from fuxitranyu.data.parallel import parallel_sets, read_parallel
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.artifacts import SWEEP
-from fuxitranyu.evaluate.config import EvaluateRecipe, is_model_path
+from fuxitranyu.evaluate.config import EvaluateSection, is_model_path
 from fuxitranyu.evaluate.flow import SweepRequest, run_evaluation
 from fuxitranyu.evaluate.harness import ModelToEvaluate
 from fuxitranyu.evaluate.suite import load_suite
 from fuxitranyu.stage import CHECKPOINTS, MODEL, Stage, StageContext
 
 
-def model_stages(section: EvaluateRecipe) -> tuple[str, ...]:
+def model_stages(section: EvaluateSection) -> tuple[str, ...]:
     return tuple(entry for entry in section.models if not is_model_path(entry))
 
 

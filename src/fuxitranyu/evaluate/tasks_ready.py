@@ -45,7 +45,7 @@ class ReadyTask:
 
 
 @contextmanager
-def hub_offline() -> Iterator[None]:
+def hub_closed() -> Iterator[None]:
     """The Hugging Face hub and datasets libraries offline for the duration, whenever they were imported: a dataset
     that is not on disk fails at once instead of waiting on the network."""
     import datasets.config

@@ -30,8 +30,8 @@ from fuxitranyu.mix.artifacts import PLAN
 from fuxitranyu.pipeline import finished_inputs
 from fuxitranyu.recipe import Recipe, load_recipe
 from fuxitranyu.report import figures
-from fuxitranyu.report.document import Figure, Section, Table, Text, write_report
-from fuxitranyu.report.sections import json_lines
+from fuxitranyu.report.chapters import json_lines
+from fuxitranyu.report.document import Chapter, Figure, Table, Text, write_report
 from fuxitranyu.stage import METRICS
 
 SHARED_STAGES = ("data", "tokenizer")
@@ -254,11 +254,11 @@ def _format(mean: float, sd: float) -> str:
     return "–" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
 
 
-def comparison_sections(results: list[ArmResult]) -> list[Section]:
+def comparison_sections(results: list[ArmResult]) -> list[Chapter]:
     summary = summarize(results)
     grouped = _by_strategy(results)
     seeds = sorted({r.seed for r in results})
-    overview = Section("Outcome", [Text(
+    overview = Chapter("Outcome", [Text(
         f"{len(grouped)} strategies ({', '.join(grouped)}) x {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
         f"the same data, tokenizer, model size and token budget. Every value is the mean over seeds ± their "
         f"standard deviation: a difference smaller than about twice that is noise.")])
@@ -269,7 +269,7 @@ def comparison_sections(results: list[ArmResult]) -> list[Section]:
     overview.blocks.append(Table(["metric", *grouped],
                                  [[metric, *(_format(*values[s]) for s in grouped)]
                                   for metric, values in summary["metrics"].items()], "Summary"))
-    sections = [overview]
+    chapters = [overview]
     for attribute, title, caption in (("shares", "Mix", "Share of the pretraining tokens"),
                                       ("bits_per_byte", "Bits per byte", "Bits per byte on held-out parallel text"),
                                       ("chrf", "Translation", "chrF of 0-shot translation from English"),
@@ -279,13 +279,13 @@ def comparison_sections(results: list[ArmResult]) -> list[Section]:
         languages, table = _per_language(results, attribute)
         if not languages:
             continue
-        section = Section(title)
-        section.blocks.append(Figure(f"{attribute}.png", figures.bars(
+        chapter = Chapter(title)
+        chapter.blocks.append(Figure(f"{attribute}.png", figures.bars(
             languages, {s: [m for m, _ in values] for s, values in table.items()}, caption,
             errors={s: [sd for _, sd in values] for s, values in table.items()}), f"{caption} per language"))
-        section.blocks.append(Table(["language", *table], [[lang, *(_format(*table[s][i]) for s in table)]
+        chapter.blocks.append(Table(["language", *table], [[lang, *(_format(*table[s][i]) for s in table)]
                                                            for i, lang in enumerate(languages)], caption))
-        sections.append(section)
+        chapters.append(chapter)
     with_similarity = [r for r in results if r.similarity_by_layer]
     if with_similarity:
         points = with_similarity[0].similarity_points
@@ -293,18 +293,18 @@ def comparison_sections(results: list[ArmResult]) -> list[Section]:
         for strategy, arms in _by_strategy(with_similarity).items():
             curves[strategy] = (list(range(len(points))),
                                 np.mean([r.similarity_by_layer for r in arms], axis=0).tolist())
-        sections.append(Section("Representation similarity", [
+        chapters.append(Chapter("Representation similarity", [
             Figure("similarity.png", figures.lines(curves, "point (0: embeddings, then layers)",
                                                    "mean cosine similarity"),
                    "Mean similarity between languages per layer (paper Figure 6), mean over seeds"),
             Table(["strategy", *points], [[s, *(f"{v:.3f}" for v in c[1])] for s, c in curves.items()],
                   "Mean similarity per layer")]))
-    sections.append(Section("Arms", [Table(["strategy", "seed", "bpb mean", "bpb σ", "languages"],
+    chapters.append(Chapter("Arms", [Table(["strategy", "seed", "bpb mean", "bpb σ", "languages"],
                                            [[r.strategy, r.seed, f"{np.mean(list(r.bits_per_byte.values())):.3f}",
                                              f"{_spread(list(r.bits_per_byte.values())):.3f}",
                                              len(r.bits_per_byte)] for r in results],
                                            "Each run (its own report is in <strategy>/seed-<k>/report/)")]))
-    return sections
+    return chapters
 
 
 def write_comparison(results: list[ArmResult], output: Path) -> Path:

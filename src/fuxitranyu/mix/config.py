@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from fuxitranyu.config_base import Count, Section, canonical_label
 
 
-class MixRecipe(Section):
+class MixSection(Section):
     strategy: Literal["proportional", "temperature", "unimax", "manual"] = "unimax"
     """How the token budget is shared between languages. `proportional`: as in the data; `temperature`: shares
     ∝ p^alpha (XLM-R, mT5); `unimax`: equal shares, no language repeated more than `max_epochs` times, the rest
@@ -52,7 +52,7 @@ class MixRecipe(Section):
         return ratios
 
     @model_validator(mode="after")
-    def _manual_needs_ratios(self) -> MixRecipe:
+    def _manual_needs_ratios(self) -> MixSection:
         if self.strategy == "manual":
             total = sum(self.ratios.values())
             if not self.ratios or abs(total - 1) > 1e-6:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.mix.config import MixRecipe
+from fuxitranyu.mix.config import MixSection
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def _manual(available: dict[str, int], budget: int, ratios: dict[str, float]) ->
     return {lang: budget * share for lang, share in ratios.items()}
 
 
-def plan_mix(available: dict[str, int], recipe: MixRecipe, budget: int) -> MixPlan:
+def plan_mix(available: dict[str, int], recipe: MixSection, budget: int) -> MixPlan:
     """Tokens and epochs per language. Raises `FuxiError` when the plan cannot be met; warns (in the plan) when a
     language would be repeated beyond `max_epochs`."""
     if budget <= 0:

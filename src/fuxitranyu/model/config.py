@@ -9,11 +9,11 @@ from huggingface_hub.errors import StrictDataclassError
 from pydantic import field_validator, model_validator
 
 from fuxitranyu.config_base import Section
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
 
 
-class ModelRecipe(Section):
+class ModelSection(Section):
     preset: str = "tiny"
     """Named size, one of the files in fuxitranyu/model/presets: tiny, small, fuxitranyu-8b."""
     overrides: dict[str, Any] = {}
@@ -27,7 +27,7 @@ class ModelRecipe(Section):
         return name
 
     @model_validator(mode="after")
-    def _valid_architecture(self) -> ModelRecipe:
+    def _valid_architecture(self) -> ModelSection:
         known = set(FuxiTranyuConfig.__dataclass_fields__)
         for name in sorted(set(self.overrides) - known):
             close = difflib.get_close_matches(name, known, n=1)

@@ -23,7 +23,7 @@ from transformers import ArceeConfig, GenerationConfig, PreTrainedConfig
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_directory
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 from fuxitranyu.tokenizer.artifacts import copy_tokenizer
 
 # Every field that defines the network; both config classes have all of them.

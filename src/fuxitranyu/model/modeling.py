@@ -37,7 +37,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from fuxitranyu.model import matmul_attention  # noqa: F401  (registers the CPU bf16 kernel with transformers)
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 # transformers 5.24 renamed the KV cache argument `past_key_values` -> `cache`; the old name is accepted (with the
 # library's own FutureWarning to the caller) until transformers removes it.

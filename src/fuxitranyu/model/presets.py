@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 
 def preset_names() -> list[str]:

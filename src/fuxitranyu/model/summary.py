@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 
 def closed_form_parameter_count(config: FuxiTranyuConfig) -> int:

@@ -143,7 +143,7 @@ STAGE_TRL_FIELDS = ("output_dir", "report_to", "disable_tqdm", "run_name", "use_
 """TRL fields the stage sets from where it runs (its directory, the terminal)."""
 
 
-class PostTrainRecipe(Section):
+class PostTrainSection(Section):
     """What SFT and DPO share."""
 
     model: str | None = None
@@ -201,7 +201,7 @@ class PostTrainRecipe(Section):
         return betas
 
     @model_validator(mode="after")
-    def _batch_divides(self) -> PostTrainRecipe:
+    def _batch_divides(self) -> PostTrainSection:
         if self.global_batch_size % self.micro_batch_size:
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
                              f"{self.micro_batch_size}")
@@ -212,7 +212,7 @@ class PostTrainRecipe(Section):
         return self
 
 
-class SftRecipe(PostTrainRecipe):
+class SftSection(PostTrainSection):
     max_lr: float = Field(2e-5, gt=0)
     """Peak learning rate (paper A: 2e-5)."""
     epochs: float = Field(2.0, gt=0)
@@ -229,7 +229,7 @@ class SftRecipe(PostTrainRecipe):
     packed rows. benchmarks/bench_sft.py measures what it gains."""
 
 
-class DpoRecipe(PostTrainRecipe):
+class DpoSection(PostTrainSection):
     reference: str | None = None
     """Reference model directory (default: the base model, i.e. the SFT model as in the paper)."""
     beta: float = Field(0.01, gt=0)

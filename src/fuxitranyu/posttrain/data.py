@@ -280,13 +280,13 @@ class ExampleLanguage:
     """The language of an example's user turns, by the data stage's identifiers (fastText, py3langid's vote)."""
 
     def __init__(self, recipe: LanguageFilter):
-        from fuxitranyu.data.config import LanguageIdRecipe
+        from fuxitranyu.data.config import LanguageIdSection
         from fuxitranyu.data.filters import LanguageIdentifier
 
         self.recipe = recipe
         self.allowed = frozenset(recipe.languages)
         self.identifier = LanguageIdentifier(
-            LanguageIdRecipe(min_confidence=recipe.min_confidence, second_vote=recipe.second_vote), self.allowed)
+            LanguageIdSection(min_confidence=recipe.min_confidence, second_vote=recipe.second_vote), self.allowed)
 
     def __call__(self, text: str) -> Identified:
         """Kept when fastText places the text in the list with confidence, or (second vote) py3langid does; a dropped

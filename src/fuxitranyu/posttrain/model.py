@@ -119,7 +119,7 @@ def load_chat_tokenizer(model_dir: Path) -> ChatTokenizer:
     return ChatTokenizer(tokenizer, pad, end_of_turn_ids(tokenizer))
 
 
-def load_model(model_dir: Path, chat: ChatTokenizer, attention: str, seed: int = 0) -> PreTrainedModel:
+def load_base_model(model_dir: Path, chat: ChatTokenizer, attention: str, seed: int = 0) -> PreTrainedModel:
     """The model in fp32 (the trainer's mixed precision keeps fp32 master weights), its embeddings grown when the
     pad token is new and beyond them, its pad and stop tokens set for generation. transformers draws the grown rows
     at random (around the mean of the others): from `seed`, so that the same run gives the same weights, and a DPO

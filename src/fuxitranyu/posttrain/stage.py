@@ -21,15 +21,15 @@ from fuxitranyu.data.parallel import parallel_sets
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text
 from fuxitranyu.posttrain.artifacts import DATA_STATS, DEMO, MIX_TABLE
-from fuxitranyu.posttrain.config import PostTrainRecipe
+from fuxitranyu.posttrain.config import PostTrainSection
 from fuxitranyu.posttrain.data import Mixture, SourceSet, mix, read_sets
 from fuxitranyu.posttrain.demo import DemoSet, build_demo
 from fuxitranyu.posttrain.model import (
     ChatTokenizer,
     check_fits,
     describe,
+    load_base_model,
     load_chat_tokenizer,
-    load_model,
     saved_vocab_size,
 )
 from fuxitranyu.posttrain.train import train, trl_arguments, trl_config
@@ -55,14 +55,14 @@ PREVIOUS = {"sft": "pretrain", "dpo": "sft"}
 
 def _needs(key: str) -> Callable[[Recipe], tuple[str, ...]]:
     def needs(recipe: Recipe) -> tuple[str, ...]:
-        section: PostTrainRecipe = getattr(recipe, key)
+        section: PostTrainSection = getattr(recipe, key)
         found = ("data",) if section.data.demo is not None else ()
         return found + ((PREVIOUS[key],) if section.model is None else ())
 
     return needs
 
 
-def _demo(ctx: StageContext, section: PostTrainRecipe, preference: bool) -> DemoSet:
+def _demo(ctx: StageContext, section: PostTrainSection, preference: bool) -> DemoSet:
     demo = section.data.demo
     files = parallel_sets(parallel_dir(ctx.inputs["data"]), demo.parallel_sets)
     built = build_demo(files, demo.examples, demo.prompt_languages, demo.max_chars, ctx.recipe.seed, preference)
@@ -72,7 +72,7 @@ def _demo(ctx: StageContext, section: PostTrainRecipe, preference: bool) -> Demo
     return built
 
 
-def prepare_mixture(ctx: StageContext, section: PostTrainRecipe, preference: bool) -> Mixture:
+def prepare_mixture(ctx: StageContext, section: PostTrainSection, preference: bool) -> Mixture:
     from datasets import Dataset
 
     sets = read_sets(section.data.sets, preference, ctx.out_dir / ".cache" / f"rank-{ctx.world.rank}")
@@ -88,7 +88,7 @@ def prepare_mixture(ctx: StageContext, section: PostTrainRecipe, preference: boo
     return mixture
 
 
-def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, section: PostTrainRecipe, base: Path):
+def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, section: PostTrainSection, base: Path):
     if key == "sft":
         from trl import SFTTrainer
 
@@ -103,7 +103,7 @@ def _trainer(key: str, model, args, mixture: Mixture, chat: ChatTokenizer, secti
                             f"{vocabularies[1]} ids); DPO compares their log-probabilities token by token",
                             path=section.reference)
     if section.reference or chat.pad.how == "added":  # another model, or embeddings grown for a new <PAD>
-        reference = load_model(Path(section.reference) if section.reference else base, chat, section.attention,
+        reference = load_base_model(Path(section.reference) if section.reference else base, chat, section.attention,
                                args.seed)
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=mixture.dataset,
                       processing_class=chat.tokenizer)
@@ -119,7 +119,7 @@ def _quiet_unless_terminal() -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
-def decide(ctx: StageContext, section: PostTrainRecipe, device) -> tuple[Precision, HostMemory]:
+def decide(ctx: StageContext, section: PostTrainSection, device) -> tuple[Precision, HostMemory]:
     """Precision and kept host memory, decided at the run's first start and reused when it resumes (the Trainer's
     checkpoints hold optimizer state of that precision)."""
     decisions = RunDecisions(ctx.out_dir)
@@ -133,7 +133,7 @@ def decide(ctx: StageContext, section: PostTrainRecipe, device) -> tuple[Precisi
 
 
 def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
-    section: PostTrainRecipe = getattr(ctx.recipe, key)
+    section: PostTrainSection = getattr(ctx.recipe, key)
     _quiet_unless_terminal()
     if not ctx.resume and ctx.world.is_main:
         for name in OUTPUTS:
@@ -142,7 +142,7 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
     base = Path(section.model) if section.model else ctx.inputs[PREVIOUS[key]] / MODEL
     chat = load_chat_tokenizer(base)
     mixture = prepare_mixture(ctx, section, preference=key == "dpo")
-    model = load_model(base, chat, section.attention, ctx.recipe.seed)
+    model = load_base_model(base, chat, section.attention, ctx.recipe.seed)
     check_fits(model, section.max_length, f"{key}.max_length")
     device = default_device(ctx.world)
     precision, host_memory = decide(ctx, section, device)

@@ -20,7 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json, atomic_write_text, file_sha256, set_aside
-from fuxitranyu.posttrain.config import DpoRecipe, PostTrainRecipe, SftRecipe
+from fuxitranyu.posttrain.config import DpoSection, PostTrainSection, SftSection
 from fuxitranyu.runtime import Precision, World
 from fuxitranyu.stage import CHECKPOINTS, METRICS
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 
-def gradient_accumulation(section: PostTrainRecipe, world: World, key: str) -> int:
+def gradient_accumulation(section: PostTrainSection, world: World, key: str) -> int:
     per_step = section.micro_batch_size * world.world_size
     if section.global_batch_size % per_step:
         raise FuxiError(f"{key}.global_batch_size {section.global_batch_size} is not a multiple of micro_batch_size "
@@ -37,7 +37,7 @@ def gradient_accumulation(section: PostTrainRecipe, world: World, key: str) -> i
     return section.global_batch_size // per_step
 
 
-def _distributed(section: PostTrainRecipe, key: str, world: World, cpu: bool) -> dict[str, Any]:
+def _distributed(section: PostTrainSection, key: str, world: World, cpu: bool) -> dict[str, Any]:
     """FSDP2 through the Trainer, or nothing (the Trainer then runs DDP under torchrun). accelerate shards with FSDP
     only on accelerators: on CPUs it would silently run DDP, so an explicit `fsdp` there is an error."""
     if section.distributed == "fsdp" and cpu:
@@ -52,7 +52,7 @@ def _distributed(section: PostTrainRecipe, key: str, world: World, cpu: bool) ->
     return {"fsdp": True, "fsdp_config": config, "activation_checkpointing": False}
 
 
-def trl_arguments(section: PostTrainRecipe, key: str, seed: int, out_dir: Path, precision: Precision,
+def trl_arguments(section: PostTrainSection, key: str, seed: int, out_dir: Path, precision: Precision,
                   world: World, cpu: bool) -> dict[str, Any]:
     """Keyword arguments of `SFTConfig` / `DPOConfig` for a section (`key`: sft or dpo; `cpu`: no accelerator)."""
     args: dict[str, Any] = {
@@ -83,17 +83,17 @@ def trl_arguments(section: PostTrainRecipe, key: str, seed: int, out_dir: Path, 
         "seed": seed,
         "data_seed": seed,
     }
-    if isinstance(section, SftRecipe):
+    if isinstance(section, SftSection):
         args.update(neftune_noise_alpha=section.neftune_alpha, assistant_only_loss=section.assistant_only_loss,
                     packing=section.packing, packing_strategy="bfd", padding_free=section.packing)
-    if isinstance(section, DpoRecipe):
+    if isinstance(section, DpoSection):
         args.update(beta=section.beta)
     args.update(_distributed(section, key, world, cpu))
     args.update(section.overrides)
     return args
 
 
-def trl_config(section: PostTrainRecipe, args: dict[str, Any], key: str):
+def trl_config(section: PostTrainSection, args: dict[str, Any], key: str):
     from fuxitranyu.posttrain.config import trl_config_class
 
     config_class = trl_config_class(section.trl_config_name)

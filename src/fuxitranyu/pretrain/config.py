@@ -62,7 +62,7 @@ class Hardware(Section):
     """Model FLOPs utilisation assumed for the time estimate."""
 
 
-class PretrainRecipe(Section):
+class PretrainSection(Section):
     total_tokens: Count = Field(2_000_000, gt=0)
     """Training length in tokens (paper: 606B)."""
     max_lr: float = Field(3e-4, gt=0)
@@ -142,7 +142,7 @@ class PretrainRecipe(Section):
         return betas
 
     @model_validator(mode="after")
-    def _schedules_ordered(self) -> PretrainRecipe:
+    def _schedules_ordered(self) -> PretrainSection:
         starts = [step.from_tokens for step in self.batch]
         if not starts or starts[0] != 0 or starts != sorted(set(starts)):
             raise ValueError("batch: steps must start at from_tokens 0 and increase strictly")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.runtime import (
     Decision,
     HostMemory,
@@ -44,7 +44,7 @@ class Runtime:
         return self.world.world_size
 
 
-def sharded(recipe: PretrainRecipe, current: World) -> bool:
+def sharded(recipe: PretrainSection, current: World) -> bool:
     """FSDP2 under several ranks by default (`auto`), or whenever the recipe asks for it: one process then shards
     over a mesh of one device, which is how the memory and speed of the sharded path are measured on one GPU."""
     return recipe.distributed == "fsdp" or (recipe.distributed == "auto" and current.distributed)
@@ -96,7 +96,7 @@ def layer_bf16_speedup(config, batch: int, context: int, kernels: tuple[str, str
     return fp32 / bf16
 
 
-def setup_runtime(recipe: PretrainRecipe, current: World, config=None, micro_batch: int = 0, context: int = 0,
+def setup_runtime(recipe: PretrainSection, current: World, config=None, micro_batch: int = 0, context: int = 0,
                   decisions: RunDecisions | None = None) -> Runtime:
     """Device, process group, host memory and precision. With the model's `config` and the micro-batch's shape, a
     CPU with a bf16 unit measures whether bf16 pays for this model (`layer_bf16_speedup`). What `decisions` holds
@@ -131,7 +131,7 @@ MATMUL_ATTENTION_MAX_CONTEXT = 2048
 probabilities per layer, 64 MiB per sequence and layer at 8 heads and T = 2048 in bf16."""
 
 
-def attention_decision(recipe: PretrainRecipe, device: torch.device, precision: Precision, context: int) -> Decision:
+def attention_decision(recipe: PretrainSection, device: torch.device, precision: Precision, context: int) -> Decision:
     """The attention kernel. `auto`: SDPA (FlashAttention-2-class kernels on GPUs, as the paper), except on a CPU
     under bf16/fp16 autocast at short contexts, where PyTorch's CPU flash kernel hardly uses the bf16 unit and two
     batched matmuls do: the whole step ran 1.06-1.11x as fast at hidden 256-512 (benchmarks/RESULTS.md). In fp32 the
@@ -160,7 +160,7 @@ def cpp_compiler_found() -> bool:
     return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
 
 
-def compile_decision(recipe: PretrainRecipe, runtime: Runtime, steps: int) -> Decision:
+def compile_decision(recipe: PretrainSection, runtime: Runtime, steps: int) -> Decision:
     """Whether to compile the decoder layers with torch.compile, and why. `auto`: on GPUs; on a CPU only under
     bf16/fp16 autocast (fused norms, RoPE and GeLU in low precision), for runs long enough to repay the compile time,
     and when a C++ compiler is there (Inductor's CPU backend needs one). In fp32 compiled layers ran 1.04-1.06x as

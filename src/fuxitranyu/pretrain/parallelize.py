@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.pretrain.decisions import Runtime, attention_implementation, sharded
 from fuxitranyu.pretrain.loss import CausalLMLoss
 
 
-def load_model(model_dir: Path, attention: str):
+def load_trainable_model(model_dir: Path, attention: str):
     """The model to train, with `attention` (a recipe's kernel name) as its attention implementation."""
     from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
 
@@ -42,7 +42,7 @@ def materialize(model, device: torch.device, seed: int) -> None:
         model._init_weights(module)
 
 
-def wrap(model, recipe: PretrainRecipe, runtime: Runtime, seed: int, compile_layers: bool
+def wrap(model, recipe: PretrainSection, runtime: Runtime, seed: int, compile_layers: bool
          ) -> tuple[torch.nn.Module, bool]:
     """(the module to call, whether its parameters are sharded). Layers are compiled / checkpointed first."""
     on_meta = any(p.is_meta for p in model.parameters())

@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.model.configuration import FuxiTranyuConfig
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 from fuxitranyu.model.summary import summarize
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 
 GIB = 2**30
 HEADROOM = 0.9
@@ -134,7 +134,7 @@ def training_state_bytes(parameters: int, world_size: int, strategy: str, larges
     return sharded + 2 * 2 * largest_layer  # ZeRO-3: a layer gathered at a time (and the next one prefetched)
 
 
-def memory_plan(config: FuxiTranyuConfig, recipe: PretrainRecipe, context: int, world_size: int,
+def memory_plan(config: FuxiTranyuConfig, recipe: PretrainSection, context: int, world_size: int,
                 mixed_precision: bool, device_memory: int | None = None, attention: str | None = None) -> MemoryPlan:
     """`attention`: the kernel the trainer chose (default: the recipe's; `auto` plans SDPA, what it picks on GPUs)."""
     strategy = {"ddp": "ddp", "fsdp": "fsdp"}.get(recipe.distributed, "fsdp" if world_size > 1 else "single")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 
 
-def peak_lr(tokens: int, recipe: PretrainRecipe) -> float:
+def peak_lr(tokens: int, recipe: PretrainSection) -> float:
     """The maximum learning rate in force: `max_lr`, replaced by each `lr_changes` entry once reached."""
     peak = recipe.max_lr
     for change in recipe.lr_changes:
@@ -16,7 +16,7 @@ def peak_lr(tokens: int, recipe: PretrainRecipe) -> float:
     return peak
 
 
-def learning_rate(tokens: int, recipe: PretrainRecipe, scale: float = 1.0) -> float:
+def learning_rate(tokens: int, recipe: PretrainSection, scale: float = 1.0) -> float:
     """Linear warmup to the peak, then cosine decay to `min_lr_ratio` of the peak at `total_tokens`.
 
     A change of peak (the paper's 3e-4 -> 1e-4) rescales the curve from that point on; the cosine keeps its phase,
@@ -31,7 +31,7 @@ def learning_rate(tokens: int, recipe: PretrainRecipe, scale: float = 1.0) -> fl
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def batch_tokens(tokens: int, recipe: PretrainRecipe) -> int:
+def batch_tokens(tokens: int, recipe: PretrainSection) -> int:
     """The global batch size (tokens) in force: the last `batch` step whose `from_tokens` has been reached."""
     size = recipe.batch[0].batch_tokens
     for step in recipe.batch:
@@ -40,7 +40,7 @@ def batch_tokens(tokens: int, recipe: PretrainRecipe) -> int:
     return size
 
 
-def total_steps(recipe: PretrainRecipe) -> int:
+def total_steps(recipe: PretrainSection) -> int:
     """Optimizer steps of the whole run under the batch schedule."""
     tokens = steps = 0
     while tokens < recipe.total_tokens:
@@ -49,13 +49,13 @@ def total_steps(recipe: PretrainRecipe) -> int:
     return steps
 
 
-def auto_checkpoint_marks(recipe: PretrainRecipe) -> list[int]:
+def auto_checkpoint_marks(recipe: PretrainSection) -> list[int]:
     """Tokens at which the automatic schedule saves: total·(k/K)², k = 1..K."""
     count = recipe.auto_checkpoints
     return [recipe.total_tokens * k * k // (count * count) for k in range(1, count + 1)]
 
 
-def checkpoint_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe) -> bool:
+def checkpoint_due(tokens_before: int, tokens_after: int, recipe: PretrainSection) -> bool:
     """Whether a step that took the count from `tokens_before` to `tokens_after` crossed a checkpoint time."""
     if not recipe.checkpoints:
         return any(tokens_before < mark <= tokens_after for mark in auto_checkpoint_marks(recipe)) or \
@@ -71,7 +71,7 @@ def checkpoint_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe
     return tokens_after >= recipe.total_tokens > tokens_before
 
 
-def validation_due(tokens_before: int, tokens_after: int, recipe: PretrainRecipe) -> bool:
+def validation_due(tokens_before: int, tokens_after: int, recipe: PretrainSection) -> bool:
     """Whether a step crossed a validation time: every `eval_every_tokens` (default: a tenth of the run) and at the
     end."""
     every = recipe.eval_every_tokens or max(recipe.total_tokens // 10, 1)

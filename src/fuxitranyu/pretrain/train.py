@@ -42,7 +42,7 @@ from fuxitranyu.pretrain.checkpoint import (
     save_checkpoint,
     verify,
 )
-from fuxitranyu.pretrain.config import PretrainRecipe
+from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.pretrain.decisions import (
     attention_decision,
     compile_decision,
@@ -50,7 +50,7 @@ from fuxitranyu.pretrain.decisions import (
     setup_runtime,
 )
 from fuxitranyu.pretrain.loss import per_language_sums
-from fuxitranyu.pretrain.parallelize import ReenableSync, all_reduce, load_model, wrap
+from fuxitranyu.pretrain.parallelize import ReenableSync, all_reduce, load_trainable_model, wrap
 from fuxitranyu.pretrain.plan import device_memory_bytes, memory_plan, refuse_if_too_big
 from fuxitranyu.runtime import (
     Decision,
@@ -85,7 +85,7 @@ class StepResult:
     """False when the divergence guard refused the update."""
 
 
-def make_optimizer(model: torch.nn.Module, recipe: PretrainRecipe) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, recipe: PretrainSection) -> torch.optim.AdamW:
     """AdamW (paper: β = (0.9, 0.95), ε = 1e-8) with weight decay on matrices only: norms, biases and the (input and
     output) embeddings are not decayed."""
     decay, no_decay = [], []
@@ -107,7 +107,7 @@ class Trainer:
 
     def __init__(self, recipe, model_dir: Path, mix_dir: Path, out_dir: Path, console: Console | None = None,
                  current: World | None = None):
-        self.recipe: PretrainRecipe = recipe.pretrain
+        self.recipe: PretrainSection = recipe.pretrain
         self.seed = recipe.seed
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
@@ -129,7 +129,7 @@ class Trainer:
         self.attention = self.decisions.decide(
             "attention", self.recipe.attention,
             lambda: attention_decision(self.recipe, self.runtime.device, self.runtime.precision, self.context_length))
-        self.model = load_model(model_dir, self.attention.value)
+        self.model = load_trainable_model(model_dir, self.attention.value)
         if self.reader.index["vocab_size"] > self.model.config.vocab_size:
             raise FuxiError(f"the mix uses token ids up to {self.reader.index['vocab_size'] - 1} but the model's "
                             f"vocabulary has {self.model.config.vocab_size} entries", path=mix_dir)

@@ -7,7 +7,7 @@ from pydantic import Field
 from fuxitranyu.config_base import Section
 
 
-class ReportRecipe(Section):
+class ReportSection(Section):
     title: str | None = None
     """Title of the page (default: the recipe's name)."""
     smoothing_window: int = Field(10, ge=1)

@@ -33,7 +33,7 @@ class Figure:
 
 
 @dataclass
-class Section:
+class Chapter:
     title: str
     blocks: list[Text | Table | Figure] = field(default_factory=list)
 
@@ -53,14 +53,14 @@ def _anchor(title: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
 
 
-def render_html(title: str, sections: list[Section]) -> str:
+def render_html(title: str, chapters: list[Chapter]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><nav>"]
-    parts += [f"<a href='#{_anchor(s.title)}'>{html.escape(s.title)}</a>" for s in sections]
+    parts += [f"<a href='#{_anchor(s.title)}'>{html.escape(s.title)}</a>" for s in chapters]
     parts.append("</nav>")
-    for section in sections:
-        parts.append(f"<h2 id='{_anchor(section.title)}'>{html.escape(section.title)}</h2>")
-        for block in section.blocks:
+    for chapter in chapters:
+        parts.append(f"<h2 id='{_anchor(chapter.title)}'>{html.escape(chapter.title)}</h2>")
+        for block in chapter.blocks:
             if isinstance(block, Text):
                 paragraphs = block.text.split("\n\n")
                 parts += [f"<pre>{html.escape(p[4:])}</pre>" if p.startswith("    ") else
@@ -84,11 +84,11 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(title: str, sections: list[Section]) -> str:
+def render_markdown(title: str, chapters: list[Chapter]) -> str:
     lines = [f"# {title}", ""]
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for block in section.blocks:
+    for chapter in chapters:
+        lines += [f"## {chapter.title}", ""]
+        for block in chapter.blocks:
             if isinstance(block, Text):
                 lines += [block.text, ""]
             elif isinstance(block, Table):
@@ -103,13 +103,13 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, title: str, sections: list[Section], name: str = REPORT) -> dict[str, int]:
+def write_report(out_dir: Path, title: str, chapters: list[Chapter], name: str = REPORT) -> dict[str, int]:
     """`<name>.html` (figures embedded), `<name>.md` and figures/*.png; returns counts for the manifest."""
-    figures = [block for section in sections for block in section.blocks if isinstance(block, Figure)]
+    figures = [block for chapter in chapters for block in chapter.blocks if isinstance(block, Figure)]
     (out_dir / FIGURES).mkdir(parents=True, exist_ok=True)
     for figure in figures:
         (out_dir / FIGURES / figure.name).write_bytes(figure.png)
-    atomic_write_text(out_dir / f"{name}.html", render_html(title, sections))
-    atomic_write_text(out_dir / f"{name}.md", render_markdown(title, sections))
-    return {"sections": len(sections), "figures": len(figures),
-            "tables": sum(isinstance(b, Table) for s in sections for b in s.blocks)}
+    atomic_write_text(out_dir / f"{name}.html", render_html(title, chapters))
+    atomic_write_text(out_dir / f"{name}.md", render_markdown(title, chapters))
+    return {"sections": len(chapters), "figures": len(figures),
+            "tables": sum(isinstance(b, Table) for s in chapters for b in s.blocks)}

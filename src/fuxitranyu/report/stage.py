@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fuxitranyu.report.chapters import stage_chapters
 from fuxitranyu.report.document import write_report
-from fuxitranyu.report.sections import stage_sections
 from fuxitranyu.stage import Stage, StageContext
 
 REPORTED = ("data", "tokenizer", "model", "mix", "pretrain", "sft", "dpo", "evaluate", "analyze")
@@ -14,8 +14,8 @@ REPORTED = ("data", "tokenizer", "model", "mix", "pretrain", "sft", "dpo", "eval
 
 def run_report_stage(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.report
-    sections = stage_sections(ctx.recipe, ctx.inputs, section)
-    counts = write_report(ctx.out_dir, section.title or f"FuxiTranyu run: {ctx.recipe.name}", sections)
+    chapters = stage_chapters(ctx.recipe, ctx.inputs, section)
+    counts = write_report(ctx.out_dir, section.title or f"FuxiTranyu run: {ctx.recipe.name}", chapters)
     ctx.console.print(f"  report.html and report.md: {counts['sections']} sections, {counts['figures']} figures")
     return {**counts, "stages": [name for name in REPORTED if name in ctx.inputs]}
 

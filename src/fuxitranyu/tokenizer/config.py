@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from fuxitranyu.config_base import Count, Section
 
 
-class TokenizerRecipe(Section):
+class TokenizerSection(Section):
     vocab_size: Count = Field(32_000, gt=0)
     """Vocabulary learned by BPE, <|endoftext|> (id 0) and the 256 byte tokens included, before the ChatML tokens
     and the padding (paper 3.3: 250,680). At least 257."""

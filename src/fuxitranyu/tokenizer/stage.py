@@ -21,7 +21,7 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON, FERTILITY_MD
-from fuxitranyu.tokenizer.config import TokenizerRecipe
+from fuxitranyu.tokenizer.config import TokenizerSection
 from fuxitranyu.tokenizer.corpus import plan_sample
 from fuxitranyu.tokenizer.fertility import (
     NamedTokenizer,
@@ -40,7 +40,7 @@ from fuxitranyu.tokenizer.train import (
 )
 
 
-def train_tokenizer(config: TokenizerRecipe, inputs: Sequence[str | Path], out_dir: str | Path, seed: int,
+def train_tokenizer(config: TokenizerSection, inputs: Sequence[str | Path], out_dir: str | Path, seed: int,
                     console: Console | None = None) -> dict[str, Any]:
     """Sample, train and save into `out_dir` (which the caller makes atomic); returns the stats for the manifest."""
     console = console or Console(stderr=True)

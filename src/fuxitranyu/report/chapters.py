@@ -1,4 +1,4 @@
-"""One section per stage, read from the stage's artifacts only (manifests, JSON, CSV, PNG): the report never
+"""One chapter per stage, read from the stage's artifacts only (manifests, JSON, CSV, PNG): the report never
 recomputes what a stage measured."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fuxitranyu.evaluate.artifacts import PLOTS, TABLES
 from fuxitranyu.mix.artifacts import read_index, read_plan
 from fuxitranyu.posttrain.artifacts import DATA_STATS
 from fuxitranyu.report import figures
-from fuxitranyu.report.document import Figure, Section, Table, Text
+from fuxitranyu.report.document import Chapter, Figure, Table, Text
 from fuxitranyu.stage import METRICS, read_manifest
 from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON
 
@@ -35,28 +35,28 @@ def _number(value: float | int) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.3f}"
 
 
-def overview(recipe, manifests: dict[str, dict]) -> Section:
+def overview(recipe, manifests: dict[str, dict]) -> Chapter:
     rows = [[name, f"{m.get('seconds', 0):,.1f} s", m.get("created", ""), m["fingerprint"][:12]]
             for name, m in manifests.items()]
     total = sum(m.get("seconds", 0) for m in manifests.values())
     versions = next(iter(manifests.values()), {}).get("versions", {})
-    section = Section("Overview", [
+    chapter = Chapter("Overview", [
         Text(f"Recipe `{recipe.name}` (seed {recipe.seed}), {len(manifests)} stages, {total / 60:,.1f} minutes of "
              f"stage time. Every number below is read from the stages' artifacts in {recipe.run_dir}."),
         Table(["stage", "time", "finished", "fingerprint"], rows, "Stages"),
         Table(["library", "version"], [[k, v] for k, v in versions.items()], "Versions")])
-    return section
+    return chapter
 
 
-def data(stage_dir: Path, manifest: dict) -> Section:
+def data(stage_dir: Path, manifest: dict) -> Chapter:
     stats = manifest["stats"]
     final = stats["final"]
     languages = sorted(final, key=lambda lang: -final[lang]["chars"])
-    section = Section("Data", [Text(f"{sum(v['docs'] for v in final.values()):,} clean documents, "
+    chapter = Chapter("Data", [Text(f"{sum(v['docs'] for v in final.values()):,} clean documents, "
                                     f"{sum(v['chars'] for v in final.values()):,} characters in {len(final)} "
                                     f"languages; held-out parallel sets: "
                                     f"{', '.join(f'{k} ({v} units)' for k, v in stats['parallel_sets'].items())}.")])
-    section.blocks.append(Figure("data-characters.png", figures.bars(
+    chapter.blocks.append(Figure("data-characters.png", figures.bars(
         languages, {"characters": [final[lang]["chars"] for lang in languages]}, "characters (log)", log=True),
         "Clean characters per language"))
     drops = []
@@ -69,36 +69,36 @@ def data(stage_dir: Path, manifest: dict) -> Section:
                 total[1] += counts.get("chars", 0)
         drops += [[step, reason, f"{docs:,}", f"{chars:,}"] for reason, (docs, chars) in sorted(reasons.items())]
         drops += [[step, f"{reason} (record skipped)", f"{count:,}", ""] for reason, count in table["skipped"].items()]
-    section.blocks.append(Table(["step", "reason", "documents", "characters"], drops, "What each step removed"))
-    section.blocks.append(Table(["language", "documents", "characters"],
+    chapter.blocks.append(Table(["step", "reason", "documents", "characters"], drops, "What each step removed"))
+    chapter.blocks.append(Table(["language", "documents", "characters"],
                                 [[lang, f"{final[lang]['docs']:,}", f"{final[lang]['chars']:,}"] for lang in languages],
                                 "Clean documents per language"))
-    return section
+    return chapter
 
 
-def tokenizer(stage_dir: Path, manifest: dict) -> Section:
+def tokenizer(stage_dir: Path, manifest: dict) -> Chapter:
     vocabulary = manifest["stats"]["vocabulary"]
-    section = Section("Tokenizer", [Text(f"Byte-level BPE: {vocabulary['size']:,} ids, {vocabulary['learned']:,} "
+    chapter = Chapter("Tokenizer", [Text(f"Byte-level BPE: {vocabulary['size']:,} ids, {vocabulary['learned']:,} "
                                          f"learned, {vocabulary['dummy_tokens']} dummy; special tokens "
                                          f"{vocabulary['special_tokens']}.")])
     path = stage_dir / FERTILITY_JSON
     if path.is_file():
         measured = json.loads(path.read_text(encoding="utf-8"))["measurements"]
         measured.sort(key=lambda m: m["fertility"])
-        section.blocks.append(Figure("tokenizer-fertility.png", figures.bars(
+        chapter.blocks.append(Figure("tokenizer-fertility.png", figures.bars(
             [m["language"] for m in measured], {"tokens per word": [m["fertility"] for m in measured]},
             "tokens per word"), "Fertility on the held-out parallel sets (characters are words in zh ja th lo km my)"))
-        section.blocks.append(Table(["language", "tokens per word", "bytes per token", "units"],
+        chapter.blocks.append(Table(["language", "tokens per word", "bytes per token", "units"],
                                     [[m["language"], f"{m['fertility']:.2f}", f"{m['bytes_per_token']:.2f}",
                                       m["units"]] for m in measured], "Fertility per language"))
-    return section
+    return chapter
 
 
-def mix(stage_dir: Path, manifest: dict) -> Section:
+def mix(stage_dir: Path, manifest: dict) -> Chapter:
     plan, index = read_plan(stage_dir), read_index(stage_dir)
     rows = plan["languages"]
     labels = [row["language"] for row in rows]
-    section = Section("Mix", [
+    chapter = Chapter("Mix", [
         Text(f"Strategy {plan['strategy']}, budget {plan['budget']:,} tokens; {index['total_sequences']:,} sequences "
              f"of {index['context_length']} tokens. Unigram entropy of the training targets: "
              f"{index.get('unigram_entropy', float('nan')):.3f} nats (the loss of a model that learned no context)."),
@@ -112,25 +112,25 @@ def mix(stage_dir: Path, manifest: dict) -> Section:
                 index.get("validation", {}).get(row["language"], {}).get("sequences", 0)] for row in rows],
               "Plan per language")])
     for warning in plan.get("warnings", []):
-        section.blocks.insert(1, Text(f"Warning: {warning}"))
-    return section
+        chapter.blocks.insert(1, Text(f"Warning: {warning}"))
+    return chapter
 
 
-def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available: dict[str, int], report) -> Section:
+def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available: dict[str, int], report) -> Chapter:
     """`available`: tokens of each language in the data (the mix plan's); the curves drawn are of the largest."""
     rows = json_lines(stage_dir / METRICS)
     steps = [row for row in rows if "event" not in row]
     validations = [row for row in rows if row.get("event") == "validation"]
     stats = manifest["stats"]
     entropy = (mix_index or {}).get("unigram_entropy")
-    section = Section("Pretraining", [Text(
+    chapter = Chapter("Pretraining", [Text(
         f"{stats['steps']:,} steps, {stats['tokens']:,} tokens in {stats['seconds']:,.0f} s "
         f"({stats['tokens_per_s']:,.0f} tokens/s); precision {stats.get('precision', {}).get('precision')} "
         f"({stats.get('precision', {}).get('reason')}); rollbacks {stats['rollbacks']}, skipped steps "
         f"{stats['skipped_steps']}.")])
     tokens = [row["tokens"] for row in steps]
     reference = ("unigram entropy", entropy) if entropy else None
-    section.blocks.append(Figure("pretrain-loss.png", figures.lines(
+    chapter.blocks.append(Figure("pretrain-loss.png", figures.lines(
         {"loss": (tokens, [row["loss"] for row in steps])}, "tokens", "training loss (nats)", reference),
         "Training loss"))
     sizes = available or (mix_index or {}).get("sampled_tokens", {})
@@ -143,7 +143,7 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
             curves[language] = ([p[0] for p in points], figures.smooth([p[1] for p in points],
                                                                       report.smoothing_window))
     if curves:
-        section.blocks.append(Figure("pretrain-loss-by-language.png", figures.lines(
+        chapter.blocks.append(Figure("pretrain-loss-by-language.png", figures.lines(
             curves, "tokens", "training loss (nats)", reference),
             f"Training loss per language, mean of the last {report.smoothing_window} logged steps "
             f"({len(curves)} languages with the most data)"))
@@ -152,23 +152,23 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
         for language in languages:
             curves[language] = ([v["tokens"] for v in validations],
                                 [v["loss_by_language"].get(language, float("nan")) for v in validations])
-        section.blocks.append(Figure("pretrain-validation.png", figures.lines(
+        chapter.blocks.append(Figure("pretrain-validation.png", figures.lines(
             curves, "tokens", "validation loss (nats)", reference), "Validation loss per language"))
         last = validations[-1]
         below = f"; {entropy - last['loss']:.2f} nats below the unigram entropy" if entropy else ""
-        section.blocks.append(Text(f"Final validation loss, mean over languages: {last['loss']:.3f}{below}."))
-        section.blocks.append(Table(["language", "validation loss"],
+        chapter.blocks.append(Text(f"Final validation loss, mean over languages: {last['loss']:.3f}{below}."))
+        chapter.blocks.append(Table(["language", "validation loss"],
                                     [[lang, f"{value:.3f}"] for lang, value in
                                      sorted(last["loss_by_language"].items(), key=lambda kv: kv[1])],
                                     "Final validation loss per language"))
-    return section
+    return chapter
 
 
-def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
+def posttrain(name: str, stage_dir: Path, manifest: dict) -> Chapter:
     rows = [row for row in json_lines(stage_dir / METRICS) if "loss" in row and "step" in row]
     stats = manifest["stats"]
     loss = stats.get("train_loss")
-    section = Section(name.upper(), [Text(
+    chapter = Chapter(name.upper(), [Text(
         f"Base model {stats.get('base_model')}; {stats.get('examples', 0):,} examples, {stats.get('steps', 0)} steps, "
         f"train loss {'?' if loss is None else _number(loss)}; precision "
         f"{stats.get('precision', {}).get('precision')}.")])
@@ -176,15 +176,15 @@ def posttrain(name: str, stage_dir: Path, manifest: dict) -> Section:
         curves = {"loss": ([r["step"] for r in rows], [r["loss"] for r in rows])}
         if any("rewards/margins" in r for r in rows):
             curves["reward margin"] = ([r["step"] for r in rows], [r.get("rewards/margins", 0) for r in rows])
-        section.blocks.append(Figure(f"{name}-curves.png", figures.lines(curves, "step", "value"),
+        chapter.blocks.append(Figure(f"{name}-curves.png", figures.lines(curves, "step", "value"),
                                      f"{name.upper()} loss" + (" and reward margin" if len(curves) > 1 else "")))
     stats_path = stage_dir / DATA_STATS
     if stats_path.is_file():
         data = json.loads(stats_path.read_text(encoding="utf-8"))
-        section.blocks.append(Table(["set", "read", "kept", "dropped", "taken"],
+        chapter.blocks.append(Table(["set", "read", "kept", "dropped", "taken"],
                                     [[set_name, s.get("read"), s.get("kept"), s.get("dropped"), s.get("taken")]
                                      for set_name, s in data.get("sets", {}).items()], "Training data"))
-    return section
+    return chapter
 
 
 def _csv_table(path: Path, caption: str) -> Table:
@@ -193,22 +193,22 @@ def _csv_table(path: Path, caption: str) -> Table:
     return Table(rows[0], rows[1:], caption)
 
 
-def evaluate(stage_dir: Path, manifest: dict) -> Section:
+def evaluate(stage_dir: Path, manifest: dict) -> Chapter:
     stats = manifest["stats"]
-    section = Section("Evaluation", [Text(
+    chapter = Chapter("Evaluation", [Text(
         f"Suite {stats.get('suite')}, {stats.get('tasks', '?')} tasks through lm-evaluation-harness; every table "
         f"shows the spread across languages (worst, best, range, σ, CV) and, where the paper reports the task, its "
         f"models' numbers as rows marked (paper).")])
     for path in sorted((stage_dir / TABLES).glob("*.csv")):
-        section.blocks.append(_csv_table(path, path.stem.replace(".", " — ")))
+        chapter.blocks.append(_csv_table(path, path.stem.replace(".", " — ")))
         plot = stage_dir / PLOTS / f"{path.stem}.png"
         if plot.is_file():
-            section.blocks.append(Figure(f"evaluate-{plot.name}", plot.read_bytes(), path.stem))
-    return section
+            chapter.blocks.append(Figure(f"evaluate-{plot.name}", plot.read_bytes(), path.stem))
+    return chapter
 
 
-def analyze(stage_dir: Path, manifest: dict) -> Section:
-    section = Section("Analyses", [Text(
+def analyze(stage_dir: Path, manifest: dict) -> Chapter:
+    chapter = Chapter("Analyses", [Text(
         "Neuron importance (paper 6.1: |∂L/∂h · h| per unit, summed per component and layer, per language) and "
         "representation similarity (6.2: cosine of the mean last-token state per language, per layer).")])
     captions = {"layers": "Importance per layer and language (Figure 4)",
@@ -219,18 +219,18 @@ def analyze(stage_dir: Path, manifest: dict) -> Section:
     for folder in (NEURONS, REPRESENTATIONS):
         for path in sorted((stage_dir / folder).glob("*.png")):
             caption = next((text for key, text in captions.items() if path.stem.startswith(key)), path.stem)
-            section.blocks.append(Figure(f"{folder}-{path.name}", path.read_bytes(), f"{caption}: {path.stem}"))
+            chapter.blocks.append(Figure(f"{folder}-{path.name}", path.read_bytes(), f"{caption}: {path.stem}"))
     mean_path = stage_dir / REPRESENTATIONS / MEAN_SIMILARITY_CSV
     if mean_path.is_file():
-        section.blocks.append(_csv_table(mean_path, "Mean similarity between languages per layer"))
-    return section
+        chapter.blocks.append(_csv_table(mean_path, "Mean similarity between languages per layer"))
+    return chapter
 
 
-def recipe_text(recipe_yaml: str) -> Section:
-    return Section("Recipe", [Text("    " + recipe_yaml.replace("\n", "\n    "))])
+def recipe_text(recipe_yaml: str) -> Chapter:
+    return Chapter("Recipe", [Text("    " + recipe_yaml.replace("\n", "\n    "))])
 
 
-def stage_sections(recipe, inputs: dict[str, Path], report) -> list[Section]:
+def stage_chapters(recipe, inputs: dict[str, Path], report) -> list[Chapter]:
     from fuxitranyu.recipe import recipe_to_yaml
 
     manifests: dict[str, Any] = {name: read_manifest(path) for name, path in inputs.items()}
@@ -242,7 +242,7 @@ def stage_sections(recipe, inputs: dict[str, Path], report) -> list[Section]:
                 "mix": lambda d, m: mix(d, m), "pretrain": lambda d, m: pretrain(d, m, mix_index, available, report),
                 "sft": lambda d, m: posttrain("sft", d, m), "dpo": lambda d, m: posttrain("dpo", d, m),
                 "evaluate": lambda d, m: evaluate(d, m), "analyze": lambda d, m: analyze(d, m)}
-    sections = [overview(recipe, manifests)]
-    sections += [builders[name](inputs[name], manifest) for name, manifest in manifests.items() if name in builders]
-    sections.append(recipe_text(recipe_to_yaml(recipe)))
-    return sections
+    chapters = [overview(recipe, manifests)]
+    chapters += [builders[name](inputs[name], manifest) for name, manifest in manifests.items() if name in builders]
+    chapters.append(recipe_text(recipe_to_yaml(recipe)))
+    return chapters
