@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 
 from fuxitranyu.data import system, udhr
+from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.io import atomic_directory, atomic_write_text
 from fuxitranyu.recipe import TokenizerSection
 from fuxitranyu.tokenizer import (
-    load_tokenizer,
+    load_named_tokenizer,
     measure,
     plot,
-    read_parallel,
-    summarize,
+    summarize_fertility,
     train_tokenizer,
     write_table,
 )
@@ -86,8 +86,8 @@ def main() -> None:
         sampled = {lang: s["sampled_documents"] for lang, s in stats["sample"]["languages"].items()}
         print(f"{name}: {stats['sample']['documents']:,} documents, {stats['sample']['bytes'] / 1e6:.1f} MB, "
               f"{stats['vocabulary']['learned']:,} tokens learned, {stats['training_mb_per_s']:.2f} MB/s; {sampled}")
-        tokenizers.append(load_tokenizer(args.out / name))
-    tokenizers += [load_tokenizer(spec) for spec in args.reference]
+        tokenizers.append(load_named_tokenizer(args.out / name))
+    tokenizers += [load_named_tokenizer(spec) for spec in args.reference]
 
     sets = {"gettext": [args.out / "parallel"]}
     if args.udhr:
@@ -100,7 +100,7 @@ def main() -> None:
             write_table(measurements, args.out / f"fertility-{name}.{suffix}")
         plot(measurements, args.out / f"fertility-{name}.png", title=f"Fertility on the {name} parallel set")
         print(f"\n## {name}\n\n{markdown(measurements)}")
-        for tokenizer, s in summarize(measurements).items():
+        for tokenizer, s in summarize_fertility(measurements).items():
             print(f"{name} {tokenizer}: mean {s['mean_fertility']:.2f}, best {s['best']}, worst {s['worst']}, "
                   f"worst/best {s['worst_to_best']:.2f}")
 

@@ -20,7 +20,8 @@ def tiny_config():
 def tiny_tokenizer_dir(tmp_path_factory):
     """A trained ChatML tokenizer directory (vocabulary 384 = 300 learned + 2 chat tokens + padding to 128), from a few
     sentences in several scripts: what the tokenizer stage writes, in well under a second."""
-    from fuxitranyu.tokenizer.train import VocabularyLayout, save_pretrained, train_bpe
+    from fuxitranyu.tokenizer.layout import VocabularyLayout
+    from fuxitranyu.tokenizer.train import save_pretrained, train_bpe
 
     texts = ["The quick brown fox jumps over the lazy dog.", "Le renard brun saute par-dessus le chien paresseux.",
              "Съешь же ещё этих мягких французских булок.", "汉语是世界上使用人数最多的语言之一。",

@@ -51,7 +51,8 @@ def parallel_units(count: int = 14) -> list[dict]:
 
 def save_tiny_model(directory: Path, seed: int = 0) -> Path:
     from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
-    from fuxitranyu.tokenizer.train import VocabularyLayout, save_pretrained, train_bpe
+    from fuxitranyu.tokenizer.layout import VocabularyLayout
+    from fuxitranyu.tokenizer.train import save_pretrained, train_bpe
 
     layout = VocabularyLayout(320, True, 64)
     tokenizer, _ = train_bpe([t for u in parallel_units() for t in u["texts"].values()] * 3, layout)

@@ -62,7 +62,7 @@ def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, 
 
 def test_the_papers_recipe_fits_32_gpus_of_80_gb_and_a_bad_one_is_refused():
     recipe = load_recipe("fuxitranyu-8b")
-    config = recipe.model.to_config()
+    config = recipe.build_model_config()
     plan = memory_plan(config, recipe.pretrain, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
     assert plan.strategy == "fsdp" and plan.fits and plan.largest_micro_batch >= recipe.pretrain.micro_batch_size
     assert 15 < plan.training_state / GIB < 25  # ZeRO-2: 2 B/param unsharded + 16 B/param over 32

@@ -53,7 +53,8 @@ def save_tiny_model(directory, vocab_size=400, vocab_multiple=128, seed=0):
     """A ChatML tokenizer (`vocab_size` learned + 2 chat tokens, dummies up to a multiple of `vocab_multiple`) and a
     random 2-layer model of that vocabulary, saved together as a model directory."""
     from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
-    from fuxitranyu.tokenizer.train import VocabularyLayout, save_pretrained, train_bpe
+    from fuxitranyu.tokenizer.layout import VocabularyLayout
+    from fuxitranyu.tokenizer.train import save_pretrained, train_bpe
 
     layout = VocabularyLayout(vocab_size=vocab_size, chat_tokens=True, pad_to_multiple_of=vocab_multiple)
     tokenizer, _ = train_bpe(TEXTS * 20, layout)

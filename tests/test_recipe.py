@@ -12,13 +12,13 @@ RECIPE_DIR = Path(__file__).parents[1] / "recipes"
 def test_every_shipped_recipe_parses(name):
     recipe = load_recipe(RECIPE_DIR / f"{name}.yaml")
     assert recipe.name == name
-    recipe.model.to_config()
+    recipe.build_model_config()
     assert name in embedded_recipes()
 
 
 def test_8b_recipe_carries_the_papers_numbers():
     r = load_recipe("fuxitranyu-8b")
-    config = r.model.to_config()
+    config = r.build_model_config()
     assert (config.hidden_size, config.intermediate_size, config.num_attention_heads,
             config.num_hidden_layers, config.vocab_size, config.max_position_embeddings) == (
         4096, 16384, 32, 30, 250_752, 4096)

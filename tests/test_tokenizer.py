@@ -5,7 +5,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from fuxitranyu.cli import main
-from fuxitranyu.data.parallel import ParallelSet
+from fuxitranyu.data.parallel import ParallelSet, read_parallel
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.languages import CODES
 from fuxitranyu.recipe import TokenizerSection, load_recipe
@@ -16,7 +16,6 @@ from fuxitranyu.tokenizer import (
     load_named_tokenizer,
     measure,
     plan_sample,
-    read_parallel,
     sample_sizes,
     train_bpe,
     train_tokenizer,

@@ -2,9 +2,9 @@
 
 import re
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 
 def _number_types(annotation: Any) -> set[type]:
@@ -67,3 +67,44 @@ def canonical_label(name: str, field: str) -> str:
     if canonical != name:
         raise ValueError(f"{field}: write {name!r} as its label {canonical!r}")
     return name
+
+
+def language_labels(codes: list[str], keep_unsupported: bool = False) -> list[str]:
+    """Labels in the order given, aliases resolved (`zh_CN` -> `zh`, `fil` -> `tl`); a code listed twice, or one that
+    is none of the supported languages, is an error naming it. `keep_unsupported` keeps such a code as written
+    instead (the analyses compare any languages of a parallel set, FLORES codes such as `slk_Latn` included)."""
+    from fuxitranyu.languages import UnknownLanguageError, label
+
+    labels = []
+    for code in codes:
+        try:
+            labels.append(label(code))
+        except UnknownLanguageError as err:
+            if not keep_unsupported:
+                raise ValueError(err.message) from None
+            if not code.strip() or code != code.strip():
+                raise ValueError(f"{code!r} is not a language code") from None
+            labels.append(code)
+    repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} listed twice")
+    return labels
+
+
+LanguageList = Annotated[list[str], AfterValidator(language_labels)]
+"""Supported languages, by label, aliases resolved; an empty list means every language (one spelling of "all")."""
+AnyLanguageList = Annotated[list[str], AfterValidator(lambda codes: language_labels(codes, keep_unsupported=True))]
+"""As LanguageList, but a code outside the supported languages is kept as written (the analyses)."""
+PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
+"""A stage's compute precision: `auto` decides from the hardware (`fuxitranyu.runtime.choose_precision`)."""
+
+
+def _betas_in_range(betas: tuple[float, float]) -> tuple[float, float]:
+    if not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
+    return betas
+
+
+AdamBetas = Annotated[tuple[float, float], AfterValidator(_betas_in_range)]
+"""AdamW's β1, β2, each in [0, 1): pretraining's and post-training's (their defaults differ: the paper's 3.5 and
+TRL's)."""

@@ -32,6 +32,9 @@ from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.report.config import ReportSection
 from fuxitranyu.tokenizer.config import TokenizerSection
 
+RUNS_ROOT = Path("runs")
+"""Where a recipe's run goes when it names no output_dir: `runs/<name>/`."""
+
 
 class Recipe(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -58,12 +61,27 @@ class Recipe(Section):
 
     @property
     def run_dir(self) -> Path:
-        return self.output_dir if self.output_dir is not None else Path("runs") / self.name
+        return self.output_dir if self.output_dir is not None else RUNS_ROOT / self.name
+
+    def build_model_config(self):
+        """The model's config: the preset and its overrides for the architecture, the tokenizer's layout for the
+        vocabulary size and the special ids (the tokenizer owns them; a model's vocab_size may not contradict it)."""
+        from fuxitranyu.tokenizer.layout import ENDOFTEXT_ID
+
+        config = self.model.to_config()
+        config.vocab_size = self.tokenizer.layout().size
+        config.bos_token_id = config.eos_token_id = ENDOFTEXT_ID
+        return config
 
     @model_validator(mode="after")
     def _sections_agree(self) -> Recipe:
         """Facts that span sections: the packed context fits the model's positions, and every training batch is a
         whole number of packed sequences."""
+        vocabulary, overridden = self.tokenizer.layout().size, self.model.overrides.get("vocab_size")
+        if overridden is not None and overridden != vocabulary:
+            raise ValueError(f"model.overrides.vocab_size {overridden} contradicts the tokenizer's layout, "
+                             f"{vocabulary} ids (tokenizer.vocab_size + chat tokens, padded to "
+                             f"tokenizer.pad_to_multiple_of): the tokenizer owns the vocabulary; drop the override")
         context, positions = self.mix.context_length, self.model.to_config().max_position_embeddings
         if context > positions:
             raise ValueError(f"mix.context_length {context} is longer than the model's max_position_embeddings "

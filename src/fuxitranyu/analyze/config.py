@@ -4,55 +4,32 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Section
-from fuxitranyu.languages import UnknownLanguageError, label
+from fuxitranyu.config_base import AnyLanguageList, PrecisionChoice, Section
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 """A `models` entry of this form names a stage (its `model/` directory); anything else is a model directory."""
-
-
-def language_labels(codes: list[str], field: str) -> list[str]:
-    """Supported languages become their labels (`zh_CN` -> `zh`); a code outside the 43 languages (`slk_Latn`) is
-    kept as written, to be matched verbatim against the parallel set. Duplicates are errors."""
-    labels = []
-    for code in codes:
-        try:
-            labels.append(label(code))
-        except UnknownLanguageError:
-            if not code.strip() or code != code.strip():
-                raise ValueError(f"{field}: {code!r} is not a language code") from None
-            labels.append(code)
-    repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
-    if repeated:
-        raise ValueError(f"{field}: {', '.join(repeated)} listed twice")
-    return labels
 
 
 class NeuronAnalysis(Section):
     """Neuron importance (paper 6.1): Φ(i) = |∂L/∂h_i · h_i| per output unit of the tracked modules, summed over a
     component's units, averaged over a language's sentences."""
 
-    languages: list[str] = []
+    languages: AnyLanguageList = []
     """Languages to compare (empty: every language of the parallel set). Only units that have a text in each of them
     are used. Paper 6.1.1: ar bn es fr id pt ta vi zh en de hu it ru sk."""
     save_units: bool = False
     """Also write the importance of every single unit (`units-<model>.npz`, languages × units per module)."""
 
-    @field_validator("languages")
-    @classmethod
-    def _labels(cls, codes: list[str]) -> list[str]:
-        return language_labels(codes, "languages")
 
 
 class RepresentationAnalysis(Section):
     """Representation similarity (paper 6.2): per layer (the embedding output included), the mean last-token hidden
     state of each language, and the cosine similarity of every pair of languages."""
 
-    languages: list[str] = []
+    languages: AnyLanguageList = []
     """Languages to compare (empty: every language of the parallel set), in this order unless `order_by_share`.
     Paper 6.2.1: en zh de fr es ru it pt nl pl ja vi cs tr hu el sv ro uk hi."""
     order_by_share: bool = True
@@ -80,7 +57,7 @@ class AnalyzeSection(Section):
     batch_tokens: int = Field(4096, gt=0)
     """Padded tokens per forward pass (batch size × longest sentence): bounds activation memory. A GPU that runs out
     of memory halves the batch and retries."""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: PrecisionChoice = "auto"
     """Weights and activations dtype: `auto` is bf16 where the hardware runs it fast (see pretrain.precision), fp32
     otherwise; fp16 is not offered, single-unit gradients underflow in it."""
     figures: bool = True

@@ -210,10 +210,10 @@ def experiment_balance(
     """Does balance help? Pretrain the same corpus, tokenizer, model and token budget under each mixing strategy and
     seed, evaluate and analyse each the same way, and compare them in balance.html (with the seeds' spread)."""
     from fuxitranyu.experiment.balance import STRATEGIES, run_balance
-    from fuxitranyu.recipe import load_recipe
+    from fuxitranyu.recipe import RUNS_ROOT, load_recipe
 
     name = load_recipe(recipe, set_ or []).name
-    run_balance(recipe, set_ or [], strategy or list(STRATEGIES), seeds, output or Path("runs") / f"{name}-balance",
+    run_balance(recipe, set_ or [], strategy or list(STRATEGIES), seeds, output or RUNS_ROOT / f"{name}-balance",
                 err, verbose)
 
 
@@ -287,7 +287,7 @@ def model_info(
     if (target is None) == (recipe is None):
         raise FuxiError("give a preset or model directory, or --recipe RECIPE")
     resolved = load_recipe(recipe) if recipe else None
-    config = resolved.model.to_config() if resolved else _resolve_model_config(target)
+    config = resolved.build_model_config() if resolved else _resolve_model_config(target)
     target = target or recipe
     s = summarize(config, context_length or (resolved.mix.context_length if resolved else None))
     devices = world_size or 8
@@ -354,7 +354,7 @@ def _resolve_model_config(target: str):
     if target in preset_names():
         return preset_config(target)
     if path.is_file() or target in embedded_recipes():
-        return load_recipe(target).model.to_config()
+        return load_recipe(target).build_model_config()
     raise FuxiError(f"{target!r} is neither a model directory, a preset ({', '.join(preset_names())}) nor a recipe")
 
 

@@ -52,8 +52,8 @@ class _Inputs:
 
 def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, recipe, set_, seed) -> _Inputs:
     """The models and aligned texts of the arguments, the recipe's run directory filling what is not given."""
-    from fuxitranyu.analyze.config import language_labels
     from fuxitranyu.analyze.inputs import aligned_texts, parse_model_argument
+    from fuxitranyu.config_base import language_labels
     from fuxitranyu.data.artifacts import parallel_dir
     from fuxitranyu.data.parallel import read_parallel
     from fuxitranyu.errors import FuxiError
@@ -70,9 +70,9 @@ def _inputs(models, parallel, language, max_sentences, tokenizer, checkpoints, r
     units = read_parallel(parallel or [parallel_dir(finished_stage(run, "data"))], keep_unsupported=True)
     try:
         languages = language_labels([c.strip() for item in language or [] for c in item.split(",") if c.strip()],
-                                    "--language")
+                                    keep_unsupported=True)
     except ValueError as error:
-        raise FuxiError(str(error)) from None
+        raise FuxiError(f"--language: {error}") from None
     return _Inputs(specs, aligned_texts(units, languages, max_sentences or None, seed))
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Section, canonical_label
+from fuxitranyu.config_base import LanguageList, Section, canonical_label
 from fuxitranyu.data.shingles import MAX_NGRAM
 from fuxitranyu.data.text import NO_SPACE_LANGUAGES
 from fuxitranyu.languages import LABELS, UnknownLanguageError, label
@@ -344,8 +344,8 @@ class SlurmExecution(Section):
 class DataSection(Section):
     sources: list[SourceSpec] = [SourceSpec(type="system")]
     """Where documents come from; all sources are processed together."""
-    languages: list[str] | None = None
-    """Keep only these labels (ISO codes and `code-*`); default: all 43 + 16 supported."""
+    languages: LanguageList = []
+    """Keep only these labels (ISO codes and `code-*`); empty: all 43 + 16 supported."""
     language_id: LanguageIdSection = LanguageIdSection()
     filters: FiltersSection = FiltersSection()
     perplexity: PerplexitySection = PerplexitySection()
@@ -362,14 +362,6 @@ class DataSection(Section):
     """Settings of the `ray` executor."""
     slurm: SlurmExecution = SlurmExecution()
     """Settings of the `slurm` executor."""
-
-    @field_validator("languages")
-    @classmethod
-    def _labels(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        _check_labels(value)
-        return value
 
     @property
     def language_set(self) -> frozenset[str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Section
+from fuxitranyu.config_base import PrecisionChoice, Section
 
 
 def is_model_path(entry: str) -> bool:
@@ -56,7 +55,7 @@ class EvaluateSection(Section):
     `sglang`, ...) for a checkpoint exported to a stock architecture (`fuxitranyu export`)."""
     model_args: dict[str, str | int | float | bool] = {}
     """Extra model arguments passed to the backend (e.g. `tensor_parallel_size` for vLLM)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: PrecisionChoice = "auto"
     """dtype of the evaluated weights; `auto` decides from the hardware (`fuxitranyu.runtime.choose_precision`)."""
     batch_size: int = Field(16, gt=0)
     """Requests per forward pass."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Count, Section, canonical_label
+from fuxitranyu.config_base import Count, LanguageList, Section, canonical_label
 
 
 class MixSection(Section):
@@ -25,8 +25,8 @@ class MixSection(Section):
     """unimax: no language is repeated more than this; other strategies warn above it."""
     ratios: dict[str, float] = {}
     """manual: share of the budget per language label; they must sum to 1."""
-    languages: list[str] | None = None
-    """Languages to mix (default: every language the data stage produced)."""
+    languages: LanguageList = []
+    """Languages to mix (empty: every language the data stage produced)."""
     validation_documents: int = Field(16, ge=0)
     """Documents per language kept out of the training shards for validation (never more than a tenth of a
     language's documents); pretraining reports the loss on them per language."""
@@ -34,13 +34,6 @@ class MixSection(Section):
     """Packed sequences per shard file."""
     batch_documents: int = Field(1024, gt=0)
     """Documents per tokenizer call (tokenizers parallelises inside a batch)."""
-
-    @field_validator("languages")
-    @classmethod
-    def _language_labels(cls, languages: list[str] | None) -> list[str] | None:
-        for name in languages or ():
-            canonical_label(name, "languages")
-        return languages
 
     @field_validator("ratios")
     @classmethod

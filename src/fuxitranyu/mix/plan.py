@@ -88,7 +88,7 @@ def plan_mix(available: dict[str, int], recipe: MixSection, budget: int) -> MixP
     language would be repeated beyond `max_epochs`."""
     if budget <= 0:
         raise FuxiError(f"mix: the token budget must be positive, got {budget}")
-    if recipe.languages is not None:
+    if recipe.languages:
         absent = sorted(set(recipe.languages) - {lang for lang, n in available.items() if n > 0})
         if absent:
             raise FuxiError(f"mix: languages {', '.join(absent)} are in mix.languages but the data has no tokens "

@@ -17,7 +17,8 @@ class ModelSection(Section):
     preset: str = "tiny"
     """Named size, one of the files in fuxitranyu/model/presets: tiny, small, fuxitranyu-8b."""
     overrides: dict[str, Any] = {}
-    """FuxiTranyuConfig fields set on top of the preset, e.g. {num_hidden_layers: 2, vocab_size: 16384}."""
+    """FuxiTranyuConfig fields set on top of the preset, e.g. {num_hidden_layers: 2, hidden_size: 512}. The vocabulary
+    size follows the tokenizer section."""
 
     @field_validator("preset")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import file_sha256
 from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
 from fuxitranyu.model.summary import summarize
@@ -18,12 +19,12 @@ from fuxitranyu.tokenizer.train import load_trained_tokenizer
 
 
 def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
-    config = ctx.recipe.model.to_config()
-    if "tokenizer" in ctx.inputs:
-        vocabulary = load_trained_tokenizer(ctx.inputs["tokenizer"]).vocab_size
-        if vocabulary != config.vocab_size:
-            ctx.console.print(f"  vocabulary {config.vocab_size:,} -> {vocabulary:,}, the trained tokenizer's")
-            config.vocab_size = vocabulary
+    config = ctx.recipe.build_model_config()
+    trained = load_trained_tokenizer(ctx.inputs["tokenizer"])
+    if (trained.vocab_size, trained.eos_id) != (config.vocab_size, config.eos_token_id):
+        raise FuxiError(f"the trained tokenizer has {trained.vocab_size:,} ids and end-of-text id {trained.eos_id}; "
+                        f"the recipe's tokenizer section lays out {config.vocab_size:,} and {config.eos_token_id}: "
+                        f"re-run the tokenizer stage", path=ctx.inputs["tokenizer"])
     summary = summarize(config)
     if summary.weights_gib(4) > 4:
         # A preset this large is initialised by the distributed trainer on its devices, not materialised here.

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fuxitranyu.config_base import Count, Section, canonical_label
+from fuxitranyu.config_base import AdamBetas, Count, LanguageList, PrecisionChoice, Section
 from fuxitranyu.languages import CODES
 
 
@@ -99,7 +99,7 @@ class LanguageFilter(Section):
 
     enabled: bool = True
     """Identify and filter; false keeps every example (counted as `und`)."""
-    languages: list[str] = list(CODES)
+    languages: LanguageList = list(CODES)
     """Languages kept (default: the 43 of paper Table 2)."""
     min_confidence: float = Field(0.5, ge=0, le=1)
     """fastText's answer counts only with at least this probability; below it, py3langid decides."""
@@ -107,12 +107,6 @@ class LanguageFilter(Section):
     """Ask py3langid when fastText is unsure or names a language outside the list; an example is dropped only when
     neither places it in the list."""
 
-    @field_validator("languages")
-    @classmethod
-    def _labels(cls, value: list[str]) -> list[str]:
-        for name in value:
-            canonical_label(name, "languages")
-        return value
 
 
 # Recipe field -> the TRL / TrainingArguments fields it sets (`overrides` may not set them too).
@@ -162,7 +156,7 @@ class PostTrainSection(Section):
     gradient accumulation, so it must be a multiple of micro_batch_size × devices."""
     micro_batch_size: int = Field(4, gt=0)
     """Examples per device per forward/backward."""
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_betas: AdamBetas = (0.9, 0.999)
     """AdamW β1, β2 (paper A: AdamW; its betas are not given, these are TRL's defaults)."""
     adam_eps: float = Field(1e-8, gt=0)
     """AdamW ε (not given in the paper; TRL's default)."""
@@ -170,7 +164,7 @@ class PostTrainSection(Section):
     """AdamW weight decay (not given in the paper; TRL's default)."""
     grad_clip: float = Field(1.0, ge=0)
     """Clip the global gradient norm to this value; 0 turns clipping off (not given in the paper)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: PrecisionChoice = "auto"
     """`auto` decides from the hardware as pretraining does (`fuxitranyu.runtime.choose_precision`): bf16 on GPUs
     that have it and on CPUs with a bf16 matrix unit, fp16 on older GPUs, fp32 on other CPUs."""
     activation_checkpointing: bool = False
@@ -192,13 +186,6 @@ class PostTrainSection(Section):
     config class. Fields that a key of this section sets are refused (set that key instead)."""
 
     trl_config_name: ClassVar[str] = "SFTConfig"
-
-    @field_validator("adam_betas")
-    @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
-        return betas
 
     @model_validator(mode="after")
     def _batch_divides(self) -> PostTrainSection:

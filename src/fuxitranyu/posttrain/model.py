@@ -9,20 +9,18 @@ gets `<PAD>` as a new token, and the model's embeddings grow to the next multipl
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.tokenizer.layout import PAD_MULTIPLE, is_dummy_token
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 PAD = "<PAD>"
-DUMMY = re.compile(r"^<\|dummy_\d+\|>$")
-EMBEDDING_MULTIPLE = 128
 
 
 @dataclass(frozen=True)
@@ -93,10 +91,10 @@ def _free_dummy(tokenizer: PreTrainedTokenizerBase) -> int | None:
     """The dummy slot <PAD> takes: the first one after the other added tokens (released 8B layout: 250682, after
     <|im_start|> 250680 and <|im_end|> 250681), else the first one."""
     added = sorted(tokenizer.added_tokens_decoder.items())
-    dummies = [i for i, token in added if DUMMY.match(token.content)]
+    dummies = [i for i, token in added if is_dummy_token(token.content)]
     if not dummies:
         return None
-    last_real = max((i for i, token in added if not DUMMY.match(token.content)), default=-1)
+    last_real = max((i for i, token in added if not is_dummy_token(token.content)), default=-1)
     return next((i for i in dummies if i > last_real), dummies[0])
 
 
@@ -138,7 +136,7 @@ def load_base_model(model_dir: Path, chat: ChatTokenizer, attention: str, seed: 
     if len(chat.tokenizer) > model.get_input_embeddings().num_embeddings:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model.resize_token_embeddings(len(chat.tokenizer), pad_to_multiple_of=EMBEDDING_MULTIPLE)
+            model.resize_token_embeddings(len(chat.tokenizer), pad_to_multiple_of=PAD_MULTIPLE)
     model.config.pad_token_id = chat.pad.id
     model.generation_config.pad_token_id = chat.pad.id
     model.generation_config.eos_token_id = chat.stop_ids

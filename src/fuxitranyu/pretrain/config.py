@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from fuxitranyu.config_base import Count, Section
+from fuxitranyu.config_base import AdamBetas, Count, PrecisionChoice, Section
 
 
 class CheckpointStep(Section):
@@ -73,7 +73,7 @@ class PretrainSection(Section):
     """The cosine schedule decays to this fraction of the peak (paper 3.5: 10%)."""
     warmup_tokens: Count = 0
     """Linear warmup length in tokens."""
-    adam_betas: tuple[float, float] = (0.9, 0.95)
+    adam_betas: AdamBetas = (0.9, 0.95)
     """AdamW β1, β2 (paper 3.5)."""
     adam_eps: float = Field(1e-8, gt=0)
     """AdamW ε (paper 3.5)."""
@@ -83,7 +83,7 @@ class PretrainSection(Section):
     """Clip the global gradient norm to this value; 0 turns clipping off."""
     batch: list[BatchStep] = [BatchStep(from_tokens=0, batch_tokens=8192)]
     """Global batch size schedule in tokens (paper Table 4: 2M → 4M)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: PrecisionChoice = "auto"
     """`auto` decides from the hardware at start-up: bf16 autocast on GPUs that support it (fp16 with loss scaling on
     older ones) and on CPUs with a bf16 matrix unit (AMX / AVX512-BF16, as oneDNN reports), fp32 on other CPUs. The
     choice and its reason go to the manifest. `fp16` uses loss scaling (paper 3.5)."""
@@ -133,13 +133,6 @@ class PretrainSection(Section):
     """Validation sequences per language (at most) in each measurement."""
     log_every_steps: int = Field(1, gt=0)
     """Write metrics every this many optimizer steps."""
-
-    @field_validator("adam_betas")
-    @classmethod
-    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
-        return betas
 
     @model_validator(mode="after")
     def _schedules_ordered(self) -> PretrainSection:

@@ -248,7 +248,7 @@ def recipe_plan(recipe, world_size: int | None = None, device_memory: str | None
     memory_text = device_memory or (hardware.device_memory if hardware else None)
     gpu = gpu or (hardware.gpu if hardware else None)
     mfu = mfu or (hardware.expected_mfu if hardware else 0.4)
-    config = recipe.model.to_config()
+    config = recipe.build_model_config()
     context = recipe.mix.context_length
     memory = memory_plan(config, recipe.pretrain, context, world_size,
                          mixed_precision_planned(recipe.pretrain.precision),

@@ -9,14 +9,9 @@ from fuxitranyu.tokenizer.fertility import (
     summarize_fertility,
     write_table,
 )
+from fuxitranyu.tokenizer.layout import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout
 from fuxitranyu.tokenizer.stage import train_tokenizer
-from fuxitranyu.tokenizer.train import (
-    CHAT_TEMPLATE,
-    CHAT_TOKENS,
-    ENDOFTEXT,
-    VocabularyLayout,
-    train_bpe,
-)
+from fuxitranyu.tokenizer.train import CHAT_TEMPLATE, train_bpe
 
 __all__ = [
     "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_named_tokenizer", "measure", "plan_sample",

@@ -6,14 +6,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from fuxitranyu.config_base import Count, Section
+from fuxitranyu.config_base import Count, LanguageList, Section
+from fuxitranyu.tokenizer.layout import PAD_MULTIPLE, VocabularyLayout, vocab_size_problem
 
 
 class TokenizerSection(Section):
     vocab_size: Count = Field(32_000, gt=0)
     """Vocabulary learned by BPE, <|endoftext|> (id 0) and the 256 byte tokens included, before the ChatML tokens
     and the padding (paper 3.3: 250,680). At least 257."""
-    pad_to_multiple_of: int = Field(128, gt=0)
+    pad_to_multiple_of: int = Field(PAD_MULTIPLE, gt=0)
     """Dummy tokens are appended until the vocabulary is a multiple of this (paper Table 4: 128)."""
     max_documents_per_language: Count = Field(1_000_000, gt=0)
     """Training sample: at most this many documents per language (paper 3.3: 1M; all of a smaller language)."""
@@ -32,25 +33,18 @@ class TokenizerSection(Section):
     """Train on these instead of the data stage's `clean/` documents: JSONL files (.jsonl, .jsonl.gz, .jsonl.zst)
     with `text` and `language` (or `metadata.language`) fields, folders of them, or folders of .txt files (one
     document each); a file inside a folder named by a language label (`fr/`, `code-python/`) needs no language field."""
-    languages: list[str] = []
+    languages: LanguageList = []
     """Train on these language labels only; each must have documents. Empty: every language of the inputs."""
+
+    def layout(self) -> VocabularyLayout:
+        """The ids this section's tokenizer has: what the model's vocabulary size follows."""
+        return VocabularyLayout(self.vocab_size, self.chat_tokens, self.pad_to_multiple_of)
 
     @field_validator("vocab_size")
     @classmethod
     def _holds_byte_alphabet(cls, value: int) -> int:
-        from fuxitranyu.tokenizer.train import vocab_size_problem
-
         problem = vocab_size_problem(value)
         if problem:
             raise ValueError(problem)
         return value
 
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, value: list[str]) -> list[str]:
-        from fuxitranyu.languages import UnknownLanguageError, label
-
-        try:
-            return list(dict.fromkeys(label(name) for name in value))
-        except UnknownLanguageError as err:
-            raise ValueError(err.message) from None

@@ -31,13 +31,8 @@ from fuxitranyu.tokenizer.fertility import (
     summarize_fertility,
     write_table,
 )
-from fuxitranyu.tokenizer.train import (
-    CHAT_TOKENS,
-    ENDOFTEXT,
-    VocabularyLayout,
-    save_pretrained,
-    train_bpe,
-)
+from fuxitranyu.tokenizer.layout import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout
+from fuxitranyu.tokenizer.train import save_pretrained, train_bpe
 
 
 def train_tokenizer(config: TokenizerSection, inputs: Sequence[str | Path], out_dir: str | Path, seed: int,

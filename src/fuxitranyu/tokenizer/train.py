@@ -3,21 +3,14 @@
 GPT-2's byte-level pre-tokenization (its regex, no prefix space) keeps every number whole (` ?\\p{N}+`); the paper
 does not split numbers into digits. The same regex puts combining marks (`\\p{M}`: Indic vowel signs and viramas, Thai,
 Khmer and Myanmar marks) in pre-tokens apart from their letters, so no token can join them; `marks_with_letters`
-counts them as letters, which halves the fertility of ta, bn and hi (benchmarks/RESULTS.md). Ids:
-
-    0                          <|endoftext|>  (bos = eos)
-    1 .. 256                   the byte alphabet
-    257 .. vocab_size-1        learned merges (dummy tokens if the corpus was too small to learn them all)
-    vocab_size, vocab_size+1   <|im_start|>, <|im_end|>   (released: 250680, 250681)
-    ... up to a multiple of 128 dummy tokens                (released: 250,752 in all)
-
-The ChatML ids do not depend on how many merges the corpus allowed, so they always match the recipe.
+counts them as letters, which halves the fertility of ta, bn and hi (benchmarks/RESULTS.md). The ids follow
+`fuxitranyu.tokenizer.layout`; the ChatML ids do not depend on how many merges the corpus allowed, so they always
+match the recipe.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +28,7 @@ from tokenizers import (
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_json
-
-ENDOFTEXT = "<|endoftext|>"
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
-BYTE_ALPHABET = 256
-MIN_VOCAB_SIZE = BYTE_ALPHABET + 1
-"""The byte alphabet plus <|endoftext|>: BPE cannot learn a smaller vocabulary."""
+from fuxitranyu.tokenizer.layout import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout, dummy_token
 
 # ChatML. `{% generation %}` marks what the assistant says (with its <|im_end|>, so that a model learns to stop):
 # transformers' `return_assistant_tokens_mask` and TRL's `assistant_only_loss` read it.
@@ -60,32 +48,6 @@ CHAT_TEMPLATE = """\
     {{- '<|im_start|>assistant\\n' }}
 {%- endif %}
 """
-
-
-def vocab_size_problem(vocab_size: int) -> str | None:
-    if vocab_size >= MIN_VOCAB_SIZE:
-        return None
-    return (f"vocab_size {vocab_size} is smaller than the byte alphabet ({BYTE_ALPHABET}) + {ENDOFTEXT} = "
-            f"{MIN_VOCAB_SIZE}: byte-level BPE needs every byte as a token")
-
-
-@dataclass(frozen=True)
-class VocabularyLayout:
-    vocab_size: int
-    """Learned vocabulary, <|endoftext|> and the byte alphabet included (paper: 250,680)."""
-    chat_tokens: bool
-    pad_to_multiple_of: int
-
-    def __post_init__(self) -> None:
-        problem = vocab_size_problem(self.vocab_size)
-        if problem:
-            raise FuxiError(problem)
-
-    @property
-    def size(self) -> int:
-        """The whole vocabulary, padded (paper Table 4: 250,752)."""
-        used = self.vocab_size + (len(CHAT_TOKENS) if self.chat_tokens else 0)
-        return math.ceil(used / self.pad_to_multiple_of) * self.pad_to_multiple_of
 
 
 # GPT-2's pre-tokenization regex with combining marks counted as letters (\p{L} -> [\p{L}\p{M}]).
@@ -124,7 +86,7 @@ def train_bpe(texts: Iterable[str], layout: VocabularyLayout, *, split_digits: b
     shortfall = layout.vocab_size - learned
     chat = list(CHAT_TOKENS) if layout.chat_tokens else []
     padding = layout.size - layout.vocab_size - len(chat)
-    dummies = [f"<|dummy_{i}|>" for i in range(shortfall + padding)]
+    dummies = [dummy_token(i) for i in range(shortfall + padding)]
     added = dummies[:shortfall] + chat + dummies[shortfall:]
     tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in added])
     assert tokenizer.get_vocab_size() == layout.size
