@@ -210,3 +210,25 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
     ours = load_file(run / "pretrain" / "model" / "model.safetensors")
     reference = load_file(recipe.run_dir / "pretrain" / "model" / "model.safetensors")
     assert all(np.array_equal(ours[k].numpy(), reference[k].numpy()) for k in reference)
+
+
+def test_every_stage_writes_the_stats_its_readers_declare(smoke_run):
+    """The report reads each stage's manifest through the typed stats the stage's package declares: the stages'
+    real manifests parse, and a renamed key is an error naming it (not a blank in the page)."""
+    from fuxitranyu.data.artifacts import DataStats
+    from fuxitranyu.errors import FuxiError
+    from fuxitranyu.evaluate.artifacts import EvaluateStats
+    from fuxitranyu.posttrain.artifacts import PostTrainStats
+    from fuxitranyu.pretrain.artifacts import PretrainStats
+    from fuxitranyu.tokenizer.artifacts import TokenizerStats
+
+    recipe, manifests = smoke_run
+    readers = {"data": DataStats, "tokenizer": TokenizerStats, "pretrain": PretrainStats, "sft": PostTrainStats,
+               "dpo": PostTrainStats, "evaluate": EvaluateStats}
+    for name, reader in readers.items():
+        reader.of(manifests[name], recipe.run_dir / name)
+    renamed = {**manifests["pretrain"], "stats": {k if k != "tokens_per_s" else "tokens_per_second": v
+                                                  for k, v in manifests["pretrain"]["stats"].items()}}
+    with pytest.raises(FuxiError, match="tokens_per_s: Field required") as info:
+        PretrainStats.of(renamed, recipe.run_dir / "pretrain")
+    assert info.value.path == str(recipe.run_dir / "pretrain" / "manifest.json")

@@ -156,3 +156,14 @@ def test_stages_do_not_build_paths_to_other_stages():
                     and node.right.value in names and "run_dir" in ast.unparse(node.left)):
                 offenders.append(f"{path.name}: {ast.unparse(node)}")
     assert offenders == []
+
+
+def test_no_function_is_longer_than_60_lines():
+    """A function that does not fit on a screen does more than one thing (the house rule, checked)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

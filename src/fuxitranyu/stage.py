@@ -14,10 +14,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
+from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import check_sha256
 from fuxitranyu.runtime import World, world
 
@@ -88,6 +90,23 @@ def verify_inputs(inputs: dict[str, Path]) -> None:
         manifest = read_manifest(directory)
         if manifest is not None:
             check_sha256(directory, manifest.get("files", {}), name)
+
+
+class Stats(BaseModel):
+    """The part of a stage's manifest `stats` that other code reads, typed: the stage package that writes the stats
+    declares it, and readers (the report) parse the manifest with it, so that a renamed or missing key is an error
+    naming it, not a blank in a page. Keys no reader needs may be there too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any], stage_dir: Path) -> Self:
+        try:
+            return cls.model_validate(manifest.get("stats") or {})
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise FuxiError(f"the manifest's stats are not what {cls.__name__} expects ({problems}); re-run the stage",
+                            path=Path(stage_dir) / MANIFEST) from None
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

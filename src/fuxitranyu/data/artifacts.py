@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fuxitranyu.stage import Stats
+
 CLEAN = "clean"
 """`clean/<label>/<rank>.jsonl.gz`: the kept documents per language."""
 PARALLEL = "parallel"
@@ -21,3 +23,14 @@ def clean_dir(data_dir: Path) -> Path:
 
 def parallel_dir(data_dir: Path) -> Path:
     return Path(data_dir) / PARALLEL
+
+
+class DataStats(Stats):
+    """What the data stage's manifest reports and the report reads."""
+
+    final: dict[str, dict[str, int]]
+    """Per language: `docs` and `chars` of the clean documents."""
+    steps: dict[str, dict]
+    """Per step: per language read / kept / dropped by reason, and `skipped` records by reason."""
+    parallel_sets: dict[str, int]
+    """Units per held-out parallel set."""

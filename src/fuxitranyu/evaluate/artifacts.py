@@ -1,6 +1,9 @@
 """The evaluate stage's folder, named once: the stage and `fuxitranyu evaluate --out DIR` write the same layout, and the
 report and the balance experiment read it through these names."""
 
+
+from fuxitranyu.stage import Stats
+
 RESULTS = "results.json"
 """Every model's numbers per task, metric and language, with the suite and the data the tasks read."""
 TABLES_MD = "tables.md"
@@ -17,3 +20,10 @@ GENERATIONS = "generations"
 """`generations/<model>/<task>.jsonl`: what each model generated, for the generative tasks."""
 SWEEP = "sweep"
 """`sweep/<run>/step-NNNNNN.json` and `sweep/<run>/curves/*.png`: a checkpoints folder evaluated step by step."""
+
+
+class EvaluateStats(Stats):
+    """What the evaluate stage's manifest reports and the report reads."""
+
+    suite: str
+    tasks: int

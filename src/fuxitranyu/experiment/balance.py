@@ -254,7 +254,7 @@ def _format(mean: float, sd: float) -> str:
     return "–" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
 
 
-def comparison_sections(results: list[ArmResult]) -> list[Chapter]:
+def comparison_chapters(results: list[ArmResult]) -> list[Chapter]:
     summary = summarize(results)
     grouped = _by_strategy(results)
     seeds = sorted({r.seed for r in results})
@@ -310,7 +310,7 @@ def comparison_sections(results: list[ArmResult]) -> list[Chapter]:
 def write_comparison(results: list[ArmResult], output: Path) -> Path:
     """`balance.html` (self-contained), `balance.md`, `figures/` and `balance.json` in `output`."""
     output.mkdir(parents=True, exist_ok=True)
-    write_report(output, "Does balance help? Mixing strategies compared", comparison_sections(results),
+    write_report(output, "Does balance help? Mixing strategies compared", comparison_chapters(results),
                  name="balance")
     atomic_write_json(output / "balance.json", {"summary": summarize(results),
                                                  "arms": [vars(result) for result in results]})

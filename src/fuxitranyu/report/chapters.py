@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from fuxitranyu.analyze.artifacts import MEAN_SIMILARITY_CSV, NEURONS, REPRESENTATIONS
-from fuxitranyu.evaluate.artifacts import PLOTS, TABLES
+from fuxitranyu.data.artifacts import DataStats
+from fuxitranyu.evaluate.artifacts import PLOTS, TABLES, EvaluateStats
 from fuxitranyu.mix.artifacts import read_index, read_plan
-from fuxitranyu.posttrain.artifacts import DATA_STATS
+from fuxitranyu.posttrain.artifacts import DATA_STATS, PostTrainStats
+from fuxitranyu.pretrain.artifacts import PretrainStats
 from fuxitranyu.report import figures
 from fuxitranyu.report.document import Chapter, Figure, Table, Text
 from fuxitranyu.stage import METRICS, read_manifest
-from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON
+from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON, TokenizerStats
 
 
 def json_lines(path: Path) -> list[dict]:
@@ -49,18 +51,18 @@ def overview(recipe, manifests: dict[str, dict]) -> Chapter:
 
 
 def data(stage_dir: Path, manifest: dict) -> Chapter:
-    stats = manifest["stats"]
-    final = stats["final"]
+    stats = DataStats.of(manifest, stage_dir)
+    final = stats.final
     languages = sorted(final, key=lambda lang: -final[lang]["chars"])
     chapter = Chapter("Data", [Text(f"{sum(v['docs'] for v in final.values()):,} clean documents, "
                                     f"{sum(v['chars'] for v in final.values()):,} characters in {len(final)} "
                                     f"languages; held-out parallel sets: "
-                                    f"{', '.join(f'{k} ({v} units)' for k, v in stats['parallel_sets'].items())}.")])
+                                    f"{', '.join(f'{k} ({v} units)' for k, v in stats.parallel_sets.items())}.")])
     chapter.blocks.append(Figure("data-characters.png", figures.bars(
         languages, {"characters": [final[lang]["chars"] for lang in languages]}, "characters (log)", log=True),
         "Clean characters per language"))
     drops = []
-    for step, table in stats["steps"].items():
+    for step, table in stats.steps.items():
         reasons: dict[str, list[int]] = {}
         for row in table["languages"].values():
             for reason, counts in row.get("dropped", {}).items():
@@ -77,10 +79,10 @@ def data(stage_dir: Path, manifest: dict) -> Chapter:
 
 
 def tokenizer(stage_dir: Path, manifest: dict) -> Chapter:
-    vocabulary = manifest["stats"]["vocabulary"]
-    chapter = Chapter("Tokenizer", [Text(f"Byte-level BPE: {vocabulary['size']:,} ids, {vocabulary['learned']:,} "
-                                         f"learned, {vocabulary['dummy_tokens']} dummy; special tokens "
-                                         f"{vocabulary['special_tokens']}.")])
+    vocabulary = TokenizerStats.of(manifest, stage_dir).vocabulary
+    chapter = Chapter("Tokenizer", [Text(f"Byte-level BPE: {vocabulary.size:,} ids, {vocabulary.learned:,} "
+                                         f"learned, {vocabulary.dummy_tokens} dummy; special tokens "
+                                         f"{vocabulary.special_tokens}.")])
     path = stage_dir / FERTILITY_JSON
     if path.is_file():
         measured = json.loads(path.read_text(encoding="utf-8"))["measurements"]
@@ -121,13 +123,12 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
     rows = json_lines(stage_dir / METRICS)
     steps = [row for row in rows if "event" not in row]
     validations = [row for row in rows if row.get("event") == "validation"]
-    stats = manifest["stats"]
+    stats = PretrainStats.of(manifest, stage_dir)
     entropy = (mix_index or {}).get("unigram_entropy")
     chapter = Chapter("Pretraining", [Text(
-        f"{stats['steps']:,} steps, {stats['tokens']:,} tokens in {stats['seconds']:,.0f} s "
-        f"({stats['tokens_per_s']:,.0f} tokens/s); precision {stats.get('precision', {}).get('precision')} "
-        f"({stats.get('precision', {}).get('reason')}); rollbacks {stats['rollbacks']}, skipped steps "
-        f"{stats['skipped_steps']}.")])
+        f"{stats.steps:,} steps, {stats.tokens:,} tokens in {stats.seconds:,.0f} s "
+        f"({stats.tokens_per_s:,.0f} tokens/s); precision {stats.precision.precision} "
+        f"({stats.precision.reason}); rollbacks {stats.rollbacks}, skipped steps {stats.skipped_steps}.")])
     tokens = [row["tokens"] for row in steps]
     reference = ("unigram entropy", entropy) if entropy else None
     chapter.blocks.append(Figure("pretrain-loss.png", figures.lines(
@@ -166,12 +167,12 @@ def pretrain(stage_dir: Path, manifest: dict, mix_index: dict | None, available:
 
 def posttrain(name: str, stage_dir: Path, manifest: dict) -> Chapter:
     rows = [row for row in json_lines(stage_dir / METRICS) if "loss" in row and "step" in row]
-    stats = manifest["stats"]
-    loss = stats.get("train_loss")
+    stats = PostTrainStats.of(manifest, stage_dir)
+    loss = stats.train_loss
     chapter = Chapter(name.upper(), [Text(
-        f"Base model {stats.get('base_model')}; {stats.get('examples', 0):,} examples, {stats.get('steps', 0)} steps, "
+        f"Base model {stats.base_model}; {stats.examples:,} examples, {stats.steps} steps, "
         f"train loss {'?' if loss is None else _number(loss)}; precision "
-        f"{stats.get('precision', {}).get('precision')}.")])
+        f"{stats.precision.precision}.")])
     if rows:
         curves = {"loss": ([r["step"] for r in rows], [r["loss"] for r in rows])}
         if any("rewards/margins" in r for r in rows):
@@ -194,9 +195,9 @@ def _csv_table(path: Path, caption: str) -> Table:
 
 
 def evaluate(stage_dir: Path, manifest: dict) -> Chapter:
-    stats = manifest["stats"]
+    stats = EvaluateStats.of(manifest, stage_dir)
     chapter = Chapter("Evaluation", [Text(
-        f"Suite {stats.get('suite')}, {stats.get('tasks', '?')} tasks through lm-evaluation-harness; every table "
+        f"Suite {stats.suite}, {stats.tasks} tasks through lm-evaluation-harness; every table "
         f"shows the spread across languages (worst, best, range, σ, CV) and, where the paper reports the task, its "
         f"models' numbers as rows marked (paper).")])
     for path in sorted((stage_dir / TABLES).glob("*.csv")):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from fuxitranyu.stage import Stats
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 """What `AutoTokenizer.from_pretrained` reads from the directory (Hugging Face's names)."""
 FERTILITY_JSON = "fertility.json"
@@ -18,3 +20,16 @@ def copy_tokenizer(source: str | Path, model_dir: str | Path) -> None:
     for name in TOKENIZER_FILES:
         if (Path(source) / name).is_file():
             shutil.copy2(Path(source) / name, Path(model_dir) / name)
+
+
+class Vocabulary(Stats):
+    size: int
+    learned: int
+    dummy_tokens: int
+    special_tokens: dict[str, int]
+
+
+class TokenizerStats(Stats):
+    """What the tokenizer stage's manifest reports and the report reads."""
+
+    vocabulary: Vocabulary
