@@ -442,7 +442,8 @@ def evaluate_command(
         help="Output folder (results.json, tables, plots, sweeps).")] = Path("evaluations"),
     chat: Annotated[bool, typer.Option(help="Prompt every model through its chat template.")] = False,
     parallel: Annotated[Optional[list[Path]], typer.Option(
-        help="Parallel set for the offline tasks (repeatable; default: the recipe's data/parallel).")] = None,
+        help="Parallel set for the offline tasks (repeatable; default: the recipe's evaluate.offline.parallel_sets "
+             "of its run's data stage, as the stage reads).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of local benchmark copies, <data-dir>/<dataset path> in the original schema.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="lm-eval model type (hf, vllm, ...).")] = None,
