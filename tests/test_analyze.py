@@ -518,7 +518,7 @@ def test_analyze_commands_have_help(command, capsys):
 
 @pytest.mark.parametrize("override, message", [
     ("analyze.models=[]", "name at least one stage"),
-    ("analyze.neurons.languages=[en, en_US]", "languages: en listed twice"),
+    ("analyze.neurons.languages=[en, en_US]", "analyze.neurons.languages' .*: en listed twice"),
     ("analyze.models=[a=/x, a=/y]", "two entries are named a"),
     ("analyze.neurons=null", None),
 ])

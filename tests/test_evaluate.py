@@ -407,7 +407,7 @@ def test_sweep_evaluates_each_checkpoint_once_and_draws_curves(tmp_path, tiny_mo
 def test_evaluate_stage_reads_models_and_parallel_sets_through_its_inputs(tmp_path, tiny_model):
     import shutil
 
-    from fuxitranyu.pipeline import plan, run_pipeline
+    from fuxitranyu.pipeline import plan_stages, run_pipeline
     from fuxitranyu.recipe import load_recipe
 
     run = tmp_path / "run"
@@ -421,7 +421,7 @@ def test_evaluate_stage_reads_models_and_parallel_sets_through_its_inputs(tmp_pa
                                   "evaluate.models=[pretrain]", "evaluate.chat_models=[]",
                                   "evaluate.offline.parallel_sets=[]",
                                   "evaluate.offline.units_per_language=8", "evaluate.offline.translation_units=2"])
-    evaluate = next(p for p in plan(recipe, only=["evaluate"]) if p.stage.name == "evaluate")
+    evaluate = next(p for p in plan_stages(recipe, only=["evaluate"]) if p.stage.name == "evaluate")
     assert evaluate.inputs == {"data": run / "data", "pretrain": run / "pretrain"}
     manifest = run_pipeline(recipe, only=["evaluate"])[-1]
     assert manifest["stats"]["suite"] == "local" and manifest["stats"]["tasks"] == 5 + 4 + 4
