@@ -184,6 +184,27 @@ def test_old_cache_keyword_still_works_and_unknown_keywords_fail(tiny_config):
             model.model(ids, cache_kwargs={})
 
 
+@pytest.mark.parametrize("imports", [
+    "import fuxitranyu",  # then the Auto classes, first touched by the checkpoint's loading
+    "from transformers import AutoModelForCausalLM\nimport fuxitranyu",  # transformers' Auto classes loaded already
+    "import fuxitranyu\nimport transformers.modeling_layers",  # a library that loads them while importing itself
+])
+def test_import_fuxitranyu_then_the_auto_classes_load_our_checkpoint_in_any_order(tmp_path, tiny_config, imports):
+    """The package registers our model type lazily (so that the command line loads no torch): whatever the order
+    of imports, AutoConfig and AutoModelForCausalLM know a FuxiTranyu checkpoint."""
+    FuxiTranyuForCausalLM(tiny_config).save_pretrained(tmp_path / "ckpt")
+    script = f"""{imports}
+import sys
+from transformers import AutoConfig, AutoModelForCausalLM
+assert type(AutoConfig.from_pretrained({str(tmp_path / 'ckpt')!r})).__name__ == "FuxiTranyuConfig"
+assert type(AutoModelForCausalLM.from_pretrained({str(tmp_path / 'ckpt')!r})).__name__ == "FuxiTranyuForCausalLM"
+print("OK")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-2000:]
+
+
 def test_save_load_round_trip_in_a_fresh_process(tmp_path, tiny_config):
     torch.manual_seed(0)
     model = FuxiTranyuForCausalLM(tiny_config).eval()

@@ -99,6 +99,29 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path):
     assert result.returncode == 2 and "config.json is missing" in result.stderr and "Traceback" not in result.stderr
 
 
+HELP_PATHS = [["--help"], ["run", "--help"], ["analyze", "--help"], ["evaluate", "m", "--limit", "0"],
+              ["run", "tiny", "--set", "pretrain.max_lrr=1"], ["run", "tiny", "--set", "pretrain.max_lr=fast"]]
+HEAVY = ("torch", "transformers", "lm_eval", "trl", "datatrove", "datasets")
+
+
+def test_help_and_bad_arguments_load_no_heavy_library():
+    """`--help`, a bad argument and a bad recipe key answer without torch, transformers, lm-eval, TRL, datatrove or
+    datasets: what made the command line take 11-17 s to print one line (benchmarks/bench_cli.py times it)."""
+    script = f"""
+import sys
+from fuxitranyu.cli import main
+for argv in {HELP_PATHS!r}:
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print("LOADED", sorted(name for name in {HEAVY!r} if name in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "LOADED []", result.stdout[-2000:] + result.stderr[-2000:]
+    assert "unknown key 'pretrain.max_lrr'" in result.stderr and "Invalid value for '--limit'" in result.stderr
+
+
 def in_process(*args):
     with pytest.raises(SystemExit) as info:
         main(list(args))

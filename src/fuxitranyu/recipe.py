@@ -75,8 +75,9 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _sections_agree(self) -> Recipe:
-        """Facts that span sections: the packed context fits the model's positions, and every training batch is a
-        whole number of packed sequences."""
+        """Facts that span sections: a valid architecture, the tokenizer's vocabulary, the packed context fits the
+        model's positions, and every training batch is a whole number of packed sequences."""
+        self.model.check_architecture()
         vocabulary, overridden = self.tokenizer.layout().size, self.model.overrides.get("vocab_size")
         if overridden is not None and overridden != vocabulary:
             raise ValueError(f"model.overrides.vocab_size {overridden} contradicts the tokenizer's layout, "

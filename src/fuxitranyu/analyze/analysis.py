@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from fuxitranyu.analyze import plots
+import fuxitranyu.analyze.plots as plots
 from fuxitranyu.analyze.artifacts import INPUTS, NEURONS, REPRESENTATIONS
 from fuxitranyu.analyze.hooks import find_layout
 from fuxitranyu.analyze.inputs import ModelSpec, ParallelTexts, load_analyzed_model

@@ -44,12 +44,14 @@ ResumeOpt = Annotated[bool, typer.Option(help="Continue an interrupted stage whe
 
 def run_stages(recipe: str, overrides: list[str] | None, only: list[str] | None = None, force: bool = False,
                resume: bool = True, start: str | None = None, verbose: bool = False) -> None:
-    """What every stage command does: load the recipe and run the pipeline (only the named stages)."""
-    from fuxitranyu.pipeline import run_pipeline
+    """What every stage command does: load the recipe and run the pipeline (only the named stages). The recipe is
+    read first: a bad key is reported before the stages' libraries load."""
     from fuxitranyu.recipe import load_recipe
 
-    run_pipeline(load_recipe(recipe, overrides or []), only, force, console=err, resume=resume, start=start,
-                 verbose=verbose)
+    resolved = load_recipe(recipe, overrides or [])
+    from fuxitranyu.pipeline import run_pipeline
+
+    run_pipeline(resolved, only, force, console=err, resume=resume, start=start, verbose=verbose)
 
 
 def stage_command(stage: str, summary: str):
@@ -75,11 +77,12 @@ def run(
     verbose: VerboseOpt = False,
 ):
     """Run the recipe's stages in order, skipping those whose output already matches."""
-    from fuxitranyu.pipeline import plan_stages
     from fuxitranyu.recipe import load_recipe, recipe_to_yaml
 
     if dry_run:
         resolved = load_recipe(recipe, set_ or [])
+        from fuxitranyu.pipeline import plan_stages
+
         typer.echo(recipe_to_yaml(resolved), nl=False)
         for item in plan_stages(resolved, only, force, start):
             typer.echo(f"# {item.stage.name}: {item.action} -> {item.directory}")

@@ -1,24 +1,23 @@
-"""The FuxiTranyu model, registered with transformers' Auto classes when `fuxitranyu` is imported."""
+"""The FuxiTranyu model, registered with transformers' Auto classes (`auto.register`) once `modeling` has loaded, or
+when the program first uses the Auto classes after `import fuxitranyu`.
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+The names below are imported when first used, so that reading a recipe (`model/config.py`) does not load torch."""
 
-from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
-from fuxitranyu.model.modeling import (
-    FuxiTranyuForCausalLM,
-    FuxiTranyuModel,
-    FuxiTranyuPreTrainedModel,
-)
-from fuxitranyu.model.presets import preset_config, preset_names
+from importlib import import_module
 
-AutoConfig.register(FuxiTranyuConfig.model_type, FuxiTranyuConfig, exist_ok=True)
-AutoModel.register(FuxiTranyuConfig, FuxiTranyuModel, exist_ok=True)
-AutoModelForCausalLM.register(FuxiTranyuConfig, FuxiTranyuForCausalLM, exist_ok=True)
+_WHERE = {
+    "FuxiTranyuConfig": "fuxitranyu.model.configuration_fuxitranyu",
+    "FuxiTranyuForCausalLM": "fuxitranyu.model.modeling",
+    "FuxiTranyuModel": "fuxitranyu.model.modeling",
+    "FuxiTranyuPreTrainedModel": "fuxitranyu.model.modeling",
+    "preset_config": "fuxitranyu.model.presets",
+    "preset_names": "fuxitranyu.model.presets",
+}
 
-__all__ = [
-    "FuxiTranyuConfig",
-    "FuxiTranyuForCausalLM",
-    "FuxiTranyuModel",
-    "FuxiTranyuPreTrainedModel",
-    "preset_config",
-    "preset_names",
-]
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from huggingface_hub.errors import StrictDataclassError
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from fuxitranyu.config_base import Section
-from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 from fuxitranyu.model.presets import preset_fields, preset_names
+
+if TYPE_CHECKING:
+    from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 
 class ModelSection(Section):
@@ -27,18 +28,25 @@ class ModelSection(Section):
             raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
         return name
 
-    @model_validator(mode="after")
-    def _valid_architecture(self) -> ModelSection:
+    def check_architecture(self) -> None:
+        """Every override is a FuxiTranyuConfig field and the resulting config is valid; a ValueError says what is
+        not. Called by the whole recipe's validation (`Recipe`), after every other key has passed: building the
+        config loads transformers (and torch), which a recipe with a typo elsewhere should not wait for."""
+        from huggingface_hub.errors import StrictDataclassError
+
+        from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
+
         known = set(FuxiTranyuConfig.__dataclass_fields__)
         for name in sorted(set(self.overrides) - known):
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise ValueError(f"overrides.{name} is not a FuxiTranyuConfig field{hint}")
+            raise ValueError(f"model.overrides.{name} is not a FuxiTranyuConfig field{hint}")
         try:
             self.to_config()
         except (ValueError, TypeError, StrictDataclassError) as err:
             raise ValueError(f"invalid model: {err.__cause__ or err}") from err
-        return self
 
     def to_config(self) -> FuxiTranyuConfig:
+        from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
+
         return FuxiTranyuConfig(**{**preset_fields(self.preset), **self.overrides})

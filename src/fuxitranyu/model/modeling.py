@@ -37,6 +37,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from fuxitranyu.model import matmul_attention  # noqa: F401  (registers the CPU bf16 kernel with transformers)
+from fuxitranyu.model.auto import register as register_with_auto_classes
 from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 # transformers 5.24 renamed the KV cache argument `past_key_values` -> `cache`; the old name is accepted (with the
@@ -359,3 +360,6 @@ class FuxiTranyuForCausalLM(FuxiTranyuPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+
+register_with_auto_classes()  # the classes above exist now: `AutoModelForCausalLM.from_pretrained` knows them

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
+
+if TYPE_CHECKING:
+    from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 
 def preset_names() -> list[str]:
@@ -25,4 +27,6 @@ def preset_fields(name: str) -> dict[str, Any]:
 
 def preset_config(name: str, **overrides: Any) -> FuxiTranyuConfig:
     """The config of a named preset, with `overrides` (any `FuxiTranyuConfig` field) applied on top."""
+    from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
+
     return FuxiTranyuConfig(**{**preset_fields(name), **overrides})

@@ -1,19 +1,30 @@
 """The tokenizer stage (paper 3.3): byte-level BPE trained on a per-language-capped sample, saved as a Hugging Face
 tokenizer directory, and fertility per language compared across tokenizers (Fig. 2)."""
 
-from fuxitranyu.tokenizer.corpus import plan_sample, sample_sizes
-from fuxitranyu.tokenizer.fertility import (
-    load_named_tokenizer,
-    measure,
-    plot,
-    summarize_fertility,
-    write_table,
-)
-from fuxitranyu.tokenizer.layout import CHAT_TOKENS, ENDOFTEXT, VocabularyLayout
-from fuxitranyu.tokenizer.stage import train_tokenizer
-from fuxitranyu.tokenizer.train import CHAT_TEMPLATE, train_bpe
+from importlib import import_module
 
-__all__ = [
-    "CHAT_TEMPLATE", "CHAT_TOKENS", "ENDOFTEXT", "VocabularyLayout", "load_named_tokenizer", "measure", "plan_sample",
-    "plot", "sample_sizes", "summarize_fertility", "train_bpe", "train_tokenizer", "write_table",
-]
+_WHERE = {
+    "CHAT_TEMPLATE": "fuxitranyu.tokenizer.train",
+    "CHAT_TOKENS": "fuxitranyu.tokenizer.layout",
+    "ENDOFTEXT": "fuxitranyu.tokenizer.layout",
+    "VocabularyLayout": "fuxitranyu.tokenizer.layout",
+    "load_named_tokenizer": "fuxitranyu.tokenizer.fertility",
+    "measure": "fuxitranyu.tokenizer.fertility",
+    "plan_sample": "fuxitranyu.tokenizer.corpus",
+    "plot": "fuxitranyu.tokenizer.fertility",
+    "sample_sizes": "fuxitranyu.tokenizer.corpus",
+    "summarize_fertility": "fuxitranyu.tokenizer.fertility",
+    "train_bpe": "fuxitranyu.tokenizer.train",
+    "train_tokenizer": "fuxitranyu.tokenizer.stage",
+    "write_table": "fuxitranyu.tokenizer.fertility",
+}
+"""The package's public names and the modules they live in, imported when first used: importing a submodule (the
+command line imports `artifacts`) does not load torch."""
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
