@@ -232,3 +232,66 @@ def test_every_stage_writes_the_stats_its_readers_declare(smoke_run):
     with pytest.raises(FuxiError, match="tokens_per_s: Field required") as info:
         PretrainStats.of(renamed, recipe.run_dir / "pretrain")
     assert info.value.path == str(recipe.run_dir / "pretrain" / "manifest.json")
+
+
+STAGE_LINE_BUDGET = {"data": 40, "tokenizer": 8, "model": 4, "mix": 40, "pretrain": 10, "sft": 12, "dpo": 12,
+                     "evaluate": 10, "analyze": 8, "report": 4}
+"""Lines a stage may leave on a 150-column terminal: its progress display, its tables and its summary lines."""
+LIBRARY_NOISE = ("fatal:", "bootstrapping for stddev", "Pre-processing sequences", "it/s]", "Loading weights",
+                 "Warning:", "Traceback")
+
+
+def terminal_screen(command: list[str], columns: int = 150) -> list[str]:
+    """The lines a user's terminal would show after `command` ran in it: a pseudo-terminal of `columns`, its output
+    rendered by a terminal emulator (pyte), so that progress displays redrawn in place count once."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    import pyte
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "fuxitranyu", *command], stdin=slave, stdout=slave,
+                               stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=600) == 0, output.decode(errors="replace")[-3000:]
+    screen = pyte.HistoryScreen(columns, 50, history=100_000, ratio=0.001)
+    pyte.Stream(screen).feed(output.decode("utf-8", errors="replace"))
+    rows = ["".join(row[x].data for x in sorted(row)) for row in screen.history.top] + list(screen.display)
+    return [row.rstrip() for row in rows if row.strip()]
+
+
+def test_on_a_terminal_each_stage_shows_its_display_and_summary_not_the_libraries(tmp_path):
+    """The whole smoke run on a pseudo-terminal: each stage within its line budget, and none of what the libraries
+    print (tqdm bars, lm-eval's bootstrap notes, git's probe, tokenizers' bars, weight-loading bars) on screen."""
+    import re
+
+    lines = terminal_screen(["run", "smoke", "--set", f"output_dir={tmp_path / 'run'}"])
+    per_stage: dict[str, int] = {}
+    stage = None
+    for line in lines:
+        started = re.match(r"^(\w+): running into", line)
+        stage = started.group(1) if started else stage
+        if stage:
+            per_stage[stage] = per_stage.get(stage, 0) + 1
+    assert set(per_stage) == set(STAGE_LINE_BUDGET), per_stage
+    over = {name: count for name, count in per_stage.items() if count > STAGE_LINE_BUDGET[name]}
+    assert not over, (over, "\n".join(lines))
+    noisy = [line for line in lines if any(noise in line for noise in LIBRARY_NOISE)]
+    assert noisy == [], noisy

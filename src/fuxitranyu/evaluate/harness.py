@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from fuxitranyu.evaluate.config import EvaluateSection
 from fuxitranyu.evaluate.results import ModelResults, generations, rows_from_lm_eval, task_hashes
 from fuxitranyu.evaluate.suite import SuiteTask
 from fuxitranyu.evaluate.tasks_ready import ReadyTask, hub_closed
+from fuxitranyu.logs import library_prints
 from fuxitranyu.runtime import choose_precision, default_device
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -71,24 +71,22 @@ def task_set(tasks: list[ReadyTask], folder: Path) -> TaskSet:
 
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
-    """lm-eval's per-request warnings (context truncation) and INFO logging stay out of the log, the datasets
-    library's progress bars out of a non-terminal's, and what lm-eval prints goes to stderr: stdout carries only
-    our results."""
-    import datasets
+    """lm-eval's per-request warnings (context truncation) and INFO logging stay out of the log; its progress bars
+    and prints go where library output goes (`logs.library_prints`: the run log), not to the terminal, whose one
+    display is the stage's; and it does not ask git for the commit of the working directory (it would print git's
+    "fatal: not a git repository" there, for a hash that says nothing about the evaluated model)."""
+    import lm_eval.evaluator
 
     logger = logging.getLogger("lm_eval")
-    level = logger.level
+    level, commit_hash = logger.level, lm_eval.evaluator.get_git_commit_hash
     logger.setLevel(logging.ERROR)
-    interactive = sys.stderr.isatty()
-    if not interactive:
-        datasets.disable_progress_bars()
+    lm_eval.evaluator.get_git_commit_hash = lambda: None
     try:
-        with redirect_stdout(sys.stderr):
+        with library_prints():
             yield
     finally:
         logger.setLevel(level)
-        if not interactive:
-            datasets.enable_progress_bars()
+        lm_eval.evaluator.get_git_commit_hash = commit_hash
 
 
 def model_arguments(model: ModelToEvaluate, settings: Settings) -> dict[str, Any]:

@@ -168,7 +168,7 @@ def post_train(ctx: StageContext, key: str) -> dict[str, Any]:
 
 def _stage(key: str, description: str) -> Stage:
     return Stage(key, sections=(key,), needs=_needs(key), run=lambda ctx: post_train(ctx, key),
-                 description=description, enabled=lambda recipe: getattr(recipe, key) is not None,
+                 description=description, enabled=lambda recipe: getattr(recipe, key) is not None, own_progress=True,
                  fingerprint_excludes=(f"{key}.log_every_steps", f"{key}.save_every_steps"))
 
 

@@ -9,7 +9,6 @@ the two that TRL sets for GPUs and that we decide from the hardware: `bf16` (via
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,7 +57,7 @@ def trl_arguments(section: PostTrainSection, key: str, seed: int, out_dir: Path,
     args: dict[str, Any] = {
         "output_dir": str(out_dir / CHECKPOINTS),
         "report_to": "none",
-        "disable_tqdm": not sys.stderr.isatty(),
+        "disable_tqdm": True,  # the stage draws its own bar (`StageProgress`)
         "run_name": key,
         "num_train_epochs": section.epochs,
         "learning_rate": section.max_lr,
@@ -228,12 +227,35 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
-class BarWithLoss(ProgressCallback):
-    """transformers' progress bar with the latest loss on it, instead of every log dict written under it."""
+class StageProgress(TrainerCallback):
+    """The stage's one progress display on a terminal: a rich bar of steps with the latest loss, as pretraining's
+    (transformers' own tqdm bar draws a new line per update under any other live display)."""
+
+    def __init__(self, console):
+        self.console, self.progress = console, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("steps"), TimeRemainingColumn(), console=self.console, transient=True)
+        self.progress.add_task(args.run_name or "training", total=state.max_steps, completed=state.global_step)
+        self.progress.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.progress.task_ids[0], completed=state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
-            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+        if self.progress is not None and logs and "loss" in logs:
+            self.progress.update(self.progress.task_ids[0], description=f"{args.run_name} loss {logs['loss']:.3f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def train(trainer: Trainer, out_dir: Path, resume: bool, console) -> dict[str, Any]:
@@ -250,8 +272,8 @@ def train(trainer: Trainer, out_dir: Path, resume: bool, console) -> dict[str, A
     # Every log goes to metrics.jsonl; the terminal keeps one progress display per stage (without a terminal
     # transformers would print each log dict to stdout, with one it writes them under the bar).
     trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(BarWithLoss)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(StageProgress(console))
     if main_process:
         trainer.add_callback(MetricsWriter(out_dir / METRICS, resumed))
     trainer.add_callback(RunCheckpoints(trainer, resumed))

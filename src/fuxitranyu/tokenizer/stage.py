@@ -7,7 +7,6 @@ Training documents come from `tokenizer.inputs` when the recipe names any, else 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,8 +46,7 @@ def train_tokenizer(config: TokenizerSection, inputs: Sequence[str | Path], out_
                   f"{sum(c.documents for c in sample.counts.values()):,} in {len(sample.counts)} languages")
     counted = time.perf_counter()
     tokenizer, learned = train_bpe(sample.texts(), layout, split_digits=config.split_digits,
-                                   marks_with_letters=config.marks_with_letters, length=sample.documents,
-                                   show_progress=sys.stderr.isatty())
+                                   marks_with_letters=config.marks_with_letters, length=sample.documents)
     trained = time.perf_counter()
     if learned < config.vocab_size:
         console.print(f"  [yellow]warning:[/] the sample allowed only {learned:,} of {config.vocab_size:,} tokens; "

@@ -68,8 +68,7 @@ def pre_tokenizer(split_digits: bool = False, marks_with_letters: bool = False) 
 
 
 def train_bpe(texts: Iterable[str], layout: VocabularyLayout, *, split_digits: bool = False,
-              marks_with_letters: bool = False, length: int | None = None,
-              show_progress: bool = False) -> tuple[Tokenizer, int]:
+              marks_with_letters: bool = False, length: int | None = None) -> tuple[Tokenizer, int]:
     """Train on `texts` and complete the layout above; returns the tokenizer and the number of learned tokens."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizer(split_digits, marks_with_letters)
@@ -79,7 +78,7 @@ def train_bpe(texts: Iterable[str], layout: VocabularyLayout, *, split_digits: b
         vocab_size=layout.vocab_size,
         special_tokens=[ENDOFTEXT],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=show_progress,
+        show_progress=False,  # the stage's own display; tokenizers' bars would draw lines under it
     )
     tokenizer.train_from_iterator(texts, trainer, length=length)
     learned = tokenizer.get_vocab_size()
