@@ -671,7 +671,8 @@ def chat_command(model_dir):
 
 
 def test_chat_with_piped_input_keeps_the_conversation(trained, chat_model, monkeypatch, capsys):
-    """The command in-process with a pipe-like stdin (no terminal): only the replies are printed."""
+    """The command in-process with a pipe-like stdin (no terminal): paragraphs are messages, only the replies are
+    printed."""
     import io
 
     from fuxitranyu.cli import main
@@ -684,7 +685,7 @@ def test_chat_with_piped_input_keeps_the_conversation(trained, chat_model, monke
         return generate(self, batch, sampling, streamer)
 
     monkeypatch.setattr(ChatModel, "generate", recording)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("the brown fox\nnumber two\n/reset\nthe brown fox\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the brown fox\n\nnumber two\n\n/reset\n\nthe brown fox\n"))
     with pytest.raises(SystemExit) as info:
         main(chat_command(trained["run"] / "sft" / "model")[3:])
     assert info.value.code == 0
@@ -696,6 +697,37 @@ def test_chat_with_piped_input_keeps_the_conversation(trained, chat_model, monke
     assert first and second and captured.out == f"{first}\n{second}\n{first}\n"
     assert prompts == [chat_model.encode(first_turn), chat_model.encode(second_turn), chat_model.encode(first_turn)]
     assert "(conversation reset)" in captured.err
+
+
+def test_chat_pipes_messages_of_several_lines_and_fits_replies_into_the_context(trained, chat_model, monkeypatch,
+                                                                               capsys):
+    """The docs' example shape: a message of two lines from a pipe is one message. With the default budget (256)
+    on a model of 128 positions, replies are cut where the context ends and that is said once; a message that does
+    not fit is reported and the conversation goes on."""
+    import io
+
+    from fuxitranyu.cli import main
+
+    budgets, prompts = [], []
+    generate = ChatModel.generate
+
+    def recording(self, batch, sampling, streamer=None):
+        budgets.append(sampling.max_new_tokens)
+        prompts.append(batch[0])
+        return generate(self, batch, sampling, streamer)
+
+    monkeypatch.setattr(ChatModel, "generate", recording)
+    too_long = " ".join(["fox"] * 400)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"Translate into French:\nthe brown fox\n\n{too_long}\n\nthe fox\n"))
+    model_dir = trained["run"] / "sft" / "model"
+    with pytest.raises(SystemExit) as info:
+        main(["chat", str(model_dir), "--temperature", "0", "--precision", "fp32"])
+    assert info.value.code == 0 and chat_model.max_positions == 128
+    first = [{"role": "user", "content": "Translate into French:\nthe brown fox"}]
+    assert prompts[0] == chat_model.encode(first) and len(prompts) == 2
+    assert budgets[0] == 128 - len(prompts[0]) and budgets[1] == 128 - len(prompts[1])
+    err = capsys.readouterr().err
+    assert err.count("replies are cut at the 128 positions") == 1 and "does not fit" in err
 
 
 def read_until(fd, marker, timeout=300):
@@ -719,6 +751,8 @@ def test_chat_under_a_terminal_prompts_and_streams(trained, chat_model):
         assert "/reset forgets the conversation" in banner
         os.write(leader, b"the brown fox\n")
         screen = read_until(leader, b"\n> ")
+        os.write(leader, b'"""\nthe brown\nfox\n"""\n')  # a message of two lines
+        several = read_until(leader, b"\n> ")
         os.write(leader, b"/exit\n")
         assert process.wait(timeout=60) == 0
     finally:
@@ -726,6 +760,10 @@ def test_chat_under_a_terminal_prompts_and_streams(trained, chat_model):
         os.close(leader)
     expected = greedy_reply(chat_model, [{"role": "user", "content": "the brown fox"}], 8)
     assert screen.replace("\r\n", "\n") == f"the brown fox\n{expected}\n> "  # the terminal echoes the input
+    history = [{"role": "user", "content": "the brown fox"}, {"role": "assistant", "content": expected},
+               {"role": "user", "content": "the brown\nfox"}]
+    reply = greedy_reply(chat_model, history, 8)  # the input was typed at once: echoed before the ". " prompts
+    assert several.replace("\r\n", "\n").endswith(f". . . {reply}\n> ")
 
 
 def test_generate_batches_equal_one_prompt_at_a_time(trained, chat_model, tmp_path):

@@ -115,8 +115,10 @@ def chat(
     seed: SeedOpt = 0,
     precision: PrecisionOpt = "auto",
 ):
-    """Talk to a model: replies stream as they are generated and the conversation is kept; /reset, /exit, /help.
-    With piped input, every line is a user turn and only the replies are printed."""
+    """Talk to a model: replies stream as they are generated and the conversation is kept; /reset, /exit, /help; a
+    line of three quotes starts a message of several lines and another ends it. With piped input each paragraph (lines
+    up to a blank line) is a message and only the replies are printed. Replies are cut where the model's context
+    ends (said once)."""
     import torch
 
     from fuxitranyu.logs import quiet_model_loading

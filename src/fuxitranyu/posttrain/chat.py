@@ -2,7 +2,8 @@
 LM whose tokenizer has a chat template (ours write ChatML).
 
 `chat` streams the reply as it is generated, keeps the conversation, and understands /reset, /exit and /help; on a
-terminal it prompts with `> `, with piped input it prints only the replies, one after the other. `generate` reads
+terminal it prompts with `> ` (a message of several lines goes between two lines of three quotes), with piped input each
+paragraph is a message and only the replies are printed. Replies get what the model's context leaves. `generate` reads
 prompts (JSONL or one per line), generates in left-padded batches and writes one JSON line per prompt.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,7 +22,8 @@ from fuxitranyu.posttrain.model import end_of_turn_ids, load_tokenizer
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-HELP = "/reset forgets the conversation, /exit (or Ctrl-D) leaves, /help shows this."
+HELP = ('/reset forgets the conversation, /exit (or Ctrl-D) leaves, /help shows this; a line of """ '
+        'starts a message of several lines and another ends it.')
 
 
 @dataclass(frozen=True)
@@ -116,16 +119,80 @@ def _streamer(tokenizer: PreTrainedTokenizerBase, out: TextIO):
     return ReplyStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
-def fit_history(chat: ChatModel, history: list[dict[str, str]], room: int) -> list[dict[str, str]]:
-    """The history without its oldest exchanges (a system turn stays) until the prompt leaves `room` tokens."""
+MULTILINE = '"""'
+"""On a terminal, a line of three quotes opens a message of several lines and another closes it (as ollama's chat)."""
+
+
+def read_messages(stdin: TextIO, interactive: bool, out: TextIO) -> Iterator[str]:
+    """The user's messages: on a terminal a line each, or several lines between two MULTILINE lines; from a pipe or a
+    file, paragraphs (messages separated by a blank line), so that a message may hold line breaks."""
+    paragraph: list[str] = []
+    while True:
+        if interactive:
+            out.write("> ")
+            out.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.rstrip("\n")
+        if interactive and text.strip() == MULTILINE:
+            yield "\n".join(_lines_until(stdin, out, MULTILINE))
+        elif interactive:
+            yield text
+        elif text.strip():
+            paragraph.append(text)
+        elif paragraph:
+            yield "\n".join(paragraph)
+            paragraph = []
+    if paragraph:
+        yield "\n".join(paragraph)
+
+
+def _lines_until(stdin: TextIO, out: TextIO, closing: str) -> list[str]:
+    lines = []
+    while True:
+        out.write(". ")
+        out.flush()
+        line = stdin.readline()
+        if not line or line.strip() == closing:
+            return lines
+        lines.append(line.rstrip("\n"))
+
+
+@dataclass
+class Budget:
+    """How many tokens a reply may have: what was asked (`--max-new-tokens`), or less when the model's context
+    leaves less after the prompt; said once, the first time it happens."""
+
+    wanted: int
+    max_positions: int | None
+    told: bool = False
+
+    def prompt_room(self) -> int:
+        """Tokens kept free for the reply when old turns are dropped to make the prompt fit."""
+        return self.wanted if self.max_positions is None else min(self.wanted, self.max_positions // 2)
+
+    def for_prompt(self, prompt_tokens: int, notes: TextIO) -> int:
+        if self.max_positions is None:
+            return self.wanted
+        allowed = min(self.wanted, self.max_positions - prompt_tokens)
+        if allowed < self.wanted and not self.told:
+            notes.write(f"(replies are cut at the {self.max_positions} positions of the model's context: this one at "
+                        f"{allowed} tokens)\n")
+            self.told = True
+        return allowed
+
+
+def fit_history(chat: ChatModel, history: list[dict[str, str]], room: int) -> list[dict[str, str]] | None:
+    """The history without its oldest exchanges (a system turn stays) until the prompt leaves `room` tokens; None
+    when the last message alone does not fit."""
     if chat.max_positions is None:
         return history
     trimmed = list(history)
     while len(chat.encode(trimmed)) + room > chat.max_positions:
         first = 1 if trimmed[0]["role"] == "system" else 0
         if len(trimmed) - first <= 1:
-            raise FuxiError(f"the message does not fit in the model's {chat.max_positions} positions with "
-                            f"{room} tokens to answer; shorten it or lower --max-new-tokens")
+            return None
         del trimmed[first]
     return trimmed
 
@@ -135,28 +202,32 @@ def chat_loop(chat: ChatModel, sampling: Sampling, system: str | None, stdin: Te
     interactive = stdin.isatty()
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
+    budget = Budget(sampling.max_new_tokens, chat.max_positions)
     if interactive:
         notes.write(f"Chatting with {chat.model.name_or_path}. {HELP}\n")
-    while True:
-        if interactive:
-            out.write("> ")
-            out.flush()
-        line = stdin.readline()
-        if not line or line.strip() in ("/exit", "/quit"):
+    for text in read_messages(stdin, interactive, out):
+        command = text.strip()
+        if command in ("/exit", "/quit"):
             break
-        text = line.rstrip("\n")
-        if text.strip() == "/reset":
+        if command == "/reset":
             history = list(start)
             notes.write("(conversation reset)\n")
             continue
-        if text.strip() == "/help":
+        if command == "/help":
             notes.write(HELP + "\n")
             continue
-        if not text.strip():
+        if not command:
             continue
-        history = fit_history(chat, history + [{"role": "user", "content": text}], sampling.max_new_tokens)
-        reply_ids = chat.generate([chat.encode(history)], sampling, streamer=_streamer(chat.tokenizer, out))[0]
-        history.append({"role": "assistant", "content": chat.tokenizer.decode(reply_ids, skip_special_tokens=True)})
+        fitted = fit_history(chat, history + [{"role": "user", "content": text}], budget.prompt_room())
+        if fitted is None:
+            notes.write(f"(this message does not fit in the model's {chat.max_positions} positions with room for a "
+                        f"reply; shorten it)\n")
+            continue
+        prompt = chat.encode(fitted)
+        turn = replace(sampling, max_new_tokens=budget.for_prompt(len(prompt), notes))
+        reply_ids = chat.generate([prompt], turn, streamer=_streamer(chat.tokenizer, out))[0]
+        reply = chat.tokenizer.decode(reply_ids, skip_special_tokens=True)
+        history = fitted + [{"role": "assistant", "content": reply}]
 
 
 # ----------------------------------------------------------------------------------------------------------------
