@@ -726,6 +726,22 @@ def test_the_bf16_probe_times_each_precision_with_the_kernel_it_would_get(monkey
     assert chosen.precision.name == "bf16" and "1.5x" in chosen.precision.reason
 
 
+def test_the_machine_probes_leave_the_random_generators_alone():
+    """The bf16 probe and the peak-FLOP/s probe draw random tensors; a resumed run reuses their answers and does not
+    draw them, so they must not move the generators that training draws from (found by tools/kill-sweep: a run
+    resumed before its first checkpoint saved another torch RNG state than the uninterrupted run)."""
+    from fuxitranyu.model import FuxiTranyuConfig
+    from fuxitranyu.pretrain.decisions import layer_bf16_speedup, measure_peak_flops
+
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    config = FuxiTranyuConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=2)
+    layer_bf16_speedup(config, 2, 16, ("sdpa", "sdpa"), repeats=1)
+    measure_peak_flops(torch.device("cpu"), None)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_mfu_divides_by_the_peak_of_the_dtype_in_use(tmp_path, monkeypatch):
     from fuxitranyu.pretrain import train as train_module
 

@@ -65,6 +65,20 @@ def attention_implementation(kernel: str) -> str:
     return MATMUL_ATTENTION if kernel == "matmul" else kernel
 
 
+def leaves_random_state_alone(probe):
+    """A probe that draws random tensors must not move the run's generators: a resumed run takes the probe's answer
+    from decisions.json instead of measuring, and would otherwise draw other numbers than the run it continues."""
+
+    @functools.wraps(probe)
+    def measured(*args, **kwargs):
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            return probe(*args, **kwargs)
+
+    return measured
+
+
+@leaves_random_state_alone
 def layer_bf16_speedup(config, batch: int, context: int, kernels: tuple[str, str], repeats: int = 5) -> float:
     """One decoder layer's forward and backward on a micro-batch of `batch` × `context` tokens: fp32 time over
     bf16-autocast time, each with the attention kernel the trainer would use in that precision (`kernels`). Measured
@@ -179,6 +193,7 @@ def compile_decision(recipe: PretrainSection, runtime: Runtime, steps: int) -> D
                           f"(benchmarks/RESULTS.md), which repays the compile time over {steps} steps")
 
 
+@leaves_random_state_alone
 def measure_peak_flops(device: torch.device, dtype: torch.dtype | None) -> float:
     """Matmul FLOP/s on this device in the training dtype: the denominator of MFU when the recipe gives none."""
     size = 2048 if device.type == "cpu" else 8192
