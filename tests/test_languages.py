@@ -25,12 +25,22 @@ def test_tables_2_and_3_complete():
     ("pt_PT", "pt"), ("bn_IN", "bn"), ("fil", "tl"), ("kmr", "ku"), ("ckb", "ku"), ("uz@cyrillic", "uz"),
     ("ca@valencia", "ca"), ("en@quot", "en"), ("de_DE.UTF-8", "de"), ("iw", "he"), ("zho_Hans", "zh"),
     ("arb_Arab", "ar"), ("pes", "fa"), ("zsm", "ms"), ("VI", "vi"),
+    # regional varieties that identifiers name on their own count as their macrolanguage
+    ("ary", "ar"), ("arz", "ar"), ("apc", "ar"), ("wuu", "zh"), ("yue", "zh"), ("nan", "zh"), ("prs", "fa"),
+    ("uzs", "uz"), ("sdh", "ku"),
 ])
 def test_locale_lookup(code, expected):
     assert language(code).code == expected
 
 
-@pytest.mark.parametrize("code", ["sr@latin", "nb", "xx", "eo", "", "english", "zz_ZZ"])
+def test_language_part_names_supported_and_other_languages_and_nothing_else():
+    from fuxitranyu.languages import language_part
+
+    assert [language_part(c) for c in ("pt_BR", "ary", "eng", "sw_KE", "swh", "gl", "English", "", "x")] == \
+        ["pt", "ar", "en", "sw", "swh", "gl", None, None, None]
+
+
+@pytest.mark.parametrize("code", ["sr@latin", "nb", "xx", "eo", "", "english", "zz_ZZ", "gl", "mk", "tt"])
 def test_unknown_codes_raise_clear_errors(code):
     with pytest.raises(UnknownLanguageError) as info:
         language(code)

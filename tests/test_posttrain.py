@@ -18,12 +18,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 
 from fuxitranyu import pipeline
 from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.posttrain.chat import ChatModel, Sampling, generate_records, load_chat_model, read_prompts
 from fuxitranyu.posttrain.config import LanguageFilter
-from fuxitranyu.posttrain.data import ExampleLanguage, SourceSet, mix, take_indices, to_chat, to_preference
+from fuxitranyu.posttrain.data import (
+    ExampleLanguage,
+    SetFile,
+    SourceSet,
+    mix,
+    normalise,
+    produced_text,
+    take_indices,
+    to_chat,
+    to_preference,
+)
 from fuxitranyu.posttrain.demo import NATIVE_NAMES, build_demo
 from fuxitranyu.posttrain.model import PAD, load_base_model, load_chat_tokenizer
 from fuxitranyu.recipe import load_recipe
@@ -136,7 +147,6 @@ def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path, base_dir):
 def test_assistant_only_mask_is_exactly_the_assistant_tokens_with_im_end(base_dir, tmp_path):
     """TRL's own preprocessing, read back from the trainer: the tokens that carry loss are each assistant answer
     and its <|im_end|>, nothing else (the answer ids computed here by tokenizing the answers alone)."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     chat = load_chat_tokenizer(base_dir)
@@ -301,21 +311,77 @@ LANGUAGE_SAMPLES = {  # sentence -> the language the filter must name
 }
 
 
-def test_language_filter_drops_exactly_the_out_of_list_examples():
-    from datasets import Dataset
+def answered(text, instruction="Please write this sentence.", language_code=None, language=None):
+    return {"messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": text}],
+            "language_code": language_code, "language": language}
 
-    examples = [{"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]}
-                for text in LANGUAGE_SAMPLES]
+
+def test_language_filter_drops_exactly_the_out_of_list_examples():
+    examples = [answered(text) for text in LANGUAGE_SAMPLES]
     language = ExampleLanguage(LanguageFilter())
     assert [language(text).language for text in LANGUAGE_SAMPLES] == list(LANGUAGE_SAMPLES.values())
     mixture = mix([SourceSet("s", "test", Dataset.from_list(examples))], LanguageFilter(), seed=0)
     report = mixture.stats()["sets"]["s"]
     assert report["kept_by_language"] == {c: 1 for c in ("ar", "de", "en", "fr", "hi", "ru", "th", "zh")}
     assert report["dropped_by_language"] == {"eo": 1, "ga": 1, "is": 1, "sw": 1}
-    kept_texts = {ex["messages"][0]["content"] for ex in mixture.dataset}
+    kept_texts = {ex["messages"][1]["content"] for ex in mixture.dataset}
     assert kept_texts == {t for t, lang in LANGUAGE_SAMPLES.items() if lang not in ("sw", "is", "ga", "eo")}
+    dropped = report["dropped_examples"]
+    assert [entry["example"] for entry in dropped] == [9, 10, 11, 12]
+    assert all("neither is a kept language" in entry["reason"] for entry in dropped)
+    assert "fastText eo 0.85, py3langid eo" in next(e["reason"] for e in dropped if e["text"].startswith("La komitato"))
     subset = mix([SourceSet("s", "test", Dataset.from_list(examples))], LanguageFilter(languages=["en", "zh"]), 0)
     assert subset.stats()["sets"]["s"]["kept_by_language"] == {"en": 1, "zh": 1}
+
+
+def test_language_filter_judges_the_answer_and_believes_a_declared_language_it_cannot_contradict(tmp_path):
+    """The instruction may mix languages; the answer is what the model learns to write. A record's declared
+    language (a code; aliases resolved) settles a text too short to identify, and an unlisted one drops it."""
+    records = [
+        answered("SELinux is disabled on this system.", "ترجم إلى لغة English:\nSELinux bu sistemde devre dışı."),
+        answered("Tafadhali hifadhi faili kabla ya kufunga programu hii.", "Translate into Swahili:\nPlease save "
+                 "the file before closing this program."),  # unsure fastText, py3langid sw: dropped
+        answered("SELinux", language_code="ary"),              # too short to tell; declared Moroccan Arabic
+        answered("Le comité publiera son rapport annuel la semaine prochaine.", language_code="swh"),
+        answered("Kamati itachapisha ripoti yake ya mwaka kuhusu hali ya mito wiki ijayo.", language="fr"),
+        answered("Der Ausschuss veröffentlicht nächste Woche seinen Jahresbericht.", language="English"),
+    ]
+    part = SetFile(tmp_path / "set.jsonl", Dataset.from_list(records))
+    normalised = normalise(part, False, tmp_path / "cache.arrow")
+    assert normalised["language"] == ["", "", "ar", "swh", "fr", ""]  # "English" is a name, not a code
+    report = mix([SourceSet("s", "test", normalised)], LanguageFilter(), seed=0).stats()["sets"]["s"]
+    assert report["kept_by_language"] == {"en": 1, "ar": 1, "de": 1}
+    assert report["dropped_by_language"] == {"sw": 2, "swh": 1}
+    reasons = {entry["example"]: entry["reason"] for entry in report["dropped_examples"]}
+    assert reasons[4] == "declares swh, not a kept language"
+    assert "py3langid sw" in reasons[2] and "fastText" in reasons[5]  # confident sw contradicts the declared fr
+    preference = to_preference({"prompt": "Traduis en allemand : the quick fox", "chosen": "der schnelle Fuchs",
+                                "rejected": "the quick fox"})
+    assert ExampleLanguage(LanguageFilter())(produced_text(preference)).language == "de"
+
+
+def test_the_default_runs_demo_data_passes_the_language_filter(tmp_path):
+    """All of the demo data is in supported languages: the filter keeps every example the default recipe builds
+    (the 256 SFT examples and 64 DPO pairs from the held-out sets, measured when the system has their catalogs)."""
+    from fuxitranyu.data import system
+
+    recipe = load_recipe("tiny")
+    source = recipe.data.sources[0]
+    files = []
+    for domain in ("sed", "grep"):
+        rows = list(system.parallel_rows(source.locale_dir, [domain], languages=recipe.data.language_set))
+        if rows:
+            files.append(write_jsonl(tmp_path / f"{domain}.jsonl", rows))
+    if not files:
+        pytest.skip("this machine has no sed or grep message catalogs")
+    for key, preference in (("sft", False), ("dpo", True)):
+        section = getattr(recipe, key)
+        demo = section.data.demo
+        built = build_demo(files, demo.examples, demo.prompt_languages, demo.max_chars, recipe.seed, preference)
+        demo_set = SourceSet("demo", "demo", Dataset.from_list(built.records))
+        report = mix([demo_set], section.language_filter, recipe.seed).stats()["sets"]["demo"]
+        assert report["dropped"] == 0, report["dropped_examples"]
+        assert report["kept"] == demo.examples
 
 
 def test_mixture_weights_and_caps():

@@ -120,12 +120,21 @@ PROGRAMMING_LANGUAGES: tuple[ProgrammingLanguage, ...] = (
 BY_CODE: dict[str, Language] = {lang.code: lang for lang in NATURAL_LANGUAGES}
 CODES: tuple[str, ...] = tuple(BY_CODE)
 
-# Codes that are not the ISO 639-1 code of the language but mean it: legacy ISO codes, macrolanguage members,
-# gettext's choice of 3-letter codes (Filipino `fil`, Kurmanji `kmr`, Sorani `ckb`).
-_ALIASES: dict[str, str] = {
-    "iw": "he", "in": "id", "fil": "tl", "kmr": "ku", "ckb": "ku", "sdh": "ku", "pes": "fa", "prs": "fa",
-    "arb": "ar", "cmn": "zh", "zsm": "ms", "uzn": "uz", "zlm": "ms",
+# Codes that are not the ISO 639-1 code of the language but mean it: legacy ISO codes, gettext's choice of 3-letter
+# codes (Filipino `fil`), and the members of the ISO 639-3 macrolanguages we support — regional varieties that
+# language identifiers name on their own (fastText's `arz`, `wuu`, `yue`; Moroccan Arabic `ary`).
+_MACROLANGUAGE_MEMBERS: dict[str, tuple[str, ...]] = {
+    "ar": ("arb", "ary", "arz", "apc", "ajp", "acm", "acq", "acw", "acx", "acy", "adf", "aeb", "aec", "afb", "apd",
+           "arq", "ars", "auz", "avl", "ayh", "ayl", "ayn", "ayp", "abv", "shu", "ssh", "pga"),
+    "zh": ("cmn", "wuu", "yue", "gan", "hak", "hsn", "nan", "cdo", "cjy", "cpx", "czh", "czo", "mnp", "lzh"),
+    "fa": ("pes", "prs"),
+    "ku": ("kmr", "ckb", "sdh"),
+    "ms": ("zsm", "zlm"),
+    "uz": ("uzn", "uzs"),
 }
+_ALIASES: dict[str, str] = {"iw": "he", "in": "id", "fil": "tl"}
+for _macro_, _members_ in _MACROLANGUAGE_MEMBERS.items():
+    _ALIASES.update(dict.fromkeys(_members_, _macro_))
 for _lang_ in NATURAL_LANGUAGES:
     _ALIASES.setdefault(_lang_.iso639_3, _lang_.code)
     _ALIASES.setdefault(_lang_.flores.split("_")[0], _lang_.code)
@@ -162,6 +171,16 @@ def supported_code(code: str) -> str | None:
         return language(code).code
     except UnknownLanguageError:
         return None
+
+
+def language_part(code: str) -> str | None:
+    """The language a locale-like code names, supported or not: `pt_BR` -> `pt`, `ary` -> `ar`, `swh` -> `swh`,
+    `sw_KE` -> `sw`; None when `code` is not shaped like one (`English`)."""
+    match = _LOCALE.match(code.strip()) if isinstance(code, str) else None
+    if match is None:
+        return None
+    base = _ALIASES.get(match["lang"].lower(), match["lang"].lower())
+    return base
 
 
 def is_supported(code: str) -> bool:

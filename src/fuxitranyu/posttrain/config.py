@@ -94,8 +94,8 @@ class DataMixture(Section):
 
 
 class LanguageFilter(Section):
-    """Drops examples whose language (of the user's turns, or of the prompt) is outside `languages`, with the data
-    stage's identifiers: fastText lid.176, and py3langid as a second vote."""
+    """Drops examples whose language (of what the model learns to write: the assistant's turns, or the chosen answer)
+    is outside `languages`, with the data stage's identifiers: fastText lid.176, and py3langid as a second vote."""
 
     enabled: bool = True
     """Identify and filter; false keeps every example (counted as `und`)."""

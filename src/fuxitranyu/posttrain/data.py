@@ -124,10 +124,30 @@ def to_preference(record: dict) -> dict[str, list[dict[str, str]]]:
     return {"prompt": prompt, "chosen": [_answer(chosen, "chosen")], "rejected": [_answer(rejected, "rejected")]}
 
 
-def user_text(example: dict) -> str:
-    """What the language filter reads: the user's turns (all turns when there is none)."""
-    turns = example.get("messages") or example["prompt"]
-    said = [t["content"] for t in turns if t["role"] == "user"] or [t["content"] for t in turns]
+DECLARED_LANGUAGE_COLUMNS = ("language_code", "language")
+"""Where a record may declare its language, as a code (`fr`, `pt_BR`, `eng`; Aya's `language_code`). A name such as
+Aya's `language: "English"` declares nothing: such records are judged by their text alone."""
+
+
+def declared_language(record: dict) -> str:
+    """The language a record declares (aliases resolved), or "" when it declares none."""
+    from fuxitranyu.languages import language_part
+
+    for column in DECLARED_LANGUAGE_COLUMNS:
+        value = record.get(column)
+        if isinstance(value, str) and (code := language_part(value)):
+            return code
+    return ""
+
+
+def produced_text(example: dict) -> str:
+    """What the language filter reads: what the model is trained to produce — the assistant's turns, or the chosen
+    answer of a preference pair. An instruction often mixes two languages ("Translate into English: ..."); the
+    answer is in the one the model learns to write."""
+    if "chosen" in example:
+        return "\n".join(turn["content"] for turn in example["chosen"])
+    turns = example["messages"]
+    said = [t["content"] for t in turns if t["role"] == "assistant"] or [t["content"] for t in turns]
     return "\n".join(said)
 
 
@@ -252,7 +272,11 @@ def read_set(spec: DataSet, cache_dir: Path) -> list[SetFile]:
 
 def normalise(part: SetFile, preference: bool, cache_file: Path) -> Dataset:
     """Every record in our layout; the first bad record stops the run with an error naming its file and number."""
-    convert: Callable[[dict], dict] = to_preference if preference else (lambda r: {"messages": to_chat(r)})
+    layout: Callable[[dict], dict] = to_preference if preference else (lambda r: {"messages": to_chat(r)})
+
+    def convert(record: dict) -> dict:
+        return {**layout(record), "language": declared_language(record)}
+
     path = part.path
 
     def one(record: dict, index: int) -> dict:
@@ -272,12 +296,15 @@ def normalise(part: SetFile, preference: bool, cache_file: Path) -> Dataset:
 @dataclass(frozen=True)
 class Identified:
     language: str
-    """A supported language code, or what fastText said for the others (`sw`, ...), or `und`."""
+    """A supported language code, or what the identifiers named for the others (`sw`, ...), or `und`."""
     kept: bool
+    reason: str = ""
+    """Why a dropped example was dropped: what each identifier said."""
 
 
 class ExampleLanguage:
-    """The language of an example's user turns, by the data stage's identifiers (fastText, py3langid's vote)."""
+    """The language of what an example teaches the model to produce, by the data stage's identifiers (fastText,
+    py3langid's vote); regional varieties count as their macrolanguage (`ary` is `ar`, `wuu` is `zh`)."""
 
     def __init__(self, recipe: LanguageFilter):
         from fuxitranyu.data.config import LanguageIdSection
@@ -288,26 +315,34 @@ class ExampleLanguage:
         self.identifier = LanguageIdentifier(
             LanguageIdSection(min_confidence=recipe.min_confidence, second_vote=recipe.second_vote), self.allowed)
 
-    def __call__(self, text: str) -> Identified:
-        """Kept when fastText places the text in the list with confidence, or (second vote) py3langid does; a dropped
-        example is counted under the language the more confident answer names."""
+    def __call__(self, text: str, declared: str = "") -> Identified:
+        """Kept when fastText places the text in the list with confidence, or (second vote) py3langid does, or the
+        example declares a kept language that no confident answer contradicts; a dropped example is counted under
+        the language the more confident answer names."""
         from fuxitranyu.languages import supported_code
 
         if not self.recipe.enabled:
-            return Identified(UNDETERMINED, True)
+            return Identified(declared or UNDETERMINED, True)
+        if declared and declared not in self.allowed:
+            return Identified(declared, False, f"declares {declared}, not a kept language")
         raw, score = self.identifier.predict(text)
         code = supported_code(raw) if raw else None
         confident = score >= self.recipe.min_confidence
         if code in self.allowed and (confident or not self.recipe.second_vote):
             return Identified(code, True)
+        if declared and not confident:  # too short or mixed to tell: the record's own label stands
+            return Identified(declared, True)
+        first = f"fastText {code or raw or '?'} {score:.2f}" + ("" if confident else
+                                                              f" (below {self.recipe.min_confidence})")
         if not self.recipe.second_vote:
-            return Identified(raw or UNDETERMINED, False)
+            return Identified(code or raw or UNDETERMINED, False, f"{first}: not a kept language")
         second_raw = self.identifier.second_prediction(text)
         second = supported_code(second_raw)
         if second in self.allowed:
             return Identified(second, True)
-        believed = raw if confident and raw else second_raw
-        return Identified(supported_code(believed) or believed or UNDETERMINED, False)
+        believed = (code or raw) if confident and raw else (second or second_raw)
+        return Identified(believed or UNDETERMINED, False,
+                          f"{first}, py3langid {second or second_raw}: neither is a kept language")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -324,13 +359,15 @@ class SetReport:
     kept: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     taken: Counter = field(default_factory=Counter)
+    dropped_examples: list[dict[str, Any]] = field(default_factory=list)
+    """Each dropped example: its number in the set, the language it was counted under, why, and its start."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "weight": self.weight, "max_examples": self.max_examples, "read": self.read,
                 "kept": sum(self.kept.values()), "dropped": sum(self.dropped.values()),
                 "taken": sum(self.taken.values()), "kept_by_language": dict(sorted(self.kept.items())),
                 "dropped_by_language": dict(sorted(self.dropped.items())),
-                "taken_by_language": dict(sorted(self.taken.items()))}
+                "taken_by_language": dict(sorted(self.taken.items())), "dropped_examples": self.dropped_examples}
 
 
 def take_indices(available: int, weight: float, cap: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -382,15 +419,25 @@ class Mixture:
         return table
 
 
+_EXCERPT_CHARS = 80
+
+
 def _filtered(dataset: Dataset, report: SetReport, language: ExampleLanguage) -> Dataset:
     kept_rows, labels = [], []
     for index, example in enumerate(dataset):
-        identified = language(user_text(example))
+        text = produced_text(example)
+        identified = language(text, example.get("language") or "")
         (report.kept if identified.kept else report.dropped)[identified.language] += 1
         if identified.kept:
             kept_rows.append(index)
             labels.append(identified.language)
-    return dataset.select(kept_rows).add_column("language", labels)
+        else:
+            report.dropped_examples.append({"example": index + 1, "language": identified.language,
+                                            "reason": identified.reason, "text": text[:_EXCERPT_CHARS]})
+    kept = dataset.select(kept_rows)
+    if "language" in kept.column_names:
+        kept = kept.remove_columns("language")
+    return kept.add_column("language", labels)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ class Translation:
 @dataclass
 class DemoSet:
     records: list[dict]
-    """`{"messages": ...}` conversations, or `{"prompt", "chosen", "rejected"}` pairs."""
+    """`{"messages": ...}` conversations, or `{"prompt", "chosen", "rejected"}` pairs, each with the `language` of
+    its answer (the unit's locale)."""
     stats: dict
 
 
@@ -125,9 +126,9 @@ def build_demo(files: list[Path], examples: int, prompt_languages: list[str], ma
             wrong = wrong_answer(item, units, rng)
             kinds[wrong.kind] += 1
             records.append({"prompt": user, "chosen": [{"role": "assistant", "content": answer}],
-                            "rejected": [{"role": "assistant", "content": wrong.text}]})
+                            "rejected": [{"role": "assistant", "content": wrong.text}], "language": item.target})
         else:
-            records.append({"messages": user + [{"role": "assistant", "content": answer}]})
+            records.append({"messages": user + [{"role": "assistant", "content": answer}], "language": item.target})
     stats = {
         "units": len(units),
         "examples": len(records),
