@@ -20,6 +20,7 @@ from fuxitranyu.evaluate.balance import balance
 from fuxitranyu.evaluate.config import OfflineTasks
 from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, evaluate_model, task_set
 from fuxitranyu.evaluate.reference import paper_results
+from fuxitranyu.evaluate.results import Table, table_csv
 from fuxitranyu.evaluate.rouge import scores
 from fuxitranyu.evaluate.run import prepare
 from fuxitranyu.evaluate.suite import load_suite, our_tasks_dir
@@ -192,10 +193,26 @@ def test_balance_hand_computed():
     stats = balance({"de": 0.8, "fr": 0.6, "th": 0.2, "zh": 0.6})
     assert stats.mean == pytest.approx(0.55)
     assert stats.std == pytest.approx(math.sqrt((0.25 ** 2 + 0.05 ** 2 + 0.35 ** 2 + 0.05 ** 2) / 4))
-    assert (stats.worst, stats.best, stats.lagging) == ("th", "de", ("th",))
+    assert (stats.worst, stats.best, stats.lagging) == (("th",), ("de",), ("th",))
     assert stats.range == pytest.approx(0.6) and stats.cv == pytest.approx(stats.std / 0.55)
     lower = balance({"de": 1.0, "fr": 1.1, "th": 2.0}, higher_is_better=False)
-    assert (lower.worst, lower.best, lower.lagging) == ("th", "de", ("th",))
+    assert (lower.worst, lower.best, lower.lagging) == (("th",), ("de",), ("th",))
+
+
+def test_ties_are_reported_as_ties():
+    """Every chrF 0.00 names no best language; two languages at the top share it."""
+    from fuxitranyu.evaluate.balance import tied
+
+    flat = balance({"zh": 0.0, "de": 0.0, "fr": 0.0})
+    assert flat.worst == flat.best == ("zh", "de", "fr") and flat.range == 0 and flat.cv is None
+    assert tied(flat.best, 3) == "all equal"
+    top = balance({"de": 0.7, "fr": 0.7, "th": 0.2})
+    assert top.best == ("de", "fr") and top.worst == ("th",) and tied(top.best, 3) == "de = fr"
+    table = Table("Translation chrF", "chrf", ["zh", "de", "fr"],
+                  {"m": {"zh": 0.0, "de": 0.0, "fr": 0.0}, "n": {"zh": 9.0, "de": 9.0, "fr": 3.0}}, True)
+    rows = table_csv(table).splitlines()
+    assert rows[1].split(",")[5:7] == ["all equal", "all equal"]
+    assert rows[2].split(",")[5:7] == ["fr", "zh = de"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@ what each stage promises about real data rather than synthetic strings."""
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +213,58 @@ def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts
     ours = load_file(run / "pretrain" / "model" / "model.safetensors")
     reference = load_file(recipe.run_dir / "pretrain" / "model" / "model.safetensors")
     assert all(np.array_equal(ours[k].numpy(), reference[k].numpy()) for k in reference)
+
+
+def _values(results_file: Path, model: str | None = None) -> dict[tuple[str, str, str], float]:
+    rows = json.loads(results_file.read_text(encoding="utf-8"))["results"]
+    return {(r["model"], r["task"], r["metric"]): r["value"] for r in rows if model in (None, r["model"])}
+
+
+def test_the_command_reproduces_the_evaluate_stage_with_the_runs_recipe(smoke_run, tmp_path):
+    """`fuxitranyu evaluate MODEL --recipe smoke` reads the parallel sets and settings the stage read: the same
+    numbers, model by model (the chat model through its template, as the stage evaluates it)."""
+    recipe, _ = smoke_run
+    stage = _values(stage_dir(smoke_run, "evaluate") / "results.json")
+    for model, chat in (("pretrain", []), ("dpo", ["--chat"])):
+        out = tmp_path / model
+        subprocess.run([sys.executable, "-m", "fuxitranyu", "evaluate", str(recipe.run_dir / model / "model"), *chat,
+                        "--recipe", "smoke", "--set", f"output_dir={recipe.run_dir}", "--out", str(out)],
+                       check=True, capture_output=True, text=True)
+        again = _values(out / "results.json")
+        assert again == {key: value for key, value in stage.items() if key[0] == model}
+
+
+def test_the_stages_task_files_rerun_with_the_bare_lm_eval_cli(smoke_run, tmp_path):
+    """The task files a finished stage leaves name the data where the stage's folder is (not its working folder),
+    and `lm-eval run --include_path <evaluate>/tasks` on the same model (exported to a stock architecture, so that
+    plain transformers loads it) gives the stage's numbers."""
+    from fuxitranyu.model.export import export_checkpoint
+
+    recipe, _ = smoke_run
+    folder = stage_dir(smoke_run, "evaluate")
+    naming_scratch = [p.name for p in folder.rglob("*") if p.suffix in (".yaml", ".json")
+                      and ".evaluate.partial-" in p.read_text(encoding="utf-8")]
+    assert naming_scratch == []
+    saved = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    assert set(saved["task_data"].values()) == {f"files in {folder / 'data'}"}
+    arguments = saved["models"]["pretrain"]["model_args"]
+    exported = tmp_path / "arcee"
+    export_checkpoint(recipe.run_dir / "pretrain" / "model", exported, "arcee")
+    tasks = ["fuxi_bpb_fr", "fuxi_translate_mc_fr", "fuxi_translate_chrf_fr"]
+    subprocess.run(["lm-eval", "run", "--include_path", str(folder / "tasks"), "--tasks", ",".join(tasks),
+                    "--model", "hf", "--model_args", f"pretrained={exported},dtype={arguments['dtype']}",
+                    "--device", "cpu", "--batch_size", "32", "--gen_kwargs", "max_gen_toks=8", "--seed", "1234",
+                    "--output_path", str(tmp_path / "lm-eval")],
+                   check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                   cwd=tmp_path)
+    bare = json.loads(next((tmp_path / "lm-eval").rglob("results_*.json")).read_text(encoding="utf-8"))["results"]
+    stage = _values(folder / "results.json", "pretrain")
+    assert bare["fuxi_bpb_fr"]["bits_per_byte,none"] == pytest.approx(stage["pretrain", "fuxi_bpb_fr",
+                                                                              "bits_per_byte"], rel=1e-5)
+    assert 100 * bare["fuxi_translate_mc_fr"]["acc,none"] == pytest.approx(stage["pretrain", "fuxi_translate_mc_fr",
+                                                                                   "acc"])
+    assert bare["fuxi_translate_chrf_fr"]["chrf,none"] == pytest.approx(stage["pretrain", "fuxi_translate_chrf_fr",
+                                                                               "chrf"])
 
 
 def test_every_stage_writes_the_stats_its_readers_declare(smoke_run):

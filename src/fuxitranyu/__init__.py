@@ -27,9 +27,7 @@ _AUTO_CLASSES = {
 
 
 def _register() -> None:
-    from fuxitranyu.model.auto import register
-
-    register()
+    import fuxitranyu.model.modeling  # noqa: F401  registers our classes with the Auto classes when it loads
 
 
 def _register_first(cls: type, name: str) -> None:

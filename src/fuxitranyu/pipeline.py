@@ -229,7 +229,8 @@ def _run_stage(item: PlannedStage, recipe: Recipe, console: Console, resume: boo
                       f"was killed in (e.g. {leftovers[0].relative_to(scratch)})[/]")
     verify_inputs(item.inputs)
     with atomic_directory(item.directory, scratch) as tmp:
-        context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current, verbose)
+        context = StageContext(recipe, tmp, item.inputs, item.input_fingerprints, console, resume, current, verbose,
+                               final_dir=item.directory)
         stats = item.stage.run(context)
         manifest = {
             "stage": item.stage.name,

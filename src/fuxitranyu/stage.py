@@ -51,6 +51,9 @@ class StageContext:
     """This process's place among the ranks of a distributed launch (rank 0 of 1 otherwise)."""
     verbose: bool = False
     """Let libraries log to the terminal (datatrove's task logs, progress bars); otherwise they go to log files."""
+    final_dir: Path | None = None
+    """The name `out_dir` takes when the stage returns (None: `out_dir` is final), for files that must name where the
+    stage's outputs will be (the evaluation's task files)."""
 
 
 @dataclass(frozen=True)

@@ -442,7 +442,8 @@ def evaluate_command(
     models: Annotated[list[str], typer.Argument(
         help="Model directories (Hugging Face format, ours or any causal LM), or a pretraining run's checkpoints/ "
              "folder to sweep.")],
-    suite: Annotated[str, typer.Option(help="local, paper-base, paper-chat, or a suite YAML file.")] = "local",
+    suite: Annotated[Optional[str], typer.Option(
+        help="local, paper-base, paper-chat, or a suite YAML file (default: the recipe's evaluate.suite).")] = None,
     out: Annotated[Path, typer.Option(
         help="Output folder (results.json, tables, plots, sweeps).")] = Path("evaluations"),
     chat: Annotated[bool, typer.Option(help="Prompt every model through its chat template.")] = False,
@@ -472,12 +473,13 @@ def evaluate_command(
     from fuxitranyu.recipe import load_recipe
 
     resolved = load_recipe(recipe, set_ or [])
-    chosen = (resolved.evaluate or EvaluateSection()).offline.parallel_sets
+    section = resolved.evaluate or EvaluateSection()
+    chosen = section.offline.parallel_sets
 
     def the_runs_sets() -> list[Path]:  # the sets the stage reads: the recipe's evaluate.offline.parallel_sets
         return parallel_sets(parallel_dir(finished_stage(resolved, "data")), chosen)
 
-    evaluate_paths(models, resolved, suite=suite, out=out, default_parallel=the_runs_sets, chat=chat,
+    evaluate_paths(models, resolved, suite=suite or section.suite, out=out, default_parallel=the_runs_sets, chat=chat,
                    parallel=parallel, data_dir=data_dir, backend=backend, every=every, tokenizer=tokenizer,
                    limit=limit, console=err)
     if (out / TABLES_MD).is_file():

@@ -31,16 +31,17 @@ class SweepRequest:
 
 def run_evaluation(suite: Suite, out_dir: Path, section: EvaluateSection, parallel_units: Callable[[], list[dict]],
                    models: list[ModelToEvaluate], sweeps: list[SweepRequest], seed: int,
-                   console: Console) -> dict[str, Any]:
+                   console: Console, final_dir: Path | None = None) -> dict[str, Any]:
     """The one evaluation flow, of the stage and of `fuxitranyu evaluate`: the offline data and task files, every
     model (results.json, tables, plots), then every checkpoint sweep; returns the summary for a manifest.
-    `parallel_units` is called only when the suite has offline tasks."""
+    `parallel_units` is called only when the suite has offline tasks. `final_dir`: where `out_dir` is renamed to when
+    the stage finishes; the task files and results.json name the data there."""
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise FuxiError(f"two models would be named alike ({', '.join(names)}); give directories whose names (or "
                         f"parents' names, for .../model) differ")
     units = parallel_units() if suite.needs_parallel else None
-    evaluation = prepare(suite, out_dir, section.data_dir, units, section.offline, seed)
+    evaluation = prepare(suite, out_dir, section.data_dir, units, section.offline, seed, final_dir)
     settings = Settings.from_recipe(section, seed)
     console.print(f"[bold]evaluate[/]: suite {suite.name}, {len(evaluation.tasks.tasks)} tasks -> {out_dir}")
     results = evaluate_models(evaluation, models, settings, console) if models else []
@@ -48,6 +49,7 @@ def run_evaluation(suite: Suite, out_dir: Path, section: EvaluateSection, parall
     for request in sweeps:
         done = sweep(request.folder, evaluation, settings, request.name, request.tokenizer, request.every, console)
         swept[request.name] = {"checkpoints": len(done), "reused": sum(r.reused for r in done)}
+    evaluation.write_final_task_files()
     summary = {}
     for result in results:
         means: dict[str, list[float]] = {}

@@ -112,9 +112,10 @@ def evaluate_model(model: ModelToEvaluate, prepared: TaskSet, settings: Settings
     import fuxitranyu  # noqa: F401  registers our model type with transformers' Auto classes
 
     started = time.perf_counter()
+    arguments = model_arguments(model, settings)
     with hub_closed(), quiet_libraries():
         output = lm_eval.simple_evaluate(
-            model=settings.backend, model_args=model_arguments(model, settings),
+            model=settings.backend, model_args=arguments,
             tasks=[task.spec.task for task in prepared.tasks], task_manager=prepared.task_manager,
             batch_size=settings.batch_size, limit=settings.limit, bootstrap_iters=settings.bootstrap_iters,
             gen_kwargs={"max_gen_toks": settings.max_new_tokens}, apply_chat_template=model.chat,
@@ -124,4 +125,4 @@ def evaluate_model(model: ModelToEvaluate, prepared: TaskSet, settings: Settings
     return ModelResults(model.name, model.path, model.chat, rows, task_hashes(output),
                         dict(output.get("versions", {})), time.perf_counter() - started,
                         sum(int(n.get("effective", 0)) for n in output.get("n-samples", {}).values()),
-                        generations(output))
+                        generations(output), arguments)

@@ -19,7 +19,7 @@ from typing import Any
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.artifacts import TABLES, TABLES_MD
-from fuxitranyu.evaluate.balance import balance
+from fuxitranyu.evaluate.balance import balance, tied
 from fuxitranyu.evaluate.reference import reference_values
 from fuxitranyu.evaluate.suite import Suite, SuiteTask
 from fuxitranyu.io import atomic_write_json, atomic_write_text
@@ -56,9 +56,12 @@ class ModelResults:
     generations: dict[str, list[dict]] = field(default_factory=dict)
     """Generation tasks' outputs: task -> [{"doc_id", "prompt", "target", "response"}] (written beside the results,
     not into results.json)."""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    """What the backend was given (weights, dtype, device): `--model_args` of the same run with the bare CLI."""
 
     def header(self) -> dict[str, Any]:
-        return {"path": self.path, "chat_template": self.chat, "task_hashes": self.task_hashes,
+        return {"path": self.path, "chat_template": self.chat, "model_args": self.model_args,
+                "task_hashes": self.task_hashes,
                 "task_versions": self.task_versions, "seconds": round(self.seconds, 3), "examples": self.examples}
 
 
@@ -183,7 +186,8 @@ def _cells(table: Table, values: dict[str, float]) -> list[str]:
     if stats is None:
         average = f"{statistics.fmean(values.values()):.{digits}f}" if len(values) == len(table.languages) else ""
         return shown + [average, "", "", "", "", "", ""]
-    return shown + [f"{stats.mean:.{digits}f}", stats.worst, stats.best, f"{stats.range:.{digits}f}",
+    places = [tied(stats.worst, len(values)), tied(stats.best, len(values))]
+    return shown + [f"{stats.mean:.{digits}f}", *places, f"{stats.range:.{digits}f}",
                     f"{stats.std:.{digits}f}", "" if stats.cv is None else f"{stats.cv:.3f}", " ".join(stats.lagging)]
 
 

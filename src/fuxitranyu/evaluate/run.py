@@ -26,7 +26,7 @@ from fuxitranyu.evaluate.harness import ModelToEvaluate, Settings, TaskSet, eval
 from fuxitranyu.evaluate.offline import OfflineData, write_offline_data
 from fuxitranyu.evaluate.results import ModelResults, write_generations, write_results, write_tables
 from fuxitranyu.evaluate.suite import Suite
-from fuxitranyu.evaluate.tasks_ready import prepare_tasks
+from fuxitranyu.evaluate.tasks_ready import ReadyTask, prepare_tasks, write_task_files
 from fuxitranyu.io import file_sha256
 
 
@@ -38,6 +38,19 @@ class Evaluation:
     out_dir: Path
     tasks: TaskSet
     offline: OfflineData | None
+    final_dir: Path
+    """Where `out_dir` will be once the stage finishes (itself, outside a stage)."""
+
+    @property
+    def final_tasks(self) -> list[ReadyTask]:
+        """The tasks as they read their data from `final_dir`."""
+        return [task.moved(self.out_dir, self.final_dir) for task in self.tasks.tasks]
+
+    def write_final_task_files(self) -> None:
+        """The task files the run leaves: the ones it ran, naming the data where the stage's folder will be, so that
+        the bare `lm-eval` CLI reruns a task from them."""
+        if self.final_dir != self.out_dir:
+            write_task_files(self.final_tasks, self.out_dir / TASKS)
 
     @property
     def fingerprint(self) -> str:
@@ -53,7 +66,7 @@ class Evaluation:
 
 
 def prepare(suite: Suite, out_dir: Path, data_dir: Path | None = None, parallel_units: list[dict] | None = None,
-            offline: OfflineTasks | None = None, seed: int = 1234) -> Evaluation:
+            offline: OfflineTasks | None = None, seed: int = 1234, final_dir: Path | None = None) -> Evaluation:
     """Write the offline data (when the suite needs it), check every task's data, write the task files, index them."""
     data = None
     if suite.needs_parallel:
@@ -63,7 +76,7 @@ def prepare(suite: Suite, out_dir: Path, data_dir: Path | None = None, parallel_
         data = write_offline_data(parallel_units, out_dir / DATA, offline or OfflineTasks(), seed)
     tasks = suite.tasks(data.languages if data else None)
     ready = prepare_tasks(tasks, out_dir / TASKS, data_dir, data.folder if data else None)
-    return Evaluation(suite, out_dir, task_set(ready, out_dir / TASKS), data)
+    return Evaluation(suite, out_dir, task_set(ready, out_dir / TASKS), data, final_dir or out_dir)
 
 
 def evaluate_models(evaluation: Evaluation, models: list[ModelToEvaluate], settings: Settings,
@@ -82,7 +95,7 @@ def evaluate_models(evaluation: Evaluation, models: list[ModelToEvaluate], setti
 
 def write_report(evaluation: Evaluation, models: list[ModelResults], console: Console) -> None:
     extra = {"offline_data": evaluation.offline.as_dict() if evaluation.offline else None,
-             "task_data": {t.spec.task: t.data for t in evaluation.tasks.tasks}}
+             "task_data": {t.spec.task: t.data for t in evaluation.final_tasks}}
     write_results(evaluation.out_dir / RESULTS, evaluation.suite, models, extra)
     rows = [row for m in models for row in m.rows]
     found = write_tables(rows, evaluation.suite, evaluation.out_dir)

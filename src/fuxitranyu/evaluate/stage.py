@@ -64,7 +64,7 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
         return read_parallel(parallel_sets(parallel_dir(ctx.inputs["data"]), section.offline.parallel_sets)).units
 
     return run_evaluation(load_suite(section.suite), ctx.out_dir, section, units, models, sweeps, ctx.recipe.seed,
-                          ctx.console)
+                          ctx.console, final_dir=ctx.final_dir)
 
 
 STAGE = Stage("evaluate", sections=("evaluate",), needs=evaluate_needs, run=run_evaluate_stage,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,18 @@ class ReadyTask:
     """What the task file of the run sets over the source."""
     config: dict[str, Any]
     """The source's configuration, its includes resolved (as lm-eval's index reads it)."""
+
+    def moved(self, old: Path, new: Path) -> ReadyTask:
+        """The task reading the files it reads under `old` from `new` instead (the stage's folder once renamed)."""
+        def moved_path(path: str) -> str:
+            return str(new / Path(path).relative_to(old)) if Path(path).is_relative_to(old) else path
+
+        kwargs = self.overrides.get("dataset_kwargs") or {}
+        if old == new or "data_files" not in kwargs:
+            return self
+        files = {split: moved_path(path) for split, path in kwargs["data_files"].items()}
+        overrides = {**self.overrides, "dataset_kwargs": {**kwargs, "data_files": files}}
+        return replace(self, overrides=overrides, data=self.data.replace(str(old), str(new)))
 
 
 @contextmanager
@@ -143,9 +155,14 @@ def prepare_tasks(tasks: list[SuiteTask], out_dir: Path, data_dir: Path | None =
         (missing if isinstance(found, Missing) else ready).append(found)
     if missing:
         raise FuxiError(_missing_message(missing, len(tasks), data_dir))
-    with atomic_directory(out_dir) as scratch:
-        for task in ready:
+    write_task_files(ready, out_dir)
+    return ready
+
+
+def write_task_files(tasks: list[ReadyTask], folder: Path) -> None:
+    """One `<task>.yaml` per task, including its source and setting what the run sets; the folder replaced whole."""
+    with atomic_directory(folder) as scratch:
+        for task in tasks:
             text = yaml.safe_dump({"include": str(task.source), "task": task.spec.task, **task.overrides},
                                   sort_keys=False, allow_unicode=True)
             (scratch / f"{task.spec.task}.yaml").write_text(text, encoding="utf-8")
-    return ready

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
@@ -37,7 +38,6 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from fuxitranyu.model import matmul_attention  # noqa: F401  (registers the CPU bf16 kernel with transformers)
-from fuxitranyu.model.auto import register as register_with_auto_classes
 from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 
 # transformers 5.24 renamed the KV cache argument `past_key_values` -> `cache`; the old name is accepted (with the
@@ -362,4 +362,8 @@ class FuxiTranyuForCausalLM(FuxiTranyuPreTrainedModel, GenerationMixin):
         )
 
 
-register_with_auto_classes()  # the classes above exist now: `AutoModelForCausalLM.from_pretrained` knows them
+# Our model type in transformers' Auto classes: `AutoModelForCausalLM.from_pretrained` loads a FuxiTranyu checkpoint
+# (`model_type: fuxitranyu`) without `trust_remote_code`.
+AutoConfig.register(FuxiTranyuConfig.model_type, FuxiTranyuConfig, exist_ok=True)
+AutoModel.register(FuxiTranyuConfig, FuxiTranyuModel, exist_ok=True)
+AutoModelForCausalLM.register(FuxiTranyuConfig, FuxiTranyuForCausalLM, exist_ok=True)
