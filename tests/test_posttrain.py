@@ -503,7 +503,7 @@ def test_sft_lowers_the_assistant_loss_on_its_training_set(trained, base_dir):
                                                                             trained["chat"])
     assert after < before - 1.0, (before, after)  # nats per assistant token
     stats = trained["manifests"][0]["stats"]
-    assert stats["steps"] == 12 and stats["examples"] == 24 and stats["languages"] == {"en": 24}
+    assert stats["steps"] == 12 and stats["examples"] == 24 and stats["languages"] == {"fr": 24}  # the answers
     assert stats["pad_token"]["how"] == "dummy" and stats["precision"]["precision"] == "fp32"
     logged = [json.loads(line) for line in (trained["run"] / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged if "loss" in entry] == list(range(1, 13))

@@ -194,6 +194,19 @@ def _csv_table(path: Path, caption: str) -> Table:
     return Table(rows[0], rows[1:], caption)
 
 
+def _results_tables(path: Path, caption: str) -> list[Table]:
+    """A results table (a row per model, a column per language, then the spread) as two that fit a page at any
+    number of languages: the average and spread per model, and the languages as rows with a column per model."""
+    whole = _csv_table(path, caption)
+    split = whole.header.index("avg")
+    languages, models = whole.header[1:split], [row[0] for row in whole.rows]
+    spread = Table(["model", *whole.header[split:]], [[row[0], *row[split:]] for row in whole.rows],
+                   f"{caption}: average and spread across languages")
+    per_language = Table(["language", *models], [[lang, *(row[1 + i] for row in whole.rows)]
+                                                  for i, lang in enumerate(languages)], f"{caption}: per language")
+    return [spread, per_language]
+
+
 def evaluate(stage_dir: Path, manifest: dict) -> Chapter:
     stats = EvaluateStats.of(manifest, stage_dir)
     chapter = Chapter("Evaluation", [Text(
@@ -201,7 +214,7 @@ def evaluate(stage_dir: Path, manifest: dict) -> Chapter:
         f"shows the spread across languages (worst, best, range, σ, CV) and, where the paper reports the task, its "
         f"models' numbers as rows marked (paper).")])
     for path in sorted((stage_dir / TABLES).glob("*.csv")):
-        chapter.blocks.append(_csv_table(path, path.stem.replace(".", " — ")))
+        chapter.blocks += _results_tables(path, path.stem.replace(".", " — "))
         plot = stage_dir / PLOTS / f"{path.stem}.png"
         if plot.is_file():
             chapter.blocks.append(Figure(f"evaluate-{plot.name}", plot.read_bytes(), path.stem))
