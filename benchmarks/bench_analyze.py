@@ -1,22 +1,21 @@
-"""Neuron importance: our one forward + one backward per batch against one backward per component, and the memory
-an 8B model needs.
+"""Neuron importance: our one forward + one backward per batch with tensor hooks against the strongest plain loop a
+user would write, and the memory an 8B model needs.
 
-- ours: `fuxitranyu.analyze.neurons.importance_of_ids`: hooks on every tracked module, one forward and one backward
-  per batch give every unit's importance.
-- baseline ("one backward per component"): the same batches and the same forward, then for every tracked module
-  `torch.autograd.grad(loss, its output, retain_graph=True)`: the loop one writes without tensor hooks.
+- ours: `fuxitranyu.analyze.neurons.importance_of_ids`: hooks on every tracked module; each module's |grad · output|
+  is summed into its totals during the backward pass, as soon as its gradient exists, and the gradient is freed.
+- baseline: the same batches and the same forward (forward hooks keep every tracked output), then one
+  `torch.autograd.grad(loss, [every tracked output])` — one backward pass for all modules — and the same sums.
 
-Both run on 15 languages × 200 random "sentences" (token ids, 8–96 tokens, longer for some languages as real
-fertility differs) through a random-weight model of the `small` preset (59M parameters, vocab 32k), fp32 on CPU (bf16
-where --precision bf16). The baseline is too slow for the full set on a CPU: it runs on the first `--subset` sentences
-of each language, ours on the same subset (the ratio) and on the full set (the time and memory asked for). Each run
-is a fresh subprocess, so its peak resident memory (ru_maxrss) is its own; the two results are checked to agree.
+Both run on 15 languages × `--sentences` random "sentences" (token ids, 8–96 tokens, longer for some languages as
+real fertility differs) through a random-weight model of the `small` preset (59M parameters, vocab 32k), fp32 on CPU
+(bf16 where --precision bf16), `--rounds` times each, alternating, every run a fresh subprocess so that its peak
+resident memory (ru_maxrss) is its own; the two results are checked to agree.
 
-`--memory-8b` measures, in bf16, the memory the neuron analysis takes per token per layer at the 8B model's width
-(hidden 4096, MLP 16384) and per token per vocabulary entry, from one- and two-layer models of that width, and
-prints what the 30-layer model with its 250,752-entry vocabulary needs.
+`--memory-8b` measures, in bf16, the memory the neuron analysis takes per token per layer at the 8B width (hidden
+4096, MLP 16384) and per token per vocabulary entry, from one- and two-layer models of that width, and prints what
+the 30-layer model with its 250,752-entry vocabulary needs.
 
-    python benchmarks/bench_analyze.py [--languages 15] [--sentences 200] [--subset 8] [--memory-8b]
+    python benchmarks/bench_analyze.py [--languages 15] [--sentences 24] [--rounds 3] [--memory-8b]
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -69,8 +69,8 @@ def build_model(preset: str, dtype: torch.dtype, **overrides):
         torch.set_default_dtype(default)
 
 
-def naive_importance(model, encoded: Encoded, languages: int, batch_tokens: int) -> np.ndarray:
-    """Per module (languages, units) totals, one backward per tracked module per batch."""
+def one_grad_importance(model, encoded: Encoded, languages: int, batch_tokens: int) -> np.ndarray:
+    """Per module (languages, units) totals: forward hooks keep the outputs, one `autograd.grad` over all of them."""
     layout = find_layout(model)
     model.requires_grad_(False)
     model.enable_input_require_grads()
@@ -83,9 +83,9 @@ def naive_importance(model, encoded: Encoded, languages: int, batch_tokens: int)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
         loss = sentence_losses(logits, batch.input_ids, batch.attention_mask).sum()
         mask = batch.attention_mask[..., None].float()
-        for i in range(len(layout.modules)):
-            (grad,) = torch.autograd.grad(loss, outputs[i], retain_graph=True)
-            phi = (grad.float() * outputs[i].detach().float() * mask).sum(1, dtype=torch.float64).abs()
+        kept = [outputs[i] for i in range(len(layout.modules))]
+        for i, grad in enumerate(torch.autograd.grad(loss, kept)):
+            phi = (grad.float() * kept[i].detach().float() * mask).sum(1, dtype=torch.float64).abs()
             if totals[i] is None:
                 totals[i] = torch.zeros(languages, phi.shape[1], dtype=torch.float64)
             totals[i].index_put_((batch.language,), phi, accumulate=True)
@@ -103,8 +103,8 @@ def worker(args) -> dict:
     encoded = synthetic_sentences(args.languages, args.count, model.config.vocab_size)
     before = rss_gib()
     started = time.perf_counter()
-    if args.worker == "naive":
-        totals = naive_importance(model, encoded, args.languages, args.batch_tokens)
+    if args.worker == "baseline":
+        totals = one_grad_importance(model, encoded, args.languages, args.batch_tokens)
     else:
         result = importance_of_ids(model, encoded, tuple(map(str, range(args.languages))), name="bench",
                                    batch_tokens=args.batch_tokens, device=torch.device("cpu"))
@@ -129,26 +129,32 @@ def spawn(args, kind: str, count: int, save: str = "", overrides: dict | None = 
 
 def compare(args) -> None:
     load = os.getloadavg()[0]
-    with_subset = f"/tmp/bench_analyze_{os.getpid()}"
-    ours_full = spawn(args, "ours", args.sentences)
-    ours = spawn(args, "ours", args.subset, save=with_subset + "_ours.npy")
-    naive = spawn(args, "naive", args.subset, save=with_subset + "_naive.npy")
-    a, b = np.load(with_subset + "_ours.npy"), np.load(with_subset + "_naive.npy")
+    saved = f"/tmp/bench_analyze_{os.getpid()}"
+    runs: dict[str, list[dict]] = {"ours": [], "baseline": []}
+    for round_ in range(args.rounds):
+        for kind in runs:
+            runs[kind].append(spawn(args, kind, args.sentences, save=f"{saved}_{kind}.npy" if round_ == 0 else ""))
+    a, b = np.load(f"{saved}_ours.npy"), np.load(f"{saved}_baseline.npy")
     agreement = float(np.abs(a - b).max() / np.abs(b).max())
-    ratio = naive["seconds"] / ours["seconds"]
-    print(f"## Analyses: neuron importance, one pass against one backward per component\n\n"
+    seconds = {kind: [run["seconds"] for run in done] for kind, done in runs.items()}
+    peak = {kind: [run["peak_gib"] - run["setup_gib"] for run in done] for kind, done in runs.items()}
+    print(f"## Analyses: neuron importance, hooks against one autograd.grad over all outputs\n\n"
           f"`python benchmarks/bench_analyze.py` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads, "
           f"torch {torch.__version__}, load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, "
-          f"{args.precision}.\n")
-    print("| run | sentences | tokens | seconds | sentences/s | peak RSS GiB (after setup) |")
+          f"{args.precision}, {runs['ours'][0]['sentences']:,} sentences ({runs['ours'][0]['tokens']:,} tokens), "
+          f"{args.rounds} rounds.\n")
+    print("| run | seconds, min | seconds, median | sentences/s (median) | peak RSS over setup GiB, min | median |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, run in (("ours, full set", ours_full), ("ours, subset", ours), ("baseline, subset", naive)):
-        print(f"| {name} | {run['sentences']:,} | {run['tokens']:,} | {run['seconds']:.1f} | "
-              f"{run['sentences'] / run['seconds']:.1f} | {run['peak_gib']:.2f} ({run['setup_gib']:.2f}) |")
-    print(f"\nRatio baseline / ours on the subset: **{ratio:.1f}×**; the baseline would take about "
-          f"{naive['seconds'] / naive['tokens'] * ours_full['tokens'] / 60:.0f} min on the full set. "
-          f"Largest difference between the two results: {agreement:.1e} of the largest value.")
+    for kind in runs:
+        middle = statistics.median(seconds[kind])
+        print(f"| {kind} | {min(seconds[kind]):.1f} | {middle:.1f} | {runs[kind][0]['sentences'] / middle:.1f} | "
+              f"{min(peak[kind]):.2f} | {statistics.median(peak[kind]):.2f} |")
+    memory = statistics.median(peak["baseline"]) / statistics.median(peak["ours"])
+    print(f"\nTime baseline / ours: {min(seconds['baseline']) / min(seconds['ours']):.2f}× (minima), "
+          f"{statistics.median(seconds['baseline']) / statistics.median(seconds['ours']):.2f}× (medians); "
+          f"peak memory over setup baseline / ours: {memory:.2f}× (medians). Largest difference between the two "
+          f"results: {agreement:.1e} of the largest value.")
 
 
 def memory_8b(args) -> None:
@@ -156,7 +162,7 @@ def memory_8b(args) -> None:
     width = dict(hidden_size=4096, intermediate_size=16384, num_attention_heads=32, max_position_embeddings=4096)
     runs = {}
     for layers, vocab in ((1, 8192), (2, 8192), (1, 32768)):
-        runs[(layers, vocab)] = spawn(args, "ours", args.subset, preset="tiny", precision="bf16",
+        runs[(layers, vocab)] = spawn(args, "ours", args.sentences, preset="tiny", precision="bf16",
                                       overrides={**width, "num_hidden_layers": layers, "vocab_size": vocab})
     activations = {key: run["peak_gib"] - run["setup_gib"] for key, run in runs.items()}
     tokens = args.batch_tokens
@@ -175,14 +181,14 @@ def memory_8b(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--languages", type=int, default=15)
-    parser.add_argument("--sentences", type=int, default=200, help="per language, ours")
-    parser.add_argument("--subset", type=int, default=8, help="per language, ours and the baseline")
+    parser.add_argument("--sentences", type=int, default=24, help="per language")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, alternating")
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-8b", action="store_true")
-    parser.add_argument("--worker", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("ours", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--save", default="", help=argparse.SUPPRESS)

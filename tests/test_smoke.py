@@ -4,6 +4,7 @@ what each stage promises about real data rather than synthetic strings."""
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,40 @@ def test_the_report_renders_in_a_real_headless_browser(smoke_run, tmp_path):
     assert image.size == (1200, 3000)
     colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is None or len(colours) > 50  # a drawn page with figures, not a blank one
+
+
+PAGE_MEASURES = """<script>
+const tables = [...document.querySelectorAll('table')];
+const images = [...document.querySelectorAll('img')];
+document.body.setAttribute('data-measured', JSON.stringify({
+  page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+  clipped_tables: tables.filter(t => t.scrollWidth > t.clientWidth + 1).map(t => t.caption && t.caption.textContent),
+  shrunk_figures: images.filter(i => i.width < 0.9 * i.naturalWidth).map(i => i.alt),
+  tables: tables.length, figures: images.length}));
+</script></body>"""
+
+
+def test_the_report_has_no_horizontal_overflow_at_1200_pixels(smoke_run, tmp_path):
+    """In headless Chromium at 1200 pixels: the page does not scroll sideways, no table hides columns in a scroll
+    box, and no figure is shrunk by more than 10% (its labels stay at the size they were drawn)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "measured.html"
+    html = (stage_dir(smoke_run, "report") / "report.html").read_text(encoding="utf-8")
+    page.write_text(html.replace("</body>", PAGE_MEASURES), encoding="utf-8")
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+                             "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-measured="([^"]*)"', result.stdout)
+    assert found, result.stderr[-2000:]
+    measured = json.loads(found[1].replace("&quot;", '"'))
+    assert measured["viewport"] == 1200 and measured["tables"] > 10 and measured["figures"] > 5
+    assert measured["page"] <= 1200
+    assert measured["clipped_tables"] == [] and measured["shrunk_figures"] == []
 
 
 def test_a_run_killed_in_the_middle_of_a_stage_completes_with_the_same_artifacts(smoke_run, tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def _figure(width: float, height: float):
         from matplotlib.figure import Figure
     except ImportError:
         raise FuxiError("figures need matplotlib (pip install 'fuxitranyu[plot]')") from None
-    return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height), layout="constrained")  # titles, labels and colour bars never overlap
 
 
 def matplotlib_missing() -> bool:
@@ -30,10 +30,12 @@ def matplotlib_missing() -> bool:
     return False
 
 
-def _heatmap(ax, values: np.ndarray, rows: Sequence[str], columns: Sequence[str], cmap: str, **limits):
+def _heatmap(ax, values: np.ndarray, rows: Sequence[str], columns: Sequence[str], cmap: str, thin_columns: bool = True,
+             **limits):
+    """`thin_columns`: label every k-th column past 16 (layers, checkpoints); languages are all labelled."""
     image = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest", **limits)
     ax.set_yticks(range(len(rows)), rows)
-    step = max(1, len(columns) // 16)
+    step = max(1, len(columns) // 16) if thin_columns else 1
     ax.set_xticks(range(0, len(columns), step), [columns[i] for i in range(0, len(columns), step)])
     return image
 
@@ -54,10 +56,10 @@ def layer_importance_figure(result: NeuronImportance, path: Path) -> None:
 def component_importance_figure(result: NeuronImportance, path: Path) -> None:
     """Figure 5: per language, the importance of each component (y) in each layer (x), on one colour scale."""
     count = len(result.languages)
-    columns = min(count, 5)
+    columns = min(count, 4)
     rows = -(-count // columns)
     layers = [str(k) for k in range(result.importance.shape[1])]
-    figure = _figure(3.2 * columns + 1, 2.4 * rows + 0.5)
+    figure = _figure(1.55 * columns + 1.0, 1.5 * rows + 0.6)
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
     top = float(np.nanmax(result.importance)) if np.isfinite(result.importance).any() else 1.0
     image = None
@@ -77,18 +79,20 @@ def component_importance_figure(result: NeuronImportance, path: Path) -> None:
 def similarity_heatmaps_figure(results: Sequence[RepresentationSimilarity], layer: int | None, path: Path) -> None:
     """Figure 3: the language × language similarity at one decoder layer (default: the middle one), one panel per
     model."""
-    figure = _figure(4.6 * len(results) + 0.8, 4.2)
-    axes = np.atleast_1d(figure.subplots(1, len(results), squeeze=False)).ravel()
+    side = min(6.4, max(3.2, 0.14 * max(len(r.languages) for r in results) + 1.0))  # 7-point labels fit 48 rows
+    across = len(results) if side * len(results) <= 6.6 else 1  # side by side while they fit the report's page
+    figure = _figure(side * across + 0.8, side * -(-len(results) // across))
+    axes = np.atleast_1d(figure.subplots(-(-len(results) // across), across, squeeze=False)).ravel()
     image = None
     for ax, result in zip(axes, results):
         layers = len(result.points) - 1
         chosen = layers // 2 if layer is None else range(layers)[layer]  # -1: the last (checked before)
         matrix = result.similarity[chosen + 1]  # points[0] is the embedding output
-        image = _heatmap(ax, matrix, result.languages, result.languages, "RdYlBu_r", vmin=-1.0, vmax=1.0)
+        image = _heatmap(ax, matrix, result.languages, result.languages, "RdYlBu_r", False, vmin=-1.0, vmax=1.0)
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(f"{result.model}, layer {chosen}", fontsize=10)
-    figure.colorbar(image, ax=list(axes), label="cosine similarity", shrink=0.8)
+    figure.colorbar(image, ax=list(axes), label="cosine similarity", shrink=0.8 if across > 1 else 0.4)
     save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 
@@ -102,7 +106,8 @@ def mean_similarity_figure(results: Sequence[RepresentationSimilarity], path: Pa
     from matplotlib import colormaps
 
     for result in results:
-        color = colormaps["viridis"](result.tokens_seen / most) if result.tokens_seen is not None else None
+        # viridis up to 0.8: its last tenth is a pale yellow that vanishes on white
+        color = colormaps["viridis"](0.8 * result.tokens_seen / most) if result.tokens_seen is not None else None
         label = result.model if result.tokens_seen is None else f"{result.model} ({result.tokens_seen:,} tokens)"
         ax.plot(range(len(result.points)), result.mean_similarity, marker="o", markersize=3, label=label,
                 color=color)

@@ -42,7 +42,7 @@ STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.8em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .5em 0 1.2em; font-size: 13px; display: block; overflow-x: auto; }
-th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
 figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption, caption { color: #555; font-size: 13px; }
 nav a { margin-right: 1em; } pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 12px; }
