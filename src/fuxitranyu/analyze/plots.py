@@ -92,7 +92,7 @@ def similarity_heatmaps_figure(results: Sequence[RepresentationSimilarity], laye
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(f"{result.model}, layer {chosen}", fontsize=10)
-    figure.colorbar(image, ax=list(axes), label="cosine similarity", shrink=0.8 if across > 1 else 0.4)
+    figure.colorbar(image, ax=list(axes), label="cosine similarity", shrink=0.8 if across == len(results) else 0.4)
     save_figure(figure, path, dpi=150, bbox_inches="tight")
 
 

@@ -37,7 +37,7 @@ def plot_table(table: Table, models: list[str], path: Path) -> None:
     ax.set_xlabel(f"{table.metric} ({better})")
     ax.set_title(f"{table.benchmark} per language")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right" if table.higher_is_better else "upper right")
+    ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -25,21 +25,25 @@ def png(figure) -> bytes:
 
 def bars(labels: list[str], series: dict[str, list[float]], ylabel: str, log: bool = False,
          errors: dict[str, list[float]] | None = None) -> bytes:
-    """Grouped bars: one group per label, one bar per series; `errors` draws ± error bars per series."""
+    """Grouped horizontal bars: a row per label (top to bottom), a bar per series; `errors` draws ± error bars per
+    series. Labels on the vertical axis stay readable at 48 languages: the figure grows downwards, never wider than
+    the report's page."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(min(max(6.0, 0.32 * len(labels) * max(len(series), 1)), 14.0), 3.4))
-    width = 0.8 / max(len(series), 1)
-    x = np.arange(len(labels))
+    count = max(len(series), 1)
+    figure, axis = plt.subplots(figsize=(7.5, 1.2 + len(labels) * max(0.2, 0.11 * count)))
+    height = 0.8 / count
+    y = np.arange(len(labels))
     for i, (name, values) in enumerate(series.items()):
-        axis.bar(x + i * width - 0.4 + width / 2, values, width, label=name,
-                 yerr=(errors or {}).get(name), capsize=2 if errors else 0)
-    axis.set_xticks(x, labels, rotation=90 if len(labels) > 20 else 0, fontsize=8)
-    axis.set_ylabel(ylabel)
+        axis.barh(y + i * height - 0.4 + height / 2, values, height, label=name,
+                  xerr=(errors or {}).get(name), capsize=2 if errors else 0)
+    axis.set_yticks(y, labels, fontsize=8)
+    axis.set_ylim(len(labels) - 0.5, -0.5)
+    axis.set_xlabel(ylabel)
     if log:
-        axis.set_yscale("log")
+        axis.set_xscale("log")
     if len(series) > 1:
         axis.legend(fontsize=8)
-    axis.grid(axis="y", alpha=0.3)
+    axis.grid(axis="x", alpha=0.3)
     return png(figure)
 
 
