@@ -15,6 +15,7 @@ import sys
 from importlib.abc import MetaPathFinder
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.lazy import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["FuxiError", "FuxiTranyuConfig", "FuxiTranyuForCausalLM", "FuxiTranyuModel", "__version__"]
@@ -75,9 +76,5 @@ else:
     sys.meta_path.insert(0, _RegisterOnFirstUse())
 
 
-def __getattr__(name: str):
-    if name in ("FuxiTranyuConfig", "FuxiTranyuForCausalLM", "FuxiTranyuModel"):
-        from fuxitranyu import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module 'fuxitranyu' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(("FuxiTranyuConfig", "FuxiTranyuForCausalLM", "FuxiTranyuModel"),
+                                                  "fuxitranyu.model"))

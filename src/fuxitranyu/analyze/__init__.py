@@ -1,7 +1,7 @@
 """The paper's analyses (section 6): neuron importance per language, layer and component, and representation
 similarity between languages per layer, for any Hugging Face causal LM of a supported layout (docs/analyze.md)."""
 
-from importlib import import_module
+from fuxitranyu.lazy import lazy_exports
 
 _WHERE = {
     "DecoderLayout": "fuxitranyu.analyze.hooks",
@@ -13,13 +13,7 @@ _WHERE = {
     "neuron_importance": "fuxitranyu.analyze.neurons",
     "representation_similarity": "fuxitranyu.analyze.representations",
 }
-"""The package's public names and the modules they live in, imported when first used: importing a submodule (the
-command line imports `artifacts`) does not load torch."""
+"""The package's public names and the modules they live in (`fuxitranyu.lazy`)."""
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

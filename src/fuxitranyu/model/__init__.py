@@ -1,9 +1,10 @@
-"""The FuxiTranyu model, registered with transformers' Auto classes (`auto.register`) once `modeling` has loaded, or
-when the program first uses the Auto classes after `import fuxitranyu`.
+"""The FuxiTranyu model, registered with transformers' Auto classes when `modeling` loads, which `import fuxitranyu`
+makes happen when the program first uses the Auto classes.
 
-The names below are imported when first used, so that reading a recipe (`model/config.py`) does not load torch."""
+The names below are imported when first used (`fuxitranyu.lazy`), so that reading a recipe (`model/config.py`) does
+not load torch."""
 
-from importlib import import_module
+from fuxitranyu.lazy import lazy_exports
 
 _WHERE = {
     "FuxiTranyuConfig": "fuxitranyu.model.configuration_fuxitranyu",
@@ -15,9 +16,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)

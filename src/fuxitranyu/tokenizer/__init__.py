@@ -1,7 +1,7 @@
 """The tokenizer stage (paper 3.3): byte-level BPE trained on a per-language-capped sample, saved as a Hugging Face
 tokenizer directory, and fertility per language compared across tokenizers (Fig. 2)."""
 
-from importlib import import_module
+from fuxitranyu.lazy import lazy_exports
 
 _WHERE = {
     "CHAT_TEMPLATE": "fuxitranyu.tokenizer.train",
@@ -18,13 +18,7 @@ _WHERE = {
     "train_tokenizer": "fuxitranyu.tokenizer.stage",
     "write_table": "fuxitranyu.tokenizer.fertility",
 }
-"""The package's public names and the modules they live in, imported when first used: importing a submodule (the
-command line imports `artifacts`) does not load torch."""
+"""The package's public names and the modules they live in (`fuxitranyu.lazy`)."""
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)
