@@ -47,12 +47,25 @@ class ModelSummary:
 
 
 def summarize(config: FuxiTranyuConfig, context_length: int | None = None) -> ModelSummary:
-    total = meta_parameter_count(config)
-    embeddings = config.vocab_size * config.hidden_size * (1 if config.tie_word_embeddings else 2)
-    lm_head = config.vocab_size * config.hidden_size
+    """The summary of our architecture at `config`, from its module tree on the meta device (nothing allocated)."""
+    from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
+
+    with torch.device("meta"):
+        return summarize_module(FuxiTranyuForCausalLM(config), context_length)
+
+
+def summarize_module(model: torch.nn.Module, context_length: int | None = None) -> ModelSummary:
+    """The summary of any Hugging Face causal LM module (ours or a stock architecture, real or on the meta device):
+    parameters counted on the module, the widths read from its config's standard names."""
+    config = model.config
+    total = sum(p.numel() for p in model.parameters())
+    lm_head = model.get_output_embeddings().weight
+    tables = {id(w): w.numel() for w in (model.get_input_embeddings().weight, lm_head)}  # one entry when tied
+    embeddings = sum(tables.values())
     layers, d = config.num_hidden_layers, config.hidden_size
-    t = context_length or config.max_position_embeddings
-    non_embedding = total - embeddings
-    flops = 6 * non_embedding + 6 * lm_head + 12 * layers * d * t
-    kv_bytes = 2 * layers * config.num_key_value_heads * config.head_dim * 2
-    return ModelSummary(total, embeddings, non_embedding, float(flops), kv_bytes)
+    t = context_length or getattr(config, "max_position_embeddings", None) or 2048
+    flops = 6 * (total - embeddings) + 6 * lm_head.numel() + 12 * layers * d * t
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    return ModelSummary(total, embeddings, total - embeddings, float(flops), 2 * layers * kv_heads * head_dim * 2)

@@ -82,13 +82,18 @@ class CausalLMLoss(nn.Module):
     parameter."""
 
     def __init__(self, model: nn.Module, chunk_tokens: int):
+        from fuxitranyu.pretrain.architecture import trainable_parts
+
         super().__init__()
         self.lm = model
         self.chunk_tokens = chunk_tokens
+        parts = trainable_parts(model)
+        self.body_and_head = (parts.body, parts.head)  # modules inside `lm`; a tuple, so not registered twice
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.lm.model(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, d)
-        return linear_cross_entropy(hidden, self.lm.lm_head.weight, targets, self.chunk_tokens)
+        body, head = self.body_and_head
+        hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, d)
+        return linear_cross_entropy(hidden, head.weight, targets, self.chunk_tokens)
 
 
 def per_language_sums(losses: torch.Tensor, languages: torch.Tensor, num_languages: int

@@ -10,16 +10,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from fuxitranyu.pretrain.architecture import load_causal_lm, model_type, trainable_parts
 from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.pretrain.decisions import Runtime, attention_implementation, sharded
 from fuxitranyu.pretrain.loss import CausalLMLoss
 
 
 def load_trainable_model(model_dir: Path, attention: str):
-    """The model to train, with `attention` (a recipe's kernel name) as its attention implementation."""
+    """The model to train, with `attention` (a recipe's kernel name) as its attention implementation: ours, or any
+    causal LM a run continues from (`architecture.load_causal_lm`)."""
     from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM
 
     implementation = attention_implementation(attention)
+    if model_type(model_dir) != FuxiTranyuConfig.model_type:
+        return load_causal_lm(model_dir, implementation)
     if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
         model = FuxiTranyuForCausalLM.from_pretrained(model_dir, attn_implementation=implementation,
                                                       dtype=torch.float32)
@@ -49,8 +53,9 @@ def wrap(model, recipe: PretrainSection, runtime: Runtime, seed: int, compile_la
     model.train()  # from_pretrained returns eval mode, where transformers skips activation checkpointing
     if recipe.activation_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    layers = trainable_parts(model).layers
     if compile_layers:
-        for layer in model.model.layers:
+        for layer in layers:
             layer.compile()
     shard = sharded(recipe, runtime.world)
     if on_meta and not shard:
@@ -72,7 +77,7 @@ def wrap(model, recipe: PretrainSection, runtime: Runtime, seed: int, compile_la
     dtype = runtime.precision.autocast_dtype
     policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32) if dtype is not None \
         else MixedPrecisionPolicy()
-    for layer in model.model.layers:
+    for layer in layers:
         fully_shard(layer, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
     fully_shard(wrapper, mesh=mesh, reshard_after_forward=recipe.reshard_after_forward, mp_policy=policy)
     if on_meta:

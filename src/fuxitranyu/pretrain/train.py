@@ -30,8 +30,10 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text, set_aside
 from fuxitranyu.mix.artifacts import read_index
 from fuxitranyu.mix.reader import ShardReader
-from fuxitranyu.model.summary import summarize
+from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
+from fuxitranyu.model.summary import summarize_module
 from fuxitranyu.pretrain import schedule
+from fuxitranyu.pretrain.architecture import load_config, trainable_parts, width_proxy
 from fuxitranyu.pretrain.artifacts import TENSORBOARD
 from fuxitranyu.pretrain.checkpoint import (
     Checkpoint,
@@ -85,13 +87,14 @@ class StepResult:
     """False when the divergence guard refused the update."""
 
 
-def make_optimizer(model: torch.nn.Module, recipe: PretrainSection) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, recipe: PretrainSection, embeddings: tuple[torch.nn.Parameter, ...]
+                   ) -> torch.optim.AdamW:
     """AdamW (paper: β = (0.9, 0.95), ε = 1e-8) with weight decay on matrices only: norms, biases and the (input and
-    output) embeddings are not decayed."""
+    output) `embeddings` are not decayed."""
+    tables = {id(table) for table in embeddings}
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        embedding = "embed_tokens" in name or "lm_head" in name
-        (decay if parameter.ndim >= 2 and not embedding else no_decay).append(parameter)
+    for parameter in model.parameters():
+        (decay if parameter.ndim >= 2 and id(parameter) not in tables else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kwargs = dict(lr=recipe.max_lr, betas=recipe.adam_betas, eps=recipe.adam_eps)
     try:
@@ -111,10 +114,8 @@ class Trainer:
         self.seed = recipe.seed
         self.out_dir = out_dir
         self.console = console or Console(stderr=True)
-        from fuxitranyu.model import FuxiTranyuConfig
-
         self.decisions = RunDecisions(out_dir)
-        self.runtime = setup_runtime(self.recipe, current or world(), FuxiTranyuConfig.from_pretrained(model_dir),
+        self.runtime = setup_runtime(self.recipe, current or world(), width_proxy(load_config(model_dir)),
                                      self.recipe.micro_batch_size, read_index(mix_dir)["context_length"],
                                      self.decisions)
         self.reader = ShardReader(mix_dir, self.runtime.rank, self.runtime.world_size, seed=self.seed)
@@ -136,10 +137,10 @@ class Trainer:
         if self.context_length > self.model.config.max_position_embeddings:
             raise FuxiError(f"the mix was packed for context {self.context_length}, longer than the model's "
                             f"max_position_embeddings {self.model.config.max_position_embeddings}", path=mix_dir)
-        self.summary = summarize(self.model.config, self.context_length)
+        self.summary = summarize_module(self.model, self.context_length)
         self.check_memory()
         self.wrapper, self.sharded = wrap(self.model, self.recipe, self.runtime, self.seed, bool(self.compiled.value))
-        self.optimizer = make_optimizer(self.wrapper, self.recipe)
+        self.optimizer = make_optimizer(self.wrapper, self.recipe, trainable_parts(self.model).embeddings)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.precision.needs_loss_scaling)
         self.state = TrainState()
         self.checkpoints = out_dir / CHECKPOINTS
@@ -165,6 +166,9 @@ class Trainer:
     def check_memory(self) -> None:
         """Refuse, before any work, a configuration the memory plan says this device cannot hold."""
         if self.recipe.ignore_memory_plan:
+            return
+        if not isinstance(self.model.config, FuxiTranyuConfig):
+            self.console.print(f"  no memory plan for {type(self.model).__name__}: the plan models FuxiTranyu layers")
             return
         plan = memory_plan(self.model.config, self.recipe, self.context_length, self.runtime.world_size,
                            self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device),
