@@ -3,6 +3,9 @@ and gradients."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +80,131 @@ def test_models_whose_logits_are_not_the_output_layers_are_refused():
                                  num_attention_heads=4)
     with pytest.raises(FuxiError, match="PhiForCausalLM cannot be trained here: an output layer with a bias"):
         trainable_parts(transformers.AutoModelForCausalLM.from_config(phi))
+
+
+KILL_9_AT_STEP = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_pretrain import toy_recipe
+from fuxitranyu.pretrain.train import Trainer
+
+root, model_dir, step = Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+trainer = Trainer(toy_recipe(root), model_dir, root / "mix", root / "killed")
+original = trainer.step
+def dying(*args):
+    if trainer.state.step == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args)
+trainer.step = dying
+trainer.train()
+"""
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_continued_pretraining_of_a_stock_model_learns_and_resumes_exactly_after_kill_9(tmp_path, family):
+    """A stock checkpoint trained by our trainer on the toy mix: the loss falls, and a run SIGKILLed in the middle
+    resumes to the uninterrupted run's loss curve and final weights (the checkpoints are the family's own format)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from test_pretrain import VOCAB as TOY_VOCAB
+    from test_pretrain import losses, toy_recipe, toy_run
+
+    from fuxitranyu.pretrain.checkpoint import list_checkpoints
+    from fuxitranyu.pretrain.train import Trainer
+
+    toy_run(tmp_path)  # the mix (and a FuxiTranyu model we do not use)
+    base = tmp_path / family
+    model = stock_model(family)
+    model.resize_token_embeddings(TOY_VOCAB)
+    model.config.max_position_embeddings = 64
+    model.save_pretrained(base)
+    Trainer(toy_recipe(tmp_path), base, tmp_path / "mix", tmp_path / "reference").train()
+    reference = losses(tmp_path / "reference")
+    assert np.mean([loss for _, loss in reference[-5:]]) < np.mean([loss for _, loss in reference[:3]]) - 0.5
+
+    killed = subprocess.run([sys.executable, "-c", KILL_9_AT_STEP, str(Path(__file__).parent), str(tmp_path),
+                             str(base), "27"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    trainer = Trainer(toy_recipe(tmp_path), base, tmp_path / "mix", tmp_path / "killed")
+    assert trainer.resume()
+    trainer.train()
+    assert losses(tmp_path / "killed") == reference
+    last = [list_checkpoints(tmp_path / run / "checkpoints")[-1] for run in ("reference", "killed")]
+    assert type(trainer.model).__name__ == type(model).__name__
+    weights = [load_file(path / "model.safetensors") for path in last]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def base_model_dir(folder, family="llama", texts=None):
+    """A stock model directory with its own tokenizer, as one downloads them: a byte-level BPE tokenizer (</s> its
+    end of text) trained on a few sentences, and a random model of that vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = texts or ["the quick brown fox jumps over the lazy dog", "le renard brun saute par-dessus le chien",
+                      "der schnelle braune Fuchs springt über den faulen Hund"] * 20
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"],
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>")
+    tokenizer.save_pretrained(folder)
+    model = stock_model(family)
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.max_position_embeddings = 256
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_recipe_values_for_a_base_model_are_checked(tmp_path):
+    from fuxitranyu.errors import RecipeError
+    from fuxitranyu.recipe import load_recipe
+
+    base = base_model_dir(tmp_path / "base")
+    with pytest.raises(RecipeError, match="model.init_from needs tokenizer.base"):
+        load_recipe("smoke", [f"model.init_from={base}", "model.overrides={}"])
+    with pytest.raises(RecipeError, match="model.overrides do not apply with model.init_from"):
+        load_recipe("smoke", [f"model.init_from={base}", f"tokenizer.base={base}"])
+    with pytest.raises(RecipeError, match="is not a readable Hugging Face config"):
+        load_recipe("smoke", [f"model.init_from={tmp_path / 'nothing'}", f"tokenizer.base={base}",
+                              "model.overrides={}"])
+    with pytest.raises(RecipeError, match="mix.context_length 512 is longer than the model's max_position_embeddings"):
+        load_recipe("smoke", [f"model.init_from={base}", f"tokenizer.base={base}", "model.overrides={}",
+                              "mix.context_length=512"])
+
+
+def test_a_run_continues_a_stock_model_with_its_own_tokenizer(tmp_path):
+    """The smoke run's data, a Llama checkpoint and its tokenizer: the tokenizer stage takes the base tokenizer as it
+    is (and measures its fertility), the model stage copies the weights unchanged, the mix is encoded with the base's
+    ids and end of text, and pretraining continues the Llama."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fuxitranyu import pipeline
+    from fuxitranyu.mix.artifacts import read_index
+    from fuxitranyu.recipe import load_recipe
+
+    base = base_model_dir(tmp_path / "base")
+    recipe = load_recipe("smoke", [f"output_dir={tmp_path / 'run'}", f"model.init_from={base}",
+                                   f"tokenizer.base={base}", "model.overrides={}", "pretrain.total_tokens=16384",
+                                   "pretrain.precision=fp32"])
+    manifests = {m["stage"]: m for m in pipeline.run_pipeline(recipe, only=["data", "tokenizer", "model", "mix",
+                                                                            "pretrain"])}
+    run = tmp_path / "run"
+    assert manifests["tokenizer"]["stats"]["vocabulary"]["size"] == len(AutoTokenizer.from_pretrained(base))
+    assert manifests["tokenizer"]["stats"]["fertility"]["per_language"]
+    assert manifests["model"]["stats"]["architecture"] == "LlamaForCausalLM"
+    assert load_file(run / "model" / "model.safetensors").keys() == load_file(base / "model.safetensors").keys()
+    assert read_index(run / "mix")["vocab_size"] == len(AutoTokenizer.from_pretrained(base))
+    trained = AutoModelForCausalLM.from_pretrained(run / "pretrain" / "model")
+    assert type(trained).__name__ == "LlamaForCausalLM"
+    rows = [json.loads(line) for line in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r and "event" not in r]
+    assert steps[-1]["loss"] < steps[0]["loss"] - 0.2  # 8 steps from a random base of 400 ids

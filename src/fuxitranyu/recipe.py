@@ -23,7 +23,7 @@ from pydantic_core import to_jsonable_python
 from fuxitranyu.analyze.config import AnalyzeSection
 from fuxitranyu.config_base import Section
 from fuxitranyu.data.config import DataSection
-from fuxitranyu.errors import RecipeError
+from fuxitranyu.errors import FuxiError, RecipeError
 from fuxitranyu.evaluate.config import EvaluateSection
 from fuxitranyu.mix.config import MixSection
 from fuxitranyu.model.config import ModelSection
@@ -68,6 +68,9 @@ class Recipe(Section):
         vocabulary size and the special ids (the tokenizer owns them; a model's vocab_size may not contradict it)."""
         from fuxitranyu.tokenizer.layout import ENDOFTEXT_ID
 
+        if self.model.init_from:
+            raise FuxiError(f"the recipe continues {self.model.init_from} (model.init_from), whose architecture is "
+                            f"its own config.json, not a FuxiTranyu preset")
         config = self.model.to_config()
         config.vocab_size = self.tokenizer.layout().size
         config.bos_token_id = config.eos_token_id = ENDOFTEXT_ID
@@ -78,13 +81,16 @@ class Recipe(Section):
         """Facts that span sections: a valid architecture, the tokenizer's vocabulary, the packed context fits the
         model's positions, and every training batch is a whole number of packed sequences."""
         self.model.check_architecture()
+        if self.model.init_from and not self.tokenizer.base:
+            raise ValueError("model.init_from needs tokenizer.base, the base model's tokenizer: its embeddings are "
+                             "rows of that vocabulary")
         vocabulary, overridden = self.tokenizer.layout().size, self.model.overrides.get("vocab_size")
         if overridden is not None and overridden != vocabulary:
             raise ValueError(f"model.overrides.vocab_size {overridden} contradicts the tokenizer's layout, "
                              f"{vocabulary} ids (tokenizer.vocab_size + chat tokens, padded to "
                              f"tokenizer.pad_to_multiple_of): the tokenizer owns the vocabulary; drop the override")
-        context, positions = self.mix.context_length, self.model.to_config().max_position_embeddings
-        if context > positions:
+        context, positions = self.mix.context_length, self.model.max_positions()
+        if positions is not None and context > positions:
             raise ValueError(f"mix.context_length {context} is longer than the model's max_position_embeddings "
                              f"{positions}; lower it or set model.overrides.max_position_embeddings")
         for step in self.pretrain.batch:

@@ -6,6 +6,8 @@ compute is spent (`fuxitranyu model info runs/<name>/model`).
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,8 +19,45 @@ from fuxitranyu.model.summary import summarize
 from fuxitranyu.stage import Stage, StageContext
 from fuxitranyu.tokenizer.train import load_trained_tokenizer
 
+BASE_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
+"""What is taken from `model.init_from`, with every `model-*.safetensors` shard its index names."""
+
+
+def copy_base_model(ctx: StageContext) -> dict[str, Any]:
+    """`model.init_from` as the starting point: its config and weights copied unchanged (the manifest hashes them),
+    checked to load, to be trainable here (`pretrain.architecture`) and to cover the tokenizer's ids."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from fuxitranyu.model.summary import summarize_module
+    from fuxitranyu.pretrain.architecture import trainable_parts
+
+    base = Path(str(ctx.recipe.model.init_from)).expanduser()
+    names = [name for name in BASE_MODEL_FILES if (base / name).is_file()] + \
+        sorted(path.name for path in base.glob("model-*.safetensors"))
+    if not any(name.endswith(".safetensors") for name in names):
+        raise FuxiError("model.init_from has no safetensors weights (model.safetensors or model-*.safetensors)",
+                        path=base)
+    for name in names:
+        shutil.copy2(base / name, ctx.out_dir / name)
+    config = AutoConfig.from_pretrained(ctx.out_dir)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    trainable_parts(skeleton)
+    tokenizer = load_trained_tokenizer(ctx.inputs["tokenizer"])
+    rows = skeleton.get_input_embeddings().weight.shape[0]
+    if tokenizer.vocab_size > rows:
+        raise FuxiError(f"the tokenizer has {tokenizer.vocab_size:,} ids but the model's embeddings only {rows:,} "
+                        f"rows: tokenizer.base is not this model's tokenizer", path=base)
+    summary = summarize_module(skeleton)
+    ctx.console.print(f"  {type(skeleton).__name__} from {base}: {summary.parameters:,} parameters")
+    return {"parameters": summary.parameters, "non_embedding_parameters": summary.non_embedding_parameters,
+            "init_from": str(base), "architecture": type(skeleton).__name__,
+            "weights": {name: file_sha256(ctx.out_dir / name) for name in names if name.endswith(".safetensors")}}
+
 
 def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
+    if ctx.recipe.model.init_from:
+        return copy_base_model(ctx)
     config = ctx.recipe.build_model_config()
     trained = load_trained_tokenizer(ctx.inputs["tokenizer"])
     if (trained.vocab_size, trained.eos_id) != (config.vocab_size, config.eos_token_id):
@@ -43,4 +82,5 @@ def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:
 
 
 STAGE = Stage("model", sections=("model",), needs=("tokenizer",), run=write_initial_checkpoint,
-              description="the recipe's architecture with seeded random weights, vocabulary from the tokenizer")
+              description="the recipe's architecture with seeded random weights (vocabulary from the tokenizer), "
+                          "or the model it continues from")

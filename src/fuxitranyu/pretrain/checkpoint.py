@@ -206,6 +206,11 @@ def load_checkpoint(checkpoint: Checkpoint, wrapper, model, optimizer, sharded: 
         verify(checkpoint)
     state = read_training_state(checkpoint.path / STATE)
     model_state = load_weights(checkpoint.path)
+    if set(model_state) != set(model.state_dict()):
+        # Saved under the family's original names (transformers renames some modules, e.g. GPT-NeoX's embed_out, and
+        # writes tied weights once): let transformers map them onto the modules, as it does when loading.
+        loaded = type(model).from_pretrained(checkpoint.path, dtype=torch.float32)
+        model_state = {name: tensor.detach() for name, tensor in loaded.state_dict().items()}
     load_full_state_dicts(wrapper, model, optimizer, model_state, state.pop("optimizer"), sharded)
     set_rng_state(state.pop("rng"))
     return state

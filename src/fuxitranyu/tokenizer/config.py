@@ -35,6 +35,11 @@ class TokenizerSection(Section):
     document each); a file inside a folder named by a language label (`fr/`, `code-python/`) needs no language field."""
     languages: LanguageList = []
     """Train on these language labels only; each must have documents. Empty: every language of the inputs."""
+    base: str | None = None
+    """An existing Hugging Face tokenizer directory (with `model.init_from`, the base model's) to use instead of
+    training one; the BPE settings above then do not apply (docs/adapt.md)."""
+    mode: Literal["reuse"] = "reuse"
+    """What to do with `base`: `reuse` it as it is."""
 
     def layout(self) -> VocabularyLayout:
         """The ids this section's tokenizer has: what the model's vocabulary size follows."""

@@ -85,7 +85,29 @@ def fertility_report(tokenizer: NamedTokenizer, parallel_folder: Path, out_dir: 
     }
 
 
-def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
+def reuse_tokenizer(base: Path, out_dir: Path, console: Console) -> dict[str, Any]:
+    """The base tokenizer as it is, saved into `out_dir` (transformers' files); returns the stats."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except (OSError, ValueError) as err:
+        raise FuxiError(f"tokenizer.base is not a loadable tokenizer directory ({err})", path=base) from None
+    if not tokenizer.is_fast:
+        raise FuxiError("tokenizer.base has no fast tokenizer (tokenizer.json): the mix stage encodes with the "
+                        "Rust tokenizers library", path=base)
+    if tokenizer.eos_token_id is None:
+        raise FuxiError("tokenizer.base has no end-of-text token: the mix stage ends every document with one",
+                        path=base)
+    tokenizer.save_pretrained(out_dir)
+    specials = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens}
+    console.print(f"  the base tokenizer as it is: {len(tokenizer):,} ids")
+    return {"inputs": {"base": str(base)},
+            "vocabulary": {"size": len(tokenizer), "learned": 0, "dummy_tokens": 0, "special_tokens": specials},
+            "base": {"path": str(base), "mode": "reuse", "size": len(tokenizer)}}
+
+
+def _train(ctx: StageContext) -> dict[str, Any]:
     config = ctx.recipe.tokenizer
     if config.inputs:
         inputs, source = config.inputs, {"paths": list(config.inputs)}
@@ -95,19 +117,25 @@ def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
             raise FuxiError("the data stage wrote no clean/ documents", path=clean)
         inputs, source = [clean], {"data": ctx.input_fingerprints["data"]}
     stats = {"inputs": source, **train_tokenizer(config, inputs, ctx.out_dir, ctx.recipe.seed, ctx.console)}
-    parallel = parallel_dir(ctx.inputs["data"]) if "data" in ctx.inputs else None
-    if parallel is not None and parallel.is_dir():
-        named = load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)
-        stats["fertility"] = fertility_report(named, parallel, ctx.out_dir)
     ctx.console.print(f"  vocabulary {stats['vocabulary']['size']:,} ({stats['vocabulary']['learned']:,} learned), "
                       f"{stats['training_mb_per_s']:.2f} MB/s")
     return stats
 
 
+def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
+    base = ctx.recipe.tokenizer.base
+    stats = reuse_tokenizer(Path(base).expanduser(), ctx.out_dir, ctx.console) if base else _train(ctx)
+    parallel = parallel_dir(ctx.inputs["data"]) if "data" in ctx.inputs else None
+    if parallel is not None and parallel.is_dir():
+        named = load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)
+        stats["fertility"] = fertility_report(named, parallel, ctx.out_dir)
+    return stats
+
+
 def _reads_data(recipe) -> tuple[str, ...]:
-    """The data stage's clean documents, unless the recipe names its own inputs (fertility is then measured only on
-    `fuxitranyu tokenizer fertility`'s parallel sets)."""
-    return () if recipe.tokenizer.inputs else ("data",)
+    """The data stage's clean documents (or, for a base tokenizer, its parallel sets for fertility), unless the
+    recipe names its own inputs (fertility is then measured only on `fuxitranyu tokenizer fertility`'s sets)."""
+    return () if recipe.tokenizer.inputs and not recipe.tokenizer.base else ("data",)
 
 
 STAGE = Stage("tokenizer", sections=("tokenizer",), needs=_reads_data, run=run_tokenizer_stage,
