@@ -208,3 +208,70 @@ def test_a_run_continues_a_stock_model_with_its_own_tokenizer(tmp_path):
     rows = [json.loads(line) for line in (run / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r and "event" not in r]
     assert steps[-1]["loss"] < steps[0]["loss"] - 0.2  # 8 steps from a random base of 400 ids
+
+
+THAI = ["คณะกรรมการจะเผยแพร่รายงานประจำปีเกี่ยวกับสภาพแม่น้ำในสัปดาห์หน้า", "ไม่สามารถเปิดไฟล์ได้",
+        "ไม่พบไฟล์หรือไดเรกทอรี", "การอนุญาตถูกปฏิเสธ"]
+
+
+def test_an_extended_tokenizer_keeps_the_base_ids_and_shortens_the_new_language(tmp_path):
+    from transformers import AutoTokenizer
+
+    from fuxitranyu.tokenizer.extend import extend_tokenizer, read_extension
+
+    base = base_model_dir(tmp_path / "base")
+    out = tmp_path / "extended"
+    out.mkdir()
+    extension = extend_tokenizer(base, out, 100, lambda: iter(THAI * 30), "extension.json")
+    before, after = AutoTokenizer.from_pretrained(base), AutoTokenizer.from_pretrained(out)
+    assert len(after) == len(before) + 100 == extension.size
+    assert [index for index, _ in extension.added] == list(range(len(before), len(before) + 100))
+    assert read_extension(out, "extension.json") == extension
+    for text in ["the quick brown fox jumps over the lazy dog", "le renard brun saute", "Hello, 123 — done!"]:
+        assert after(text)["input_ids"] == before(text)["input_ids"]
+    for text in THAI:
+        ids = after(text)["input_ids"]
+        assert len(ids) < 0.3 * len(before(text)["input_ids"]) and after.decode(ids) == text
+    assert before.get_vocab().items() <= after.get_vocab().items()  # no base id changes meaning
+
+
+@pytest.mark.parametrize("method", ["mean", "random"])
+def test_a_run_extends_the_base_tokenizer_and_initialises_the_new_rows(tmp_path, method):
+    """The smoke run's data, a Llama and its tokenizer: the tokenizer stage learns 200 tokens on ru, zh and ja, keeps
+    every Latin-script text's ids (no ASCII-only token is added for non-Latin targets), cuts the targets' tokens
+    per word; the model stage grows the embeddings, each new
+    row the mean of its pieces' rows (computed here from the base checkpoint) or random."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fuxitranyu import pipeline
+    from fuxitranyu.recipe import load_recipe
+    from fuxitranyu.tokenizer.extend import read_extension
+
+    base = base_model_dir(tmp_path / "base")
+    recipe = load_recipe("smoke", [f"output_dir={tmp_path / 'run'}", f"model.init_from={base}",
+                                   f"tokenizer.base={base}", "tokenizer.mode=extend", "tokenizer.new_tokens=200",
+                                   "tokenizer.languages=[ru, zh, ja]", "model.overrides={}",
+                                   f"model.new_rows={method}"])
+    manifests = {m["stage"]: m for m in pipeline.run_pipeline(recipe, only=["data", "tokenizer", "model"])}
+    run = tmp_path / "run"
+    tokenizer = manifests["tokenizer"]["stats"]
+    assert tokenizer["vocabulary"]["learned"] == 200
+    assert all(tokenizer["unchanged_ids"][lang] == 1.0 for lang in ("en", "fr", "de", "es", "it", "pt"))
+    fertility, before = tokenizer["fertility"]["per_language"], tokenizer["fertility"]["compared"]["base"]
+    assert all(fertility[lang] < 0.7 * before[lang] for lang in ("ru", "zh", "ja")), (fertility, before)
+
+    extension = read_extension(run / "tokenizer", "extension.json")
+    grown = manifests["model"]["stats"]["extension"]
+    size = len(AutoTokenizer.from_pretrained(base))  # 344 ids, the base model's rows
+    assert (grown["rows_before"], grown["added_tokens"], extension.size) == (size, 200, size + 200)
+    assert grown["rows_after"] == 640  # padded to tokenizer.pad_to_multiple_of (128)
+    model = AutoModelForCausalLM.from_pretrained(run / "model")
+    assert len(AutoTokenizer.from_pretrained(run / "tokenizer")) == extension.size
+    weights, original = model.get_input_embeddings().weight.detach(), load_file(base / "model.safetensors")
+    table = original["model.embed_tokens.weight"]
+    assert torch.equal(weights[:size], table)  # the base's rows unchanged
+    backend = AutoTokenizer.from_pretrained(base).backend_tokenizer
+    means = torch.stack([table[[p.id for p in backend.model.tokenize(token)]].mean(0) for _, token in extension.added])
+    assert torch.allclose(weights[size:size + 200], means) == (method == "mean")
+    assert grown["rows_from_pieces"] == (200 if method == "mean" else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator
 
@@ -22,6 +22,9 @@ class ModelSection(Section):
     overrides: dict[str, Any] = {}
     """FuxiTranyuConfig fields set on top of the preset, e.g. {num_hidden_layers: 2, hidden_size: 512}. The vocabulary
     size follows the tokenizer section."""
+    new_rows: Literal["mean", "random"] = "mean"
+    """With `init_from` and `tokenizer.mode: extend`: the embedding rows of the added tokens start as the `mean` of
+    the rows of the pieces the base tokenizer splits each into, or `random` (docs/adapt.md)."""
     init_from: str | None = None
     """Continue from this Hugging Face causal LM directory instead of random weights: ours or a stock family (Llama,
     Qwen2, Mistral, GPT-NeoX, BLOOM, ...; docs/adapt.md). `preset` and `overrides` then do not apply, and

@@ -39,6 +39,7 @@ def copy_base_model(ctx: StageContext) -> dict[str, Any]:
                         path=base)
     for name in names:
         shutil.copy2(base / name, ctx.out_dir / name)
+    grown = grow_base_model(ctx, base)
     config = AutoConfig.from_pretrained(ctx.out_dir)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
@@ -50,9 +51,35 @@ def copy_base_model(ctx: StageContext) -> dict[str, Any]:
                         f"rows: tokenizer.base is not this model's tokenizer", path=base)
     summary = summarize_module(skeleton)
     ctx.console.print(f"  {type(skeleton).__name__} from {base}: {summary.parameters:,} parameters")
+    weights = sorted(path.name for path in ctx.out_dir.glob("*.safetensors"))
     return {"parameters": summary.parameters, "non_embedding_parameters": summary.non_embedding_parameters,
             "init_from": str(base), "architecture": type(skeleton).__name__,
-            "weights": {name: file_sha256(ctx.out_dir / name) for name in names if name.endswith(".safetensors")}}
+            **({"extension": grown} if grown else {}),
+            "weights": {name: file_sha256(ctx.out_dir / name) for name in weights}}
+
+
+def grow_base_model(ctx: StageContext, base: Path) -> dict[str, Any] | None:
+    """With an extended tokenizer: the copied model with a row for every new id, initialised as `model.new_rows`
+    says, saved over the copy; None for a tokenizer used as it is."""
+    from transformers import AutoModelForCausalLM
+
+    from fuxitranyu.model.new_tokens import base_pieces, grow_embeddings
+    from fuxitranyu.tokenizer.artifacts import EXTENSION
+    from fuxitranyu.tokenizer.extend import read_extension
+
+    extension = read_extension(ctx.inputs["tokenizer"], EXTENSION)
+    if extension is None:
+        return None
+    model = AutoModelForCausalLM.from_pretrained(ctx.out_dir, dtype=torch.float32)
+    pieces = base_pieces(Path(str(ctx.recipe.tokenizer.base)).expanduser(), extension)
+    grown = grow_embeddings(model, extension, pieces, ctx.recipe.model.new_rows,
+                            ctx.recipe.tokenizer.pad_to_multiple_of, ctx.recipe.seed)
+    for stale in ctx.out_dir.glob("model*.safetensors*"):
+        stale.unlink()
+    model.save_pretrained(ctx.out_dir)
+    ctx.console.print(f"  embeddings grown from {grown['rows_before']:,} to {grown['rows_after']:,} rows; "
+                      f"{grown['added_tokens']:,} new tokens, {grown['rows_from_pieces']:,} from their pieces' mean")
+    return grown
 
 
 def write_initial_checkpoint(ctx: StageContext) -> dict[str, Any]:

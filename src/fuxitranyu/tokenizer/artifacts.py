@@ -13,6 +13,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 FERTILITY_JSON = "fertility.json"
 """Tokens per word and bytes per token per language on the data stage's parallel sets."""
 FERTILITY_MD = "fertility.md"
+EXTENSION = "extension.json"
+"""With `tokenizer.mode: extend`: the base's size and every added token with its id (what the model stage
+initialises new embedding rows for)."""
 
 
 def copy_tokenizer(source: str | Path, model_dir: str | Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fuxitranyu.config_base import Count, LanguageList, Section
 from fuxitranyu.tokenizer.layout import PAD_MULTIPLE, VocabularyLayout, vocab_size_problem
@@ -37,9 +37,18 @@ class TokenizerSection(Section):
     """Train on these language labels only; each must have documents. Empty: every language of the inputs."""
     base: str | None = None
     """An existing Hugging Face tokenizer directory (with `model.init_from`, the base model's) to use instead of
-    training one; the BPE settings above then do not apply (docs/adapt.md)."""
-    mode: Literal["reuse"] = "reuse"
-    """What to do with `base`: `reuse` it as it is."""
+    training one from scratch (docs/adapt.md)."""
+    mode: Literal["reuse", "extend"] = "reuse"
+    """What to do with `base`: `reuse` it as it is, or `extend` it with `new_tokens` tokens learned on this run's
+    documents of `languages` (sampled as above), appended after the base's ids."""
+    new_tokens: int = Field(0, ge=0)
+    """Tokens to add with `mode: extend`."""
+
+    @model_validator(mode="after")
+    def _extension_is_complete(self) -> TokenizerSection:
+        if self.mode == "extend" and (not self.base or self.new_tokens == 0):
+            raise ValueError("tokenizer.mode extend needs tokenizer.base and tokenizer.new_tokens > 0")
+        return self
 
     def layout(self) -> VocabularyLayout:
         """The ids this section's tokenizer has: what the model's vocabulary size follows."""

@@ -18,10 +18,12 @@ from fuxitranyu.data.artifacts import clean_dir, parallel_dir
 from fuxitranyu.data.parallel import read_parallel
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text
+from fuxitranyu.languages import language
 from fuxitranyu.stage import Stage, StageContext
-from fuxitranyu.tokenizer.artifacts import FERTILITY_JSON, FERTILITY_MD
+from fuxitranyu.tokenizer.artifacts import EXTENSION, FERTILITY_JSON, FERTILITY_MD
 from fuxitranyu.tokenizer.config import TokenizerSection
 from fuxitranyu.tokenizer.corpus import plan_sample
+from fuxitranyu.tokenizer.extend import extend_tokenizer, unchanged_ids
 from fuxitranyu.tokenizer.fertility import (
     NamedTokenizer,
     load_named_tokenizer,
@@ -72,23 +74,28 @@ def train_tokenizer(config: TokenizerSection, inputs: Sequence[str | Path], out_
     }
 
 
-def fertility_report(tokenizer: NamedTokenizer, parallel_folder: Path, out_dir: Path) -> dict[str, Any]:
-    """fertility.json / fertility.md of one tokenizer on a folder of parallel sets; returns a summary."""
+def fertility_report(tokenizers: list[NamedTokenizer], parallel_folder: Path, out_dir: Path) -> dict[str, Any]:
+    """fertility.json / fertility.md of the run's tokenizer (first; then the base it extends) on a folder of parallel
+    sets; returns the summary of the first, and the others' per-language fertility."""
     parallel = read_parallel([parallel_folder])
-    measurements = measure([tokenizer], parallel)
+    measurements = measure(tokenizers, parallel)
     write_table(measurements, out_dir / FERTILITY_JSON)
     atomic_write_text(out_dir / FERTILITY_MD, markdown(measurements))
-    return {
-        "parallel_units": len(parallel.units),
-        "per_language": {m.language: round(m.fertility, 4) for m in measurements},
-        **summarize_fertility(measurements)[tokenizer.name],
-    }
+    first, *others = [t.name for t in tokenizers]
+    per_language = {name: {m.language: round(m.fertility, 4) for m in measurements if m.tokenizer == name}
+                    for name in (first, *others)}
+    return {"parallel_units": len(parallel.units), "per_language": per_language[first],
+            **summarize_fertility(measurements)[first],
+            **({"compared": {name: per_language[name] for name in others}} if others else {})}
 
 
-def reuse_tokenizer(base: Path, out_dir: Path, console: Console) -> dict[str, Any]:
-    """The base tokenizer as it is, saved into `out_dir` (transformers' files); returns the stats."""
+def base_tokenizer(ctx: StageContext, console: Console) -> dict[str, Any]:
+    """The base tokenizer as it is (`reuse`) or with tokens learned on the run's documents (`extend`), saved into
+    the stage's folder with transformers' files; returns the stats."""
     from transformers import AutoTokenizer
 
+    config, out_dir = ctx.recipe.tokenizer, ctx.out_dir
+    base = Path(str(config.base)).expanduser()
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
     except (OSError, ValueError) as err:
@@ -99,23 +106,41 @@ def reuse_tokenizer(base: Path, out_dir: Path, console: Console) -> dict[str, An
     if tokenizer.eos_token_id is None:
         raise FuxiError("tokenizer.base has no end-of-text token: the mix stage ends every document with one",
                         path=base)
-    tokenizer.save_pretrained(out_dir)
     specials = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens}
-    console.print(f"  the base tokenizer as it is: {len(tokenizer):,} ids")
-    return {"inputs": {"base": str(base)},
-            "vocabulary": {"size": len(tokenizer), "learned": 0, "dummy_tokens": 0, "special_tokens": specials},
-            "base": {"path": str(base), "mode": "reuse", "size": len(tokenizer)}}
+    stats = {"inputs": {"base": str(base)}, "base": {"path": str(base), "mode": config.mode, "size": len(tokenizer)}}
+    if config.mode == "reuse":
+        tokenizer.save_pretrained(out_dir)
+        console.print(f"  the base tokenizer as it is: {len(tokenizer):,} ids")
+        return {**stats, "vocabulary": {"size": len(tokenizer), "learned": 0, "dummy_tokens": 0,
+                                        "special_tokens": specials}}
+    inputs, source = _training_inputs(ctx)
+    sample = plan_sample(inputs, cap=config.max_documents_per_language, sampling=config.sampling,
+                         seed=ctx.recipe.seed, languages=config.languages)
+    latin = not config.languages or any(label.startswith("code-") or "Latn" in language(label).scripts
+                                        for label in config.languages)
+    extension = extend_tokenizer(base, out_dir, config.new_tokens, sample.texts, EXTENSION, ascii_tokens=latin)
+    console.print(f"  the base tokenizer ({extension.base_size:,} ids) + {len(extension.added):,} tokens learned on "
+                  f"{sample.documents:,} documents of {', '.join(sorted(sample.counts))}")
+    return {**stats, "inputs": {**stats["inputs"], **source},
+            "vocabulary": {"size": extension.size, "learned": len(extension.added), "dummy_tokens": 0,
+                           "special_tokens": specials},
+            "sample": {"documents": sample.documents, "languages": sample.stats()}}
+
+
+def _training_inputs(ctx: StageContext) -> tuple[list, dict[str, Any]]:
+    """(the documents to learn from, what they are for the manifest): the recipe's inputs or the data stage's."""
+    config = ctx.recipe.tokenizer
+    if config.inputs:
+        return list(config.inputs), {"paths": list(config.inputs)}
+    clean = clean_dir(ctx.inputs["data"])
+    if not clean.is_dir():
+        raise FuxiError("the data stage wrote no clean/ documents", path=clean)
+    return [clean], {"data": ctx.input_fingerprints["data"]}
 
 
 def _train(ctx: StageContext) -> dict[str, Any]:
     config = ctx.recipe.tokenizer
-    if config.inputs:
-        inputs, source = config.inputs, {"paths": list(config.inputs)}
-    else:
-        clean = clean_dir(ctx.inputs["data"])
-        if not clean.is_dir():
-            raise FuxiError("the data stage wrote no clean/ documents", path=clean)
-        inputs, source = [clean], {"data": ctx.input_fingerprints["data"]}
+    inputs, source = _training_inputs(ctx)
     stats = {"inputs": source, **train_tokenizer(config, inputs, ctx.out_dir, ctx.recipe.seed, ctx.console)}
     ctx.console.print(f"  vocabulary {stats['vocabulary']['size']:,} ({stats['vocabulary']['learned']:,} learned), "
                       f"{stats['training_mb_per_s']:.2f} MB/s")
@@ -123,11 +148,15 @@ def _train(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_tokenizer_stage(ctx: StageContext) -> dict[str, Any]:
-    base = ctx.recipe.tokenizer.base
-    stats = reuse_tokenizer(Path(base).expanduser(), ctx.out_dir, ctx.console) if base else _train(ctx)
+    config = ctx.recipe.tokenizer
+    stats = base_tokenizer(ctx, ctx.console) if config.base else _train(ctx)
     parallel = parallel_dir(ctx.inputs["data"]) if "data" in ctx.inputs else None
     if parallel is not None and parallel.is_dir():
-        named = load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)
+        named = [load_named_tokenizer(ctx.out_dir, name=ctx.recipe.name)]
+        if config.mode == "extend":
+            base = Path(str(config.base)).expanduser()
+            named.append(load_named_tokenizer(base, name="base"))
+            stats["unchanged_ids"] = unchanged_ids(base, ctx.out_dir, read_parallel([parallel]).units)
         stats["fertility"] = fertility_report(named, parallel, ctx.out_dir)
     return stats
 
