@@ -57,6 +57,25 @@ def test_manual_ratios():
         plan_mix({"en": 1000, "fr": 500, "lo": 10}, MixSection(strategy="manual", ratios={"en": 0.5, "fr": 0.5}), 100)
 
 
+def test_replay_takes_its_share_and_the_targets_the_rest_by_their_strategy():
+    """Targets th and lo by UniMax on 70% of 1000 tokens (lo capped at 4 epochs of 50: 200, th the other 500); en and
+    fr replayed proportionally on 30% (2:1 -> 200 and 100)."""
+    recipe = MixSection(strategy="unimax", max_epochs=4, languages=["th", "lo"],
+                        replay={"languages": ["en", "fr"], "share": 0.3})
+    plan = plan_mix({"en": 6000, "fr": 3000, "th": 900, "lo": 50, "de": 800}, recipe, 1000)
+    assert {row.language: (row.tokens, row.role, row.capped) for row in plan.languages} == {
+        "th": (500, "target", False), "lo": (200, "target", True), "en": (200, "replay", False),
+        "fr": (100, "replay", False)}
+    assert sum(row.share for row in plan.languages) == pytest.approx(1.0)
+    assert plan.strategy == "unimax on the targets + 30% replay (proportional)"
+    with pytest.raises(ValueError, match="mix.replay needs mix.languages"):
+        MixSection(replay={"languages": ["en"], "share": 0.2})
+    with pytest.raises(ValueError, match="share en: a language is either a target or replayed"):
+        MixSection(languages=["th", "en"], replay={"languages": ["en"], "share": 0.2})
+    with pytest.raises(ValueError, match="less than 1"):
+        MixSection(languages=["th"], replay={"languages": ["en"], "share": 1.0})
+
+
 def test_bad_mix_recipes_name_the_problem():
     from fuxitranyu.errors import RecipeError
     from fuxitranyu.recipe import load_recipe

@@ -9,6 +9,18 @@ from pydantic import Field, field_validator, model_validator
 from fuxitranyu.config_base import Count, LanguageList, Section, canonical_label
 
 
+class ReplaySection(Section):
+    """A share of the budget for languages a base model already knows, so that continued pretraining on new
+    languages does not make it forget them (docs/adapt.md)."""
+
+    languages: LanguageList
+    """The replayed languages (not among `mix.languages`, which are then the targets)."""
+    share: float = Field(gt=0, lt=1)
+    """Fraction of the token budget they get together; the targets share the rest by `mix.strategy`."""
+    strategy: Literal["proportional", "temperature", "unimax"] = "proportional"
+    """How the replay share is divided among the replayed languages (`mix.alpha` / `mix.max_epochs` apply)."""
+
+
 class MixSection(Section):
     strategy: Literal["proportional", "temperature", "unimax", "manual"] = "unimax"
     """How the token budget is shared between languages. `proportional`: as in the data; `temperature`: shares
@@ -26,7 +38,9 @@ class MixSection(Section):
     ratios: dict[str, float] = {}
     """manual: share of the budget per language label; they must sum to 1."""
     languages: LanguageList = []
-    """Languages to mix (empty: every language the data stage produced)."""
+    """Languages to mix (empty: every language the data stage produced); with `replay`, the target languages."""
+    replay: ReplaySection | None = None
+    """Languages replayed at a fixed share beside the targets (continued pretraining of a base model)."""
     validation_documents: int = Field(16, ge=0)
     """Documents per language kept out of the training shards for validation (never more than a tenth of a
     language's documents); pretraining reports the loss on them per language."""
@@ -43,6 +57,19 @@ class MixSection(Section):
             if share < 0:
                 raise ValueError(f"ratios: {name} has a negative share {share}")
         return ratios
+
+    @model_validator(mode="after")
+    def _replay_beside_targets(self) -> MixSection:
+        if self.replay is not None:
+            if not self.languages:
+                raise ValueError("mix.replay needs mix.languages: the target languages the rest of the budget goes to")
+            both = sorted(set(self.languages) & set(self.replay.languages))
+            if both:
+                raise ValueError(f"mix.replay.languages and mix.languages share {', '.join(both)}: a language is "
+                                 f"either a target or replayed")
+            if not self.replay.languages:
+                raise ValueError("mix.replay.languages is empty: name the languages to replay")
+        return self
 
     @model_validator(mode="after")
     def _manual_needs_ratios(self) -> MixSection:

@@ -6,7 +6,7 @@ standard alternatives, and shows the consequences (how often each language repea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.mix.config import MixSection
@@ -25,6 +25,8 @@ class LanguagePlan:
     """tokens / budget."""
     capped: bool
     """unimax: the language got less than an equal share because of the epoch cap."""
+    role: str = "mix"
+    """`target` or `replay` in a plan with `mix.replay`; `mix` otherwise."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,24 @@ def _manual(available: dict[str, int], budget: int, ratios: dict[str, float]) ->
     return {lang: budget * share for lang, share in ratios.items()}
 
 
+def _with_replay(available: dict[str, int], recipe: MixSection, budget: int) -> MixPlan:
+    """The targets planned by `mix.strategy` on the budget left after the replay share, the replayed languages by
+    `replay.strategy` on their share; one plan, each row marked with its role."""
+    replay = recipe.replay
+    replayed = round(replay.share * budget)
+    parts = [(plan_mix(available, recipe.model_copy(update={"replay": None}), budget - replayed), "target"),
+             (plan_mix(available, recipe.model_copy(update={"replay": None, "languages": replay.languages,
+                                                             "strategy": replay.strategy}), replayed), "replay")]
+    rows = tuple(replace(row, share=row.tokens / budget, role=role) for part, role in parts for row in part.languages)
+    return MixPlan(f"{recipe.strategy} on the targets + {replay.share:.0%} replay ({replay.strategy})", budget, rows,
+                   tuple(warning for part, _ in parts for warning in part.warnings))
+
+
 def plan_mix(available: dict[str, int], recipe: MixSection, budget: int) -> MixPlan:
     """Tokens and epochs per language. Raises `FuxiError` when the plan cannot be met; warns (in the plan) when a
     language would be repeated beyond `max_epochs`."""
+    if recipe.replay is not None:
+        return _with_replay(available, recipe, budget)
     if budget <= 0:
         raise FuxiError(f"mix: the token budget must be positive, got {budget}")
     if recipe.languages:

@@ -54,13 +54,14 @@ def token_cache(ctx: StageContext) -> Path:
 
 def plan_table(plan: MixPlan, actual: dict[str, int] | None = None) -> Table:
     table = Table(title=f"mix: {plan.strategy}, budget {plan.budget:,} tokens")
-    for column in ("language", "available", "tokens", "share", "epochs", "capped"):
-        table.add_column(column, justify="left" if column == "language" else "right")
+    roles = any(row.role != "mix" for row in plan.languages)
+    for column in ("language", *(("role",) if roles else ()), "available", "tokens", "share", "epochs", "capped"):
+        table.add_column(column, justify="left" if column in ("language", "role") else "right")
     if actual is not None:
         table.add_column("actual", justify="right")
     for row in plan.languages:
-        cells = [row.language, f"{row.available:,}", f"{row.tokens:,}", f"{row.share:.2%}", f"{row.epochs:.2f}",
-                 "yes" if row.capped else ""]
+        cells = [row.language, *((row.role,) if roles else ()), f"{row.available:,}", f"{row.tokens:,}",
+                 f"{row.share:.2%}", f"{row.epochs:.2f}", "yes" if row.capped else ""]
         if actual is not None:
             cells.append(f"{actual.get(row.language, 0):,}")
         table.add_row(*cells)

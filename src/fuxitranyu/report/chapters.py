@@ -100,6 +100,7 @@ def mix(stage_dir: Path, manifest: dict) -> Chapter:
     plan, index = read_plan(stage_dir), read_index(stage_dir)
     rows = plan["languages"]
     labels = [row["language"] for row in rows]
+    roles = any(row.get("role", "mix") != "mix" for row in rows)
     chapter = Chapter("Mix", [
         Text(f"Strategy {plan['strategy']}, budget {plan['budget']:,} tokens; {index['total_sequences']:,} sequences "
              f"of {index['context_length']} tokens. Unigram entropy of the training targets: "
@@ -108,11 +109,13 @@ def mix(stage_dir: Path, manifest: dict) -> Chapter:
             "planned": [row["tokens"] for row in rows],
             "sampled": [index["sampled_tokens"].get(lang, 0) for lang in labels]}, "tokens (log)", log=True),
             "Planned and sampled tokens per language"),
-        Table(["language", "available", "planned", "sampled", "share", "epochs", "validation sequences"],
-              [[row["language"], f"{row['available']:,}", f"{row['tokens']:,}",
-                f"{index['sampled_tokens'].get(row['language'], 0):,}", f"{row['share']:.2%}", f"{row['epochs']:.2f}",
-                index.get("validation", {}).get(row["language"], {}).get("sequences", 0)] for row in rows],
-              "Plan per language")])
+        Table(["language", *(["role"] if roles else []), "available", "planned", "sampled", "share", "epochs",
+               "validation sequences"],
+              [[row["language"], *([row.get("role", "mix")] if roles else []), f"{row['available']:,}",
+                f"{row['tokens']:,}", f"{index['sampled_tokens'].get(row['language'], 0):,}", f"{row['share']:.2%}",
+                f"{row['epochs']:.2f}", index.get("validation", {}).get(row["language"], {}).get("sequences", 0)]
+               for row in rows],
+              "Plan per language (targets and replayed languages)" if roles else "Plan per language")])
     for warning in plan.get("warnings", []):
         chapter.blocks.insert(1, Text(f"Warning: {warning}"))
     return chapter
