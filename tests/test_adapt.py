@@ -275,3 +275,51 @@ def test_a_run_extends_the_base_tokenizer_and_initialises_the_new_rows(tmp_path,
     means = torch.stack([table[[p.id for p in backend.model.tokenize(token)]].mean(0) for _, token in extension.added])
     assert torch.allclose(weights[size:size + 200], means) == (method == "mean")
     assert grown["rows_from_pieces"] == (200 if method == "mean" else 0)
+
+
+def test_gain_and_forgetting_are_the_relative_change_of_bits_per_byte(tmp_path):
+    from fuxitranyu.evaluate.adaptation import write_adaptation
+    from fuxitranyu.evaluate.results import ResultRow
+
+    def row(model, language, value, metric="bits_per_byte"):
+        return ResultRow(model, "Bits per byte", f"fuxi_bpb_{language}", language, metric, value, None, 0, 3, False)
+
+    rows = [row("base", "th", 4.0), row("pretrain", "th", 3.0), row("base", "lo", 5.0), row("pretrain", "lo", 4.5),
+            row("base", "en", 2.0), row("pretrain", "en", 2.1), row("base", "fr", 2.5), row("pretrain", "fr", 2.5),
+            row("pretrain", "de", 9.0), row("base", "en", 0.5, metric="acc")]
+    result = write_adaptation(rows, "pretrain", {"th", "lo"}, tmp_path, "adaptation-pretrain")
+    # th: -25%, lo: -10% -> gain -17.5%; en: +5%, fr: 0% -> +2.5%, worst en; de has no base value: left out
+    assert result == {"model": "pretrain", "base": "base", "languages": 4, "targets_mean_change": -0.175,
+                      "others_mean_change": 0.025, "others_worst": {"language": "en", "change": 0.05}}
+    table = (tmp_path / "adaptation-pretrain.md").read_text()
+    assert "| lo | target | 5.000 | 4.500 | -10.0% |" in table and "| en | other | 2.000 | 2.100 | +5.0% |" in table
+    saved = json.loads((tmp_path / "adaptation-pretrain.json").read_text())
+    assert [r["language"] for r in saved["per_language"]] == ["lo", "th", "en", "fr"]
+
+
+def test_an_adaptation_run_plans_replay_and_reports_gain_against_forgetting(tmp_path):
+    """A Llama adapted to ru, zh and ja on the smoke data: extended tokenizer, UniMax on the targets with 30% replay
+    of en, fr and de, the base and the adapted model evaluated side by side, the comparison in the report."""
+    from fuxitranyu import pipeline
+    from fuxitranyu.recipe import load_recipe
+
+    base = base_model_dir(tmp_path / "base")
+    recipe = load_recipe("smoke", [
+        f"output_dir={tmp_path / 'run'}", f"model.init_from={base}", "model.overrides={}", f"tokenizer.base={base}",
+        "tokenizer.mode=extend", "tokenizer.new_tokens=200", "tokenizer.languages=[ru, zh, ja]",
+        "mix.languages=[ru, zh, ja]", "mix.replay={languages: [en, fr, de], share: 0.3}",
+        "pretrain.total_tokens=16384", "pretrain.precision=fp32", "sft=null", "dpo=null", "analyze=null",
+        "evaluate.models=[base, pretrain]", "evaluate.chat_models=[]", "evaluate.precision=fp32"])
+    assert recipe.adaptation_targets() == ["ru", "zh", "ja"]
+    manifests = {m["stage"]: m for m in pipeline.run_pipeline(recipe)}
+    plan = {row["language"]: row for row in manifests["mix"]["stats"]["plan"]["languages"]}
+    assert {lang: row["role"] for lang, row in plan.items()} == {
+        "ru": "target", "zh": "target", "ja": "target", "en": "replay", "fr": "replay", "de": "replay"}
+    assert sum(plan[lang]["tokens"] for lang in ("en", "fr", "de")) == round(0.3 * 16384)
+    adaptation = manifests["evaluate"]["stats"]["adaptation"]["pretrain"]
+    saved = json.loads((tmp_path / "run" / "evaluate" / "adaptation-pretrain.json").read_text())
+    assert {r["language"] for r in saved["per_language"] if r["target"]} == {"ru", "zh", "ja"}
+    assert adaptation["targets_mean_change"] == pytest.approx(
+        np.mean([r["change"] for r in saved["per_language"] if r["target"]]), abs=1e-4)
+    page = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "pretrain against the base model it continued" in page and "| ru | target |" in page

@@ -76,11 +76,20 @@ class Recipe(Section):
         config.bos_token_id = config.eos_token_id = ENDOFTEXT_ID
         return config
 
+    def adaptation_targets(self) -> list[str]:
+        """The languages an adaptation is for: the mix's targets beside a replay, else the languages the tokenizer
+        was extended for (empty when neither says)."""
+        if self.mix.replay is not None:
+            return list(self.mix.languages)
+        return list(self.tokenizer.languages) if self.tokenizer.mode == "extend" else []
+
     @model_validator(mode="after")
     def _sections_agree(self) -> Recipe:
         """Facts that span sections: a valid architecture, the tokenizer's vocabulary, the packed context fits the
         model's positions, and every training batch is a whole number of packed sequences."""
         self.model.check_architecture()
+        if self.evaluate is not None and "base" in self.evaluate.models and not self.model.init_from:
+            raise ValueError("evaluate.models: `base` is the model that model.init_from names; this recipe has none")
         if self.model.init_from and not self.tokenizer.base:
             raise ValueError("model.init_from needs tokenizer.base, the base model's tokenizer: its embeddings are "
                              "rows of that vocabulary")

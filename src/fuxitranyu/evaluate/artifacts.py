@@ -18,6 +18,9 @@ DATA = "data"
 """The offline tasks' data, cut from the held-out parallel sets."""
 GENERATIONS = "generations"
 """`generations/<model>/<task>.jsonl`: what each model generated, for the generative tasks."""
+ADAPTATION = "adaptation-{model}"
+"""With `base` among the models: `adaptation-<model>.md/.json/.png`, bits per byte of each adapted model against the
+base it continued, per language (`evaluate.adaptation`)."""
 SWEEP = "sweep"
 """`sweep/<run>/step-NNNNNN.json` and `sweep/<run>/curves/*.png`: a checkpoints folder evaluated step by step."""
 
@@ -27,3 +30,5 @@ class EvaluateStats(Stats):
 
     suite: str
     tasks: int
+    adaptation: dict[str, dict] = {}
+    """Per adapted model: the mean change of bits per byte on the target languages and on the others."""

@@ -9,6 +9,11 @@ from pydantic import Field, field_validator, model_validator
 from fuxitranyu.config_base import PrecisionChoice, Section
 
 
+def is_stage(entry: str) -> bool:
+    """A `models` entry that names a stage (not a directory, not `base`)."""
+    return not is_model_path(entry) and entry != "base"
+
+
 def is_model_path(entry: str) -> bool:
     """A `models` entry is a directory when written as a path (`./m`, `/data/m`, `runs/x/sft/model`), else the name
     of a stage."""
@@ -42,7 +47,8 @@ class EvaluateSection(Section):
     paper's Table 5; `paper-chat`: Table 6) or the path of a suite YAML file."""
     models: list[str] = ["pretrain"]
     """What to evaluate: names of stages that write a model directory (`<stage>/model/`) and/or paths of Hugging
-    Face model directories (written with a `/`, e.g. `./my-model`)."""
+    Face model directories (written with a `/`, e.g. `./my-model`); `base` is the model `model.init_from` names,
+    and every other model is then compared with it language by language (gain against forgetting)."""
     chat_models: list[str] = []
     """Entries of `models` that are prompted through their chat template (lm-eval's `apply_chat_template`, few-shot
     examples as turns); the others get plain text prompts."""

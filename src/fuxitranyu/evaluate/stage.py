@@ -14,16 +14,18 @@ from typing import Any
 from fuxitranyu.data.artifacts import parallel_dir
 from fuxitranyu.data.parallel import parallel_sets, read_parallel
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.evaluate.artifacts import SWEEP
-from fuxitranyu.evaluate.config import EvaluateSection, is_model_path
+from fuxitranyu.evaluate.adaptation import BASE, write_adaptation
+from fuxitranyu.evaluate.artifacts import ADAPTATION, RESULTS, SWEEP
+from fuxitranyu.evaluate.config import EvaluateSection, is_model_path, is_stage
 from fuxitranyu.evaluate.flow import SweepRequest, run_evaluation
 from fuxitranyu.evaluate.harness import ModelToEvaluate
+from fuxitranyu.evaluate.results import read_rows
 from fuxitranyu.evaluate.suite import load_suite
 from fuxitranyu.stage import CHECKPOINTS, MODEL, Stage, StageContext
 
 
 def model_stages(section: EvaluateSection) -> tuple[str, ...]:
-    return tuple(entry for entry in section.models if not is_model_path(entry))
+    return tuple(entry for entry in section.models if is_stage(entry))
 
 
 def evaluate_needs(recipe) -> tuple[str, ...]:
@@ -40,10 +42,13 @@ def model_name(entry: str) -> str:
     return path.parent.name if path.name == MODEL else path.name
 
 
-def model_directory(entry: str, inputs: dict[str, Path]) -> Path:
-    path = inputs[entry] / MODEL if not is_model_path(entry) else Path(entry).expanduser()
+def model_directory(entry: str, inputs: dict[str, Path], recipe) -> Path:
+    if entry == BASE:
+        path = Path(str(recipe.model.init_from)).expanduser()
+    else:
+        path = inputs[entry] / MODEL if is_stage(entry) else Path(entry).expanduser()
     if not (path / "config.json").is_file():
-        what = f"stage {entry} wrote no model directory" if not is_model_path(entry) else "not a model directory"
+        what = f"stage {entry} wrote no model directory" if is_stage(entry) else "not a model directory"
         raise FuxiError(f"{what} (config.json missing)", path=path)
     return path
 
@@ -54,8 +59,8 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     section = ctx.recipe.evaluate
     if not ctx.resume:
         shutil.rmtree(ctx.out_dir / SWEEP, ignore_errors=True)
-    models = [ModelToEvaluate(model_name(entry), str(model_directory(entry, ctx.inputs)), entry in section.chat_models)
-              for entry in section.models]
+    models = [ModelToEvaluate(model_name(entry), str(model_directory(entry, ctx.inputs, ctx.recipe)),
+                              entry in section.chat_models) for entry in section.models]
     sweeps = [SweepRequest(ctx.inputs[entry] / CHECKPOINTS, entry, ctx.inputs[entry] / MODEL, section.checkpoint_every)
               for entry in (model_stages(section) if section.checkpoint_every else ())
               if (ctx.inputs[entry] / CHECKPOINTS).is_dir()]
@@ -63,8 +68,14 @@ def run_evaluate_stage(ctx: StageContext) -> dict[str, Any]:
     def units() -> list[dict]:
         return read_parallel(parallel_sets(parallel_dir(ctx.inputs["data"]), section.offline.parallel_sets)).units
 
-    return run_evaluation(load_suite(section.suite), ctx.out_dir, section, units, models, sweeps, ctx.recipe.seed,
-                          ctx.console, final_dir=ctx.final_dir)
+    stats = run_evaluation(load_suite(section.suite), ctx.out_dir, section, units, models, sweeps, ctx.recipe.seed,
+                           ctx.console, final_dir=ctx.final_dir)
+    if BASE in section.models:
+        rows, targets = read_rows(ctx.out_dir / RESULTS), set(ctx.recipe.adaptation_targets())
+        stats["adaptation"] = {m.name: write_adaptation(rows, m.name, targets, ctx.out_dir,
+                                                        ADAPTATION.format(model=m.name))
+                               for m in models if m.name != BASE}
+    return stats
 
 
 STAGE = Stage("evaluate", sections=("evaluate",), needs=evaluate_needs, run=run_evaluate_stage,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fuxitranyu.analyze.artifacts import MEAN_SIMILARITY_CSV, NEURONS, REPRESENTATIONS
 from fuxitranyu.data.artifacts import DataStats
-from fuxitranyu.evaluate.artifacts import PLOTS, TABLES, EvaluateStats
+from fuxitranyu.evaluate.artifacts import ADAPTATION, PLOTS, TABLES, EvaluateStats
 from fuxitranyu.mix.artifacts import read_index, read_plan
 from fuxitranyu.posttrain.artifacts import DATA_STATS, PostTrainStats
 from fuxitranyu.pretrain.artifacts import PretrainStats
@@ -210,12 +210,36 @@ def _results_tables(path: Path, caption: str) -> list[Table]:
     return [spread, per_language]
 
 
+def _adaptation(stage_dir: Path, model: str, result: dict) -> list:
+    """Gain against forgetting of one adapted model: the summary, the per-language table, the figure."""
+    name = ADAPTATION.format(model=model)
+    rows = json.loads((stage_dir / f"{name}.json").read_text(encoding="utf-8"))["per_language"]
+
+    def percent(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:+.1f}%"
+
+    worst = result.get("others_worst") or {}
+    gain, others = percent(result["targets_mean_change"]), percent(result["others_mean_change"])
+    blocks = [Text(f"{model} against the base model it continued: bits per byte {gain} on the target languages "
+                   f"(mean), {others} on the others"
+                   + (f" (worst {worst['language']}: {percent(worst['change'])})" if worst else "") + "."),
+              Table(["language", "role", "base", model, "change"],
+                    [[r["language"], "target" if r["target"] else "other", f"{r['base']:.3f}", f"{r['adapted']:.3f}",
+                      percent(r["change"])] for r in rows], f"Bits per byte: base → {model}")]
+    if (stage_dir / f"{name}.png").is_file():
+        blocks.append(Figure(f"evaluate-{name}.png", (stage_dir / f"{name}.png").read_bytes(),
+                             f"Gain on the targets, change on the others: {model}"))
+    return blocks
+
+
 def evaluate(stage_dir: Path, manifest: dict) -> Chapter:
     stats = EvaluateStats.of(manifest, stage_dir)
     chapter = Chapter("Evaluation", [Text(
         f"Suite {stats.suite}, {stats.tasks} tasks through lm-evaluation-harness; every table "
         f"shows the spread across languages (worst, best, range, σ, CV) and, where the paper reports the task, its "
         f"models' numbers as rows marked (paper).")])
+    for model, result in stats.adaptation.items():
+        chapter.blocks += _adaptation(stage_dir, model, result)
     for path in sorted((stage_dir / TABLES).glob("*.csv")):
         chapter.blocks += _results_tables(path, path.stem.replace(".", " — "))
         plot = stage_dir / PLOTS / f"{path.stem}.png"
