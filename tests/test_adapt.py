@@ -323,3 +323,27 @@ def test_an_adaptation_run_plans_replay_and_reports_gain_against_forgetting(tmp_
         np.mean([r["change"] for r in saved["per_language"] if r["target"]]), abs=1e-4)
     page = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "pretrain against the base model it continued" in page and "| ru | target |" in page
+
+
+def test_the_adapt_experiment_runs_its_arms_from_one_base_and_compares_them(tmp_path):
+    """On the smoke data (its base languages en fr de es pt it vi ru, its targets ja zh): one base run, four arms
+    (reuse/extend x no replay/replay) continuing it, one seed each, and the comparison page read from their files."""
+    from rich.console import Console
+
+    from fuxitranyu.experiment.adapt import AdaptSettings, arm_recipes, run_adapt
+
+    settings = AdaptSettings(base_tokens="32768", arm_tokens="16384", new_tokens=100, replay_share=0.3, seeds=1)
+    overrides = ["pretrain.precision=fp32", "evaluate.precision=fp32", "model.overrides={}"]
+    page = run_adapt("smoke", overrides, settings, tmp_path, Console(quiet=True))
+    arms = arm_recipes("smoke", overrides, settings, tmp_path)
+    assert [arm.label for arm in arms] == ["reuse-no-replay/seed-1234", "reuse-replay/seed-1234",
+                                           "extend-no-replay/seed-1234", "extend-replay/seed-1234"]
+    assert arms[3].recipe.mix.replay.languages == ["en", "fr", "de", "es", "pt", "it", "vi", "ru"]
+    assert arms[3].recipe.adaptation_targets() == ["ja", "zh"] and arms[0].recipe.mix.replay is None
+    assert (tmp_path / "reuse-replay" / "seed-1234" / "data").resolve() == (tmp_path / "base" / "data").resolve()
+    saved = json.loads((tmp_path / "adapt.json").read_text())
+    assert len(saved["arms"]) == 4 and {a["arm"] for a in saved["arms"]} == {arm.name for arm in arms}
+    fertility = {a["arm"]: np.mean([a["fertility"][lang] for lang in ("ja", "zh")]) for a in saved["arms"]}
+    assert fertility["extend-replay"] < 0.8 * fertility["reuse-replay"]
+    assert [c["verdict"] for c in saved["summary"]["comparisons"]] == ["one seed each: no noise estimate"] * 4
+    assert "Adapting a model to new languages" in page.read_text()

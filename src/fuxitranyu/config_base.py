@@ -36,7 +36,7 @@ _UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "K
 _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*(Ki|Mi|Gi|K|M|B|G|T|)\s*$")
 
 
-def _parse_count(value: Any) -> Any:
+def parse_count(value: Any) -> Any:
     """Token counts may be written `606B`, `2Mi` (= 2,097,152), `1.5e9` or `606_000_000_000`."""
     if isinstance(value, bool):
         raise ValueError("expected a count such as 4096, 2Mi, 606B or 1.5e9, not a boolean")
@@ -52,7 +52,7 @@ def _parse_count(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_parse_count), Field(ge=0)]
+Count = Annotated[int, BeforeValidator(parse_count), Field(ge=0)]
 
 
 def canonical_label(name: str, field: str) -> str:

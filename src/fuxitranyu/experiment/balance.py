@@ -25,6 +25,7 @@ from rich.console import Console
 from fuxitranyu.analyze.artifacts import IMPORTANCE_JSON, NEURONS, REPRESENTATIONS, SIMILARITY_JSON
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.artifacts import RESULTS
+from fuxitranyu.experiment.arms import compare, format_mean_sd, link_shared_stages, mean_sd
 from fuxitranyu.io import atomic_write_json
 from fuxitranyu.mix.artifacts import PLAN
 from fuxitranyu.pipeline import finished_inputs
@@ -80,21 +81,6 @@ def arm_recipes(source: str, overrides: list[str], strategies: list[str], seeds:
     return arms
 
 
-def link_shared_stages(base: Recipe, arm: Arm) -> None:
-    """The arm's data and tokenizer directories are links to the base run's, made (or re-pointed) here."""
-    arm.recipe.run_dir.mkdir(parents=True, exist_ok=True)
-    for name in SHARED_STAGES:
-        link, target = arm.recipe.run_dir / name, (base.run_dir / name).resolve()
-        if link.is_symlink():
-            if link.resolve() == target:
-                continue
-            link.unlink()
-        elif link.exists():
-            raise FuxiError(f"{link} is a directory, not a link to the shared {name} stage; remove it or choose "
-                            f"another --output", path=link)
-        link.symlink_to(target, target_is_directory=True)
-
-
 def run_balance(source: str, overrides: list[str], strategies: list[str], seeds: int, output: Path,
                 console: Console, verbose: bool = False) -> Path:
     """Run the shared stages, every arm, then write the comparison; returns the comparison page."""
@@ -107,7 +93,7 @@ def run_balance(source: str, overrides: list[str], strategies: list[str], seeds:
     run_pipeline(base, only=list(SHARED_STAGES), console=console, verbose=verbose)
     for number, arm in enumerate(arms, 1):
         console.print(f"[bold]arm {number}/{len(arms)}[/]: {arm.label}")
-        link_shared_stages(base, arm)
+        link_shared_stages(base.run_dir, arm.recipe.run_dir, SHARED_STAGES)
         stages = [name for name in ARM_STAGES if getattr(arm.recipe, name, True) is not None]
         run_pipeline(arm.recipe, only=stages, console=console, verbose=verbose)
     page = write_comparison([collect(arm) for arm in arms], output)
@@ -205,13 +191,6 @@ SUMMARY_METRICS = {
 }
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if data.size == 0:
-        return math.nan, math.nan
-    return float(data.mean()), float(data.std(ddof=1)) if data.size > 1 else 0.0
-
-
 def _by_strategy(results: list[ArmResult]) -> dict[str, list[ArmResult]]:
     grouped: dict[str, list[ArmResult]] = {}
     for result in results:
@@ -225,33 +204,24 @@ def summarize(results: list[ArmResult]) -> dict[str, Any]:
     grouped = _by_strategy(results)
     summary: dict[str, Any] = {"metrics": {}, "comparisons": []}
     for metric, measure in SUMMARY_METRICS.items():
-        summary["metrics"][metric] = {strategy: _mean_sd([measure(r) for r in arms])
+        summary["metrics"][metric] = {strategy: mean_sd([measure(r) for r in arms])
                                       for strategy, arms in grouped.items()}
     headline = "bits per byte, mean over languages (lower is better)"
     names = list(grouped)
     for i, first in enumerate(names):
         for second in names[i + 1:]:
-            (a, sa), (b, sb) = summary["metrics"][headline][first], summary["metrics"][headline][second]
-            noise = 2 * max(sa, sb)
+            values = summary["metrics"][headline]
             seeds = min(len(grouped[first]), len(grouped[second]))
-            verdict = ("one seed each: no noise estimate" if seeds < 2 else
-                       f"{first if a < b else second} is better beyond the seeds' noise" if abs(a - b) > noise else
-                       "within the seeds' noise")
-            summary["comparisons"].append({"first": first, "second": second, "difference": a - b,
-                                           "noise": noise, "seeds": seeds, "verdict": verdict})
+            summary["comparisons"].append(compare(first, values[first], second, values[second], seeds))
     return summary
 
 
 def _per_language(results: list[ArmResult], attribute: str) -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
     grouped = _by_strategy(results)
     languages = sorted({lang for r in results for lang in getattr(r, attribute)})
-    table = {strategy: [_mean_sd([getattr(r, attribute).get(lang, math.nan) for r in arms]) for lang in languages]
+    table = {strategy: [mean_sd([getattr(r, attribute).get(lang, math.nan) for r in arms]) for lang in languages]
              for strategy, arms in grouped.items()}
     return languages, table
-
-
-def _format(mean: float, sd: float) -> str:
-    return "–" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
 
 
 def comparison_chapters(results: list[ArmResult]) -> list[Chapter]:
@@ -267,7 +237,7 @@ def comparison_chapters(results: list[ArmResult]) -> list[Chapter]:
                                    c["verdict"]] for c in summary["comparisons"]],
                                  "Mean bits per byte on the held-out parallel text, pairwise"))
     overview.blocks.append(Table(["metric", *grouped],
-                                 [[metric, *(_format(*values[s]) for s in grouped)]
+                                 [[metric, *(format_mean_sd(*values[s]) for s in grouped)]
                                   for metric, values in summary["metrics"].items()], "Summary"))
     chapters = [overview]
     for attribute, title, caption in (("shares", "Mix", "Share of the pretraining tokens"),
@@ -283,7 +253,7 @@ def comparison_chapters(results: list[ArmResult]) -> list[Chapter]:
         chapter.blocks.append(Figure(f"{attribute}.png", figures.bars(
             languages, {s: [m for m, _ in values] for s, values in table.items()}, caption,
             errors={s: [sd for _, sd in values] for s, values in table.items()}), f"{caption} per language"))
-        chapter.blocks.append(Table(["language", *table], [[lang, *(_format(*table[s][i]) for s in table)]
+        chapter.blocks.append(Table(["language", *table], [[lang, *(format_mean_sd(*table[s][i]) for s in table)]
                                                            for i, lang in enumerate(languages)], caption))
         chapters.append(chapter)
     with_similarity = [r for r in results if r.similarity_by_layer]
