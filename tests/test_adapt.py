@@ -347,3 +347,55 @@ def test_the_adapt_experiment_runs_its_arms_from_one_base_and_compares_them(tmp_
     assert fertility["extend-replay"] < 0.8 * fertility["reuse-replay"]
     assert [c["verdict"] for c in saved["summary"]["comparisons"]] == ["one seed each: no noise estimate"] * 4
     assert "Adapting a model to new languages" in page.read_text()
+
+
+LLAMA_3_1_8B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+                "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "max_position_embeddings": 131072, "vocab_size": 128256,
+                "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "tie_word_embeddings": False,
+                "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                 "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+                "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu"}
+"""Llama 3.1 8B's published config.json (the values that shape it)."""
+
+
+def test_the_8b_adaptation_recipe_is_planned_from_the_base_models_config_alone(tmp_path, monkeypatch):
+    """The shipped recipe, with only config.json where it expects Llama 3.1 8B: Meta's 8.03B parameters plus the
+    16,384 new rows of input and output embeddings; the plan fits 80 GiB; the same recipe on a GPT-NeoX base says
+    that activations are not planned for it and still gives the rest."""
+    from typer.testing import CliRunner
+
+    from fuxitranyu.cli import app
+    from fuxitranyu.model.summary import recipe_model, summarize_module
+    from fuxitranyu.pretrain.plan import GIB, recipe_plan
+    from fuxitranyu.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FuxiError, match=r"models/Llama-3.1-8B/config.json is not a readable Hugging Face config"):
+        load_recipe("adapt-llama-3.1-8b")
+    base = tmp_path / "models" / "Llama-3.1-8B"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps(LLAMA_3_1_8B))
+    recipe = load_recipe("adapt-llama-3.1-8b")
+    base_parameters = summarize_module(recipe_model(recipe.model_copy(update={
+        "tokenizer": recipe.tokenizer.model_copy(update={"mode": "reuse"})}))).parameters
+    assert base_parameters == 8_030_261_248
+    assert summarize_module(recipe_model(recipe)).parameters == base_parameters + 2 * 16_384 * 4096
+    plan = recipe_plan(recipe)
+    assert plan.memory.fits and plan.memory.largest_micro_batch >= recipe.pretrain.micro_batch_size
+    assert plan.memory.training_state == 16 * 8_164_478_976 // 32 + 2 * 8_164_478_976
+    assert 0.5 < plan.time.days < 2
+    shown = CliRunner().invoke(app, ["model", "info", "--recipe", "adapt-llama-3.1-8b"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "8,164,478,976" in shown.output and "fits in 80 GiB" in shown.output
+
+    neox = tmp_path / "neox"
+    neox.mkdir()
+    (neox / "config.json").write_text(json.dumps({"model_type": "gpt_neox", "hidden_size": 4096,
+                                                  "intermediate_size": 16384, "num_hidden_layers": 32,
+                                                  "num_attention_heads": 32, "vocab_size": 50432,
+                                                  "max_position_embeddings": 4096}))
+    other = load_recipe("adapt-llama-3.1-8b", [f"model.init_from={neox}", f"tokenizer.base={neox}"])
+    memory = recipe_plan(other).memory
+    assert memory.activations is None and memory.fits is None and memory.training_state > 10 * GIB
+    assert ("activations saved for backward", "not planned for GPTNeoXForCausalLM (the activation model knows the "
+            "layers of fuxitranyu, llama, mistral, qwen2)") in memory.rows()

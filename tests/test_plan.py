@@ -5,11 +5,17 @@ import pytest
 import torch
 
 from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config
+from fuxitranyu.model.summary import recipe_model, summarize_module
 from fuxitranyu.pretrain.config import PretrainSection
 from fuxitranyu.pretrain.decisions import attention_implementation
 from fuxitranyu.pretrain.loss import CausalLMLoss
 from fuxitranyu.pretrain.plan import GIB, activation_model, memory_plan, parse_bytes, time_plan
 from fuxitranyu.recipe import load_recipe
+
+
+def on_meta(config):
+    with torch.device("meta"):
+        return FuxiTranyuForCausalLM(config)
 
 
 def saved_for_backward(model, ids, dtype, checkpointing, chunk_tokens) -> int:
@@ -60,16 +66,39 @@ def test_activation_estimate_is_within_10_percent_of_what_autograd_saves(shape, 
     assert abs(estimate - measured) / measured < 0.10, (estimate, measured)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointed"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+def test_the_activation_estimate_holds_for_the_stock_families_it_plans(family, dtype, checkpointing):
+    """The plan's activation model for Llama, Qwen2 and Mistral (model.init_from), within 10% of what
+    transformers' own modules save, measured the same way as ours."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(family, vocab_size=1024, hidden_size=192, intermediate_size=1024,
+                                  num_attention_heads=6, num_key_value_heads=2, num_hidden_layers=2,
+                                  max_position_embeddings=256)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    context = 128
+    two, four = (saved_for_backward(model, torch.randint(0, config.vocab_size, (batch, context + 1)), dtype,
+                                    checkpointing, 4096) for batch in (2, 4))
+    estimate = activation_model(config, dtype is not None, "sdpa", context).saved(
+        config.num_hidden_layers, checkpointing) * 2 * context
+    assert abs(estimate - (four - two)) / (four - two) < 0.10, (estimate, four - two)
+
+
 def test_the_papers_recipe_fits_32_gpus_of_80_gb_and_a_bad_one_is_refused():
     recipe = load_recipe("fuxitranyu-8b")
-    config = recipe.build_model_config()
-    plan = memory_plan(config, recipe.pretrain, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
+    model = recipe_model(recipe)
+    plan = memory_plan(model, recipe.pretrain, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
     assert plan.strategy == "fsdp" and plan.fits and plan.largest_micro_batch >= recipe.pretrain.micro_batch_size
     assert 15 < plan.training_state / GIB < 25  # ZeRO-2: 2 B/param unsharded + 16 B/param over 32
     heavy = recipe.pretrain.model_copy(update={"micro_batch_size": 8, "activation_checkpointing": False})
-    too_much = memory_plan(config, heavy, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
+    too_much = memory_plan(model, heavy, recipe.mix.context_length, 32, True, parse_bytes("80GiB"))
     assert not too_much.fits and too_much.largest_micro_batch < 8
-    days = time_plan(config, recipe.mix.context_length, recipe.pretrain.total_tokens, 32, "A800", 0.4).days
+    summary = summarize_module(model, recipe.mix.context_length)
+    days = time_plan(summary, recipe.pretrain.total_tokens, 32, "A800", 0.4).days
     assert 50 < days < 200
 
 
@@ -80,7 +109,7 @@ def test_sizes_parse():
 
 
 def test_zero3_and_ddp_state_per_device():
-    config = preset_config("fuxitranyu-8b")
+    config = on_meta(preset_config("fuxitranyu-8b"))
     parameters = 8_095_313_920
     base = PretrainSection()
     zero2 = memory_plan(config, base.model_copy(update={"distributed": "fsdp"}), 4096, 32, True)
@@ -101,7 +130,7 @@ def test_pretraining_refuses_a_configuration_that_cannot_fit(tmp_path, monkeypat
     model_dir, mix_dir = toy_run(tmp_path)
     (tmp_path / "out").mkdir()
     recipe = toy_recipe(tmp_path, "pretrain.micro_batch_size=4").pretrain
-    config = FuxiTranyuConfig.from_pretrained(model_dir)
+    config = on_meta(FuxiTranyuConfig.from_pretrained(model_dir))
     one = memory_plan(config, recipe.model_copy(update={"micro_batch_size": 1}), 16, 1, False)
     small_device = int((one.training_state + one.loss_logits + 2.5 * one.activations) / 0.9)  # room for 2 sequences
     monkeypatch.setattr(train, "device_memory_bytes", lambda device: small_device)

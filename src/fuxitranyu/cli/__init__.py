@@ -312,18 +312,20 @@ def model_info(
 ):
     """Parameter counts (computed on the meta device), memory and FLOP estimates; for a recipe also the memory plan
     per device (training state, activations, loss) with a verdict, and the days its token budget takes."""
-    from fuxitranyu.model.summary import summarize
+    from fuxitranyu.model.summary import recipe_model, summarize_module
     from fuxitranyu.recipe import load_recipe
 
     if (target is None) == (recipe is None):
         raise FuxiError("give a preset or model directory, or --recipe RECIPE")
     resolved = load_recipe(recipe) if recipe else None
-    config = resolved.build_model_config() if resolved else _resolve_model_config(target)
-    target = target or recipe
-    s = summarize(config, context_length or (resolved.mix.context_length if resolved else None))
+    model = recipe_model(resolved) if resolved else _model_on_meta_device(target)
+    config, target = model.config, target or recipe
+    context = context_length or (resolved.mix.context_length if resolved else None)
+    s = summarize_module(model, context)
     devices = world_size or 8
-    table = Table(title=f"{target}: {config.num_hidden_layers} layers × {config.hidden_size} wide, "
-                        f"{config.num_attention_heads} heads, MLP {config.intermediate_size}, "
+    mlp = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
+    table = Table(title=f"{target}: {type(model).__name__}, {config.num_hidden_layers} layers × "
+                        f"{config.hidden_size} wide, {config.num_attention_heads} heads, MLP {mlp}, "
                         f"vocab {config.vocab_size}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -333,7 +335,7 @@ def model_info(
         ("  non-embedding", f"{s.non_embedding_parameters:,}"),
         ("weights fp32 / bf16", f"{s.weights_gib(4):.2f} / {s.weights_gib(2):.2f} GiB"),
         ("KV cache per token (bf16)", f"{s.kv_cache_bytes_per_token_bf16 / 2**10:.1f} KiB"),
-        (f"training FLOPs per token (T={context_length or config.max_position_embeddings})",
+        (f"training FLOPs per token (T={s.context_length})",
          f"{s.training_flops_per_token:.3e}"),
     ]
     if resolved is not None:
@@ -370,22 +372,33 @@ def _print_sources_and_plan(recipe) -> None:
             typer.echo(f"# {name}: {value}")
 
 
-def _resolve_model_config(target: str):
-    from fuxitranyu.model import FuxiTranyuConfig, preset_config, preset_names
+def _model_on_meta_device(target: str):
+    """A preset, a recipe or a model directory of any family transformers knows, built without memory."""
+    import torch
+
+    from fuxitranyu.model import FuxiTranyuForCausalLM, preset_config, preset_names
+    from fuxitranyu.model.summary import recipe_model
     from fuxitranyu.recipe import embedded_recipes, load_recipe
 
     path = Path(target)
     if path.is_dir():
+        from transformers import AutoModelForCausalLM
+
+        from fuxitranyu.pretrain.architecture import load_config
+
         if not (path / "config.json").is_file():
             raise FuxiError("not a model directory: config.json is missing", path=path)
         try:
-            return FuxiTranyuConfig.from_pretrained(path)
-        except (OSError, ValueError, TypeError) as err:
-            raise FuxiError(f"config.json is not a FuxiTranyu config ({err})", path=path) from err
+            config = load_config(path)
+            with torch.device("meta"):
+                return AutoModelForCausalLM.from_config(config)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise FuxiError(f"config.json is not a causal LM config transformers knows ({err})", path=path) from err
     if target in preset_names():
-        return preset_config(target)
+        with torch.device("meta"):
+            return FuxiTranyuForCausalLM(preset_config(target))
     if path.is_file() or target in embedded_recipes():
-        return load_recipe(target).build_model_config()
+        return recipe_model(load_recipe(target))
     raise FuxiError(f"{target!r} is neither a model directory, a preset ({', '.join(preset_names())}) nor a recipe")
 
 

@@ -41,6 +41,8 @@ class ModelSummary:
     training_flops_per_token: float
     """6·N_non-embedding + 6·N_lm_head + 12·L·d·T: forward + backward matmuls incl. attention scores at length T."""
     kv_cache_bytes_per_token_bf16: int
+    context_length: int
+    """The T of the FLOPs: the one asked for, else the model's longest (2048 for a family without a limit)."""
 
     def weights_gib(self, bytes_per_parameter: int) -> float:
         return self.parameters * bytes_per_parameter / 2**30
@@ -52,6 +54,29 @@ def summarize(config: FuxiTranyuConfig, context_length: int | None = None) -> Mo
 
     with torch.device("meta"):
         return summarize_module(FuxiTranyuForCausalLM(config), context_length)
+
+
+def recipe_model(recipe) -> torch.nn.Module:
+    """The model a recipe trains, on the meta device: its FuxiTranyu architecture, or the model `model.init_from`
+    names, with the rows an extended tokenizer adds (at most `tokenizer.new_tokens`, padded as the model stage pads
+    them). Only the config is read: a plan needs no weights."""
+    from fuxitranyu.model.modeling import FuxiTranyuForCausalLM
+
+    if not recipe.model.init_from:
+        with torch.device("meta"):
+            return FuxiTranyuForCausalLM(recipe.build_model_config())
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from fuxitranyu.pretrain.architecture import load_config
+
+    config = load_config(Path(recipe.model.init_from).expanduser())
+    if recipe.tokenizer.mode == "extend":
+        multiple = recipe.tokenizer.pad_to_multiple_of
+        config.vocab_size = -(-(config.vocab_size + recipe.tokenizer.new_tokens) // multiple) * multiple
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
 
 
 def summarize_module(model: torch.nn.Module, context_length: int | None = None) -> ModelSummary:
@@ -68,4 +93,4 @@ def summarize_module(model: torch.nn.Module, context_length: int | None = None) 
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or d // heads
-    return ModelSummary(total, embeddings, total - embeddings, float(flops), 2 * layers * kv_heads * head_dim * 2)
+    return ModelSummary(total, embeddings, total - embeddings, float(flops), 2 * layers * kv_heads * head_dim * 2, t)

@@ -13,6 +13,12 @@ Memory per device (bytes), P parameters over N data-parallel devices:
   planned). Checked against the bytes
   `torch.autograd.graph.saved_tensors_hooks` sees (tests/test_plan.py: within 10%). With activation checkpointing a
   layer keeps only its input (4d), and one layer's activations exist again during its backward.
+- **other architectures** (`model.init_from`): the training state and the loss are counted on the model's own
+  module tree. transformers' Llama, Mistral and Qwen2 layers save, measured the same way, fp32
+  `32d + 8k + 16f + 4h + 8` and under autocast `30d + 4k + 8f + 4h + 8` (their SwiGLU keeps the gate, its SiLU,
+  the up projection and the product; their RMSNorm returns fp32, which the next linear layer copies). Other
+  families (GPT-NeoX, BLOOM, ...) are not modelled: their plan says that activations are not planned and gives the
+  rest.
 - **the loss**: the fused cross-entropy (`fuxitranyu.pretrain.loss`) materialises `loss_chunk_tokens × vocab` fp32
   logits and their low-precision gradient at once, and holds the output layer's fp32 gradient (4·vocab·d) from the
   forward pass on; per token it keeps the last norm's tensors and the gradient of the hidden states (12d).
@@ -25,15 +31,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from torch import nn
+
 from fuxitranyu.errors import FuxiError
-from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
-from fuxitranyu.model.summary import summarize
+from fuxitranyu.model.summary import ModelSummary, recipe_model, summarize_module
+from fuxitranyu.pretrain.architecture import width_proxy
 from fuxitranyu.pretrain.config import PretrainSection
 
 GIB = 2**30
 HEADROOM = 0.9
 """Share of a device's memory a plan may use: the rest is the CUDA context, the allocator's fragmentation and the
 collectives' buffers."""
+LAYER_BYTES = {"fuxitranyu": ((32, 8, 8), (24, 4, 4)), "llama": ((32, 8, 16), (30, 4, 8))}
+"""Bytes a decoder layer saves per token, as coefficients of (d, k, f) in fp32 and under autocast (+ 4h + 8)."""
+PLANNED_LAYERS = {"fuxitranyu": "fuxitranyu", "llama": "llama", "mistral": "llama", "qwen2": "llama"}
+"""Model types whose decoder layer the activation model counts, and which of LAYER_BYTES it is."""
 
 # Dense (no sparsity) bf16/fp16 peak FLOP/s from the vendors' datasheets.
 GPU_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,
@@ -65,14 +77,13 @@ class ActivationModel:
         return layers * (self.per_layer_checkpointed if checkpointing else self.per_layer) + self.outside_layers
 
 
-def activation_model(config: FuxiTranyuConfig, mixed_precision: bool, attention: str = "sdpa",
-                     context: int = 0) -> ActivationModel:
-    d, f, h = config.hidden_size, config.intermediate_size, config.num_attention_heads
-    k = config.num_key_value_heads * config.head_dim
-    if mixed_precision:
-        layer = 24 * d + 4 * k + 4 * f + 4 * h + 8
-    else:
-        layer = 32 * d + 8 * k + 8 * f + 4 * h + 8
+def activation_model(config, mixed_precision: bool, attention: str = "sdpa", context: int = 0) -> ActivationModel:
+    """For a config of one of PLANNED_LAYERS' model types (ours or transformers')."""
+    widths = width_proxy(config)
+    d, f, h = widths.hidden_size, widths.intermediate_size, widths.num_attention_heads
+    k = widths.num_key_value_heads * widths.head_dim
+    per_d, per_k, per_f = LAYER_BYTES[PLANNED_LAYERS[config.model_type]][mixed_precision]
+    layer = per_d * d + per_k * k + per_f * f + 4 * h + 8
     if attention == "matmul":
         # Instead of the flash kernel's fp32 log-sum-exp (4h): the (heads × T) probabilities of each position, and
         # under grouped-query attention the keys and values repeated to every head.
@@ -92,34 +103,47 @@ class MemoryPlan:
     checkpointing: bool
     training_state: int
     """Parameters, gradients and optimizer state on one device."""
-    activations: int
-    """Saved for backward at the end of a micro-batch's forward, plus (with checkpointing) one layer recomputed."""
+    activations: int | None
+    """Saved for backward at the end of a micro-batch's forward, plus (with checkpointing) one layer recomputed;
+    None for an architecture whose layers the activation model does not describe."""
     loss_logits: int
     """The fused loss's logits and their gradient (one chunk at a time), and the output layer's gradient it forms."""
     device_memory: int | None
     largest_micro_batch: int | None
-    """The largest micro-batch that fits (None without a device size)."""
+    """The largest micro-batch that fits (None without a device size or an activation model)."""
+    architecture: str = "FuxiTranyuForCausalLM"
 
     @property
     def total(self) -> int:
-        return self.training_state + self.activations + self.loss_logits
+        """Everything planned; without an activation model, a lower bound."""
+        return self.training_state + (self.activations or 0) + self.loss_logits
 
     @property
     def fits(self) -> bool | None:
-        return None if self.device_memory is None else self.total <= HEADROOM * self.device_memory
+        """None when unknown: no device size, or no activation model and the rest alone fits."""
+        if self.device_memory is None:
+            return None
+        fits = self.total <= HEADROOM * self.device_memory
+        return fits if self.activations is not None or not fits else None
 
     def rows(self) -> list[tuple[str, str]]:
         rows = [("data parallelism", f"{self.strategy} over {self.world_size} device(s)"),
                 ("micro-batch", f"{self.micro_batch} × {self.context} tokens, activation checkpointing "
                                 f"{'on' if self.checkpointing else 'off'}"),
                 ("parameters + gradients + AdamW state", f"{self.training_state / GIB:.2f} GiB"),
-                ("activations saved for backward", f"{self.activations / GIB:.2f} GiB"),
+                ("activations saved for backward",
+                 f"{self.activations / GIB:.2f} GiB" if self.activations is not None else
+                 f"not planned for {self.architecture} (the activation model knows the layers of "
+                 f"{', '.join(PLANNED_LAYERS)})"),
                 ("loss (one chunk of logits, the output layer's gradient)", f"{self.loss_logits / GIB:.2f} GiB"),
-                ("total per device", f"{self.total / GIB:.2f} GiB")]
+                ("total per device", f"{self.total / GIB:.2f} GiB" if self.activations is not None else
+                 f"at least {self.total / GIB:.2f} GiB (without activations)")]
         if self.device_memory is not None:
-            verdict = "fits" if self.fits else "does NOT fit"
-            rows.append(("verdict", f"{verdict} in {self.device_memory / GIB:.0f} GiB (using at most "
-                                    f"{HEADROOM:.0%}); largest micro-batch that fits: {self.largest_micro_batch}"))
+            space = f"{self.device_memory / GIB:.0f} GiB (using at most {HEADROOM:.0%})"
+            rows.append(("verdict",
+                         f"does NOT fit in {space}" if self.fits is False else
+                         f"fits in {space}; largest micro-batch that fits: {self.largest_micro_batch}" if self.fits
+                         else f"unknown: the rest fits in {space}, activations are not planned"))
         return rows
 
 
@@ -134,33 +158,37 @@ def training_state_bytes(parameters: int, world_size: int, strategy: str, larges
     return sharded + 2 * 2 * largest_layer  # ZeRO-3: a layer gathered at a time (and the next one prefetched)
 
 
-def memory_plan(config: FuxiTranyuConfig, recipe: PretrainSection, context: int, world_size: int,
-                mixed_precision: bool, device_memory: int | None = None, attention: str | None = None) -> MemoryPlan:
-    """`attention`: the kernel the trainer chose (default: the recipe's; `auto` plans SDPA, what it picks on GPUs)."""
+def memory_plan(model: nn.Module, recipe: PretrainSection, context: int, world_size: int, mixed_precision: bool,
+                device_memory: int | None = None, attention: str | None = None) -> MemoryPlan:
+    """The plan for `model` (a real module or one on the meta device). `attention`: the kernel the trainer chose
+    (default: the recipe's; `auto` plans SDPA, what it picks on GPUs)."""
+    config = model.config
     strategy = {"ddp": "ddp", "fsdp": "fsdp"}.get(recipe.distributed, "fsdp" if world_size > 1 else "single")
     if strategy == "fsdp" and recipe.reshard_after_forward:
         strategy = "fsdp-zero3"
-    summary = summarize(config, context)
+    summary = summarize_module(model, context)
     layer_parameters = summary.non_embedding_parameters // config.num_hidden_layers
     state = training_state_bytes(summary.parameters, world_size, strategy, layer_parameters)
     tokens_per_micro = recipe.micro_batch_size * context
-    model = activation_model(config, mixed_precision, attention or recipe.attention, context)
+    layer = (activation_model(config, mixed_precision, attention or recipe.attention, context)
+             if config.model_type in PLANNED_LAYERS else None)
 
-    def activations(micro_batch: int) -> int:
+    def activations(micro_batch: int) -> int | None:
+        if layer is None:
+            return None
         tokens = micro_batch * context
-        saved = model.saved(config.num_hidden_layers, recipe.activation_checkpointing) * tokens
+        saved = layer.saved(config.num_hidden_layers, recipe.activation_checkpointing) * tokens
         if recipe.activation_checkpointing:
-            saved += model.per_layer * tokens  # the layer being recomputed in backward
+            saved += layer.per_layer * tokens  # the layer being recomputed in backward
         return saved
 
     loss = (2 * 4 * min(recipe.loss_chunk_tokens, tokens_per_micro) + 4 * config.hidden_size) * config.vocab_size
     largest = None
-    if device_memory is not None:
+    if device_memory is not None and layer is not None:
         budget = HEADROOM * device_memory - state - loss
-        per_sequence = activations(1)
-        largest = max(int(budget // per_sequence), 0) if per_sequence else None
+        largest = max(int(budget // activations(1)), 0)
     return MemoryPlan(strategy, world_size, recipe.micro_batch_size, context, recipe.activation_checkpointing, state,
-                      activations(recipe.micro_batch_size), loss, device_memory, largest)
+                      activations(recipe.micro_batch_size), loss, device_memory, largest, type(model).__name__)
 
 
 @dataclass(frozen=True)
@@ -196,12 +224,11 @@ def gpu_peak_flops(name: str) -> float:
     raise FuxiError(f"no datasheet peak for GPU {name!r}; known: {', '.join(GPU_PEAK_FLOPS)}")
 
 
-def time_plan(config: FuxiTranyuConfig, context: int, total_tokens: int, world_size: int, gpu: str,
-              mfu: float) -> TimePlan:
+def time_plan(summary: ModelSummary, total_tokens: int, world_size: int, gpu: str, mfu: float) -> TimePlan:
+    """`summary` at the training context length (its FLOPs per token count attention at that length)."""
     if not 0 < mfu <= 1:
         raise FuxiError(f"--mfu must be in (0, 1], got {mfu}")
-    flops = summarize(config, context).training_flops_per_token
-    return TimePlan(gpu, gpu_peak_flops(gpu), mfu, world_size, flops, total_tokens)
+    return TimePlan(gpu, gpu_peak_flops(gpu), mfu, world_size, summary.training_flops_per_token, total_tokens)
 
 
 def device_memory_bytes(device) -> int:
@@ -248,10 +275,11 @@ def recipe_plan(recipe, world_size: int | None = None, device_memory: str | None
     memory_text = device_memory or (hardware.device_memory if hardware else None)
     gpu = gpu or (hardware.gpu if hardware else None)
     mfu = mfu or (hardware.expected_mfu if hardware else 0.4)
-    config = recipe.build_model_config()
+    model = recipe_model(recipe)
     context = recipe.mix.context_length
-    memory = memory_plan(config, recipe.pretrain, context, world_size,
+    memory = memory_plan(model, recipe.pretrain, context, world_size,
                          mixed_precision_planned(recipe.pretrain.precision),
                          parse_bytes(memory_text) if memory_text else None)
-    time = time_plan(config, context, recipe.pretrain.total_tokens, world_size, gpu, mfu) if gpu else None
+    time = (time_plan(summarize_module(model, context), recipe.pretrain.total_tokens, world_size, gpu, mfu)
+            if gpu else None)
     return RecipePlan(memory, time)

@@ -30,7 +30,6 @@ from fuxitranyu.errors import FuxiError
 from fuxitranyu.io import atomic_write_text, set_aside
 from fuxitranyu.mix.artifacts import read_index
 from fuxitranyu.mix.reader import ShardReader
-from fuxitranyu.model.configuration_fuxitranyu import FuxiTranyuConfig
 from fuxitranyu.model.summary import summarize_module
 from fuxitranyu.pretrain import schedule
 from fuxitranyu.pretrain.architecture import load_config, trainable_parts, width_proxy
@@ -167,10 +166,7 @@ class Trainer:
         """Refuse, before any work, a configuration the memory plan says this device cannot hold."""
         if self.recipe.ignore_memory_plan:
             return
-        if not isinstance(self.model.config, FuxiTranyuConfig):
-            self.console.print(f"  no memory plan for {type(self.model).__name__}: the plan models FuxiTranyu layers")
-            return
-        plan = memory_plan(self.model.config, self.recipe, self.context_length, self.runtime.world_size,
+        plan = memory_plan(self.model, self.recipe, self.context_length, self.runtime.world_size,
                            self.runtime.precision.autocast_dtype is not None, device_memory_bytes(self.runtime.device),
                            self.attention.value)
         refuse_if_too_big(plan)
