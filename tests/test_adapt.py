@@ -140,6 +140,23 @@ def test_continued_pretraining_of_a_stock_model_learns_and_resumes_exactly_after
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
+def test_fsdp_trains_a_stock_model_as_one_process_does(tmp_path):
+    """FSDP2 over two processes (gloo) wraps a stock Llama's decoder layers as it wraps ours: the losses and the
+    checkpointed weights of one process."""
+    from test_pretrain import VOCAB as TOY_VOCAB
+    from test_pretrain import assert_two_processes_train_as_one, toy_run
+
+    import shutil
+
+    model_dir, _ = toy_run(tmp_path)  # the mix, and a FuxiTranyu model replaced by the Llama
+    shutil.rmtree(model_dir)
+    model = stock_model("llama")
+    model.resize_token_embeddings(TOY_VOCAB)
+    model.config.max_position_embeddings = 64
+    model.save_pretrained(model_dir)
+    assert_two_processes_train_as_one(tmp_path, "fsdp")
+
+
 def base_model_dir(folder, family="llama", texts=None):
     """A stock model directory with its own tokenizer, as one downloads them: a byte-level BPE tokenizer (</s> its
     end of text) trained on a few sentences, and a random model of that vocabulary."""
@@ -346,6 +363,15 @@ def test_the_adapt_experiment_runs_its_arms_from_one_base_and_compares_them(tmp_
     fertility = {a["arm"]: np.mean([a["fertility"][lang] for lang in ("ja", "zh")]) for a in saved["arms"]}
     assert fertility["extend-replay"] < 0.8 * fertility["reuse-replay"]
     assert [c["verdict"] for c in saved["summary"]["comparisons"]] == ["one seed each: no noise estimate"] * 4
+    adaptation = json.loads((tmp_path / "extend-replay" / "seed-1234" / "evaluate" /
+                             "adaptation-pretrain.json").read_text())
+    changes = {row["language"]: row["change"] for row in adaptation["per_language"]}
+    base_languages = [lang for lang in arms[3].base_languages if lang in changes]
+    assert len(base_languages) >= 6 and "ja" not in base_languages
+    measured = next(a for a in saved["arms"] if a["arm"] == "extend-replay")
+    assert measured["base_change"] == pytest.approx(np.mean([changes[lang] for lang in base_languages]))
+    assert measured["worst_base_change"] == pytest.approx(max(changes[lang] for lang in base_languages))
+    assert measured["base_bits_per_byte"]["ja"] > measured["bits_per_byte"]["ja"]
     assert "Adapting a model to new languages" in page.read_text()
 
 
@@ -387,6 +413,8 @@ def test_the_8b_adaptation_recipe_is_planned_from_the_base_models_config_alone(t
     assert 0.5 < plan.time.days < 2
     shown = CliRunner().invoke(app, ["model", "info", "--recipe", "adapt-llama-3.1-8b"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0 and "8,164,478,976" in shown.output and "fits in 80 GiB" in shown.output
+    shown = CliRunner().invoke(app, ["model", "info", str(base)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "LlamaForCausalLM" in shown.output and "8,030,261,248" in shown.output
 
     neox = tmp_path / "neox"
     neox.mkdir()

@@ -436,9 +436,16 @@ dist.destroy_process_group()
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_give_the_losses_of_one(tmp_path, strategy):
+    toy_run(tmp_path)
+    assert_two_processes_train_as_one(tmp_path, strategy)
+
+
+def assert_two_processes_train_as_one(tmp_path, strategy: str) -> None:
+    """`tmp_path/model` trained on `tmp_path/mix` by one process and by two under `strategy`: the same losses and the
+    same checkpointed weights."""
     from fuxitranyu.pretrain.train import Trainer
 
-    model_dir, mix_dir = toy_run(tmp_path)
+    model_dir, mix_dir = tmp_path / "model", tmp_path / "mix"
     single = tmp_path / "single"
     single.mkdir()
     recipe = load_recipe("tiny", [f"output_dir={tmp_path}", f"mix.context_length={CONTEXT}",

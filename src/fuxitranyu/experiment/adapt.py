@@ -15,6 +15,7 @@ mix, pretrain, evaluate and report stages from `model.init_from: <output>/base/p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class AdaptArm:
     replay: float
     seed: int
     recipe: Recipe
+    base_languages: tuple[str, ...]
+    """What the base model was pretrained on: forgetting is measured on them."""
 
     @property
     def name(self) -> str:
@@ -121,7 +124,8 @@ def arm_recipes(source: str, overrides: list[str], settings: AdaptSettings, outp
                           *([f"mix.replay={{languages: {_listed(base_languages)}, share: {replay}}}"]
                             if replay else []),
                           f"seed={seed}", f"output_dir={output / name / f'seed-{seed}'}", f"name=adapt-{name}-{seed}"]
-                arms.append(AdaptArm(tokenizer, replay, seed, load_recipe(source, [*overrides, *common, *choice])))
+                arms.append(AdaptArm(tokenizer, replay, seed, load_recipe(source, [*overrides, *common, *choice]),
+                                     tuple(base_languages)))
     return arms
 
 
@@ -149,9 +153,13 @@ class AdaptResult:
     seed: int
     targets_change: float
     """Mean relative change of bits per byte on the targets against the base model (negative: gain)."""
-    others_change: float
+    base_change: float
     """Mean relative change on the base languages (positive: forgetting)."""
+    worst_base_change: float
+    """The largest relative change among the base languages."""
     bits_per_byte: dict[str, float]
+    base_bits_per_byte: dict[str, float]
+    """The base model's, measured beside the arm's (the same for every arm)."""
     fertility: dict[str, float]
     """Tokens per word of the arm's tokenizer on the held-out parallel sets."""
     targets: list[str]
@@ -170,19 +178,24 @@ def collect(arm: AdaptArm) -> AdaptResult:
     adaptation = _read_json(stages["evaluate"] / f"{ADAPTATION.format(model='pretrain')}.json")
     rows = _read_json(stages["evaluate"] / RESULTS)["results"]
     tokenizer = read_manifest(stages["tokenizer"])["stats"]
-    return AdaptResult(arm.name, arm.seed, adaptation["targets_mean_change"], adaptation["others_mean_change"],
-                       {r["language"]: r["value"] for r in rows
-                        if r["model"] == "pretrain" and r["metric"] == "bits_per_byte"},
+    base = [row["change"] for row in adaptation["per_language"] if row["language"] in arm.base_languages]
+
+    def bits_per_byte(model: str) -> dict[str, float]:
+        return {r["language"]: r["value"] for r in rows if r["model"] == model and r["metric"] == "bits_per_byte"}
+
+    return AdaptResult(arm.name, arm.seed, adaptation["targets_mean_change"], _mean(base), max(base, default=math.nan),
+                       bits_per_byte("pretrain"), bits_per_byte("base"),
                        tokenizer.get("fertility", {}).get("per_language", {}), arm.recipe.adaptation_targets())
 
 
 SUMMARY = {
     "bits per byte on the targets, change against the base (gain: negative)": lambda r: r.targets_change,
-    "bits per byte on the base languages, change against the base (forgetting: positive)": lambda r: r.others_change,
+    "bits per byte on the base languages, change against the base (forgetting: positive)": lambda r: r.base_change,
+    "bits per byte on the base languages, largest change": lambda r: r.worst_base_change,
     "bits per byte on the targets, mean": lambda r: _mean([r.bits_per_byte.get(lang) for lang in r.targets]),
     "tokens per word on the targets, mean": lambda r: _mean([r.fertility.get(lang) for lang in r.targets]),
 }
-PAIRS = (("extend-no-replay", "reuse-no-replay", 2), ("extend-replay", "reuse-replay", 2),
+PAIRS = (("extend-no-replay", "reuse-no-replay", 3), ("extend-replay", "reuse-replay", 3),
          ("reuse-replay", "reuse-no-replay", 1), ("extend-replay", "extend-no-replay", 1))
 """Pairs compared, and the summary row (by position) each is judged on: the tokenizer on the targets' bits per byte,
 replay on the base languages' change."""
@@ -225,13 +238,16 @@ def write_comparison(results: list[AdaptResult], output: Path) -> Path:
     languages = sorted({lang for r in results for lang in r.bits_per_byte})
     per_arm = {a: [mean_sd([r.bits_per_byte.get(lang, float("nan")) for r in results if r.arm == a])
                    for lang in languages] for a in arms}
+    base = results[0].base_bits_per_byte
     detail = Chapter("Bits per byte per language", [
         Figure("bits_per_byte.png", figures.bars(languages, {a: [m for m, _ in v] for a, v in per_arm.items()},
                                                  "bits per byte", errors={a: [s for _, s in v]
                                                                           for a, v in per_arm.items()}),
                "Bits per byte of the adapted models (mean over seeds ± σ)"),
-        Table(["language", *arms], [[lang, *(format_mean_sd(*per_arm[a][i]) for a in arms)]
-                                    for i, lang in enumerate(languages)], "Bits per byte")])
+        Table(["language", "role", "base model", *arms],
+              [[lang, "target" if lang in results[0].targets else "", f"{base.get(lang, math.nan):.3f}",
+                *(format_mean_sd(*per_arm[a][i]) for a in arms)] for i, lang in enumerate(languages)],
+              "Bits per byte: the base model, and each arm's mean over seeds ± σ")])
     write_report(output, "Adapting a model to new languages: tokenizer and replay compared", [outcome, detail],
                  name="adapt")
     atomic_write_json(output / "adapt.json", {"summary": summary, "arms": [vars(r) for r in results]})
