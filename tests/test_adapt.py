@@ -143,10 +143,10 @@ def test_continued_pretraining_of_a_stock_model_learns_and_resumes_exactly_after
 def test_fsdp_trains_a_stock_model_as_one_process_does(tmp_path):
     """FSDP2 over two processes (gloo) wraps a stock Llama's decoder layers as it wraps ours: the losses and the
     checkpointed weights of one process."""
+    import shutil
+
     from test_pretrain import VOCAB as TOY_VOCAB
     from test_pretrain import assert_two_processes_train_as_one, toy_run
-
-    import shutil
 
     model_dir, _ = toy_run(tmp_path)  # the mix, and a FuxiTranyu model replaced by the Llama
     shutil.rmtree(model_dir)

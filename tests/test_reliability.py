@@ -440,6 +440,13 @@ def test_bad_arguments_are_one_clear_line_with_exit_2(tmp_path, capsys):
         (["generate", str(model), "--prompts", str(prompts), "--max-new-tokens", "0"],
          "Invalid value for '--max-new-tokens'"),
         (["run", str(bad_yaml), "--dry-run"], f"{bad_yaml}:4:8: not valid YAML: while parsing a flow sequence"),
+        (["experiment", "adapt", "--arm-tokens", "lots", "--output", str(tmp_path / "adapt")],
+         "--arm-tokens: expected a count such as 4096, 2Mi, 606B or 1.5e9, got 'lots'"),
+        (["experiment", "adapt", "--replay", "1.5"], "Invalid value for '--replay'"),
+        (["experiment", "adapt", "--new-rows", "focus", "--output", str(tmp_path / "adapt")],
+         "--new-rows: expected mean and/or random, got focus"),
+        (["experiment", "adapt", "--set", "data.languages=[en, fr]", "--output", str(tmp_path / "adapt")],
+         "must hold some of the base languages"),
     ]
     for args, message in cases:
         code, printed = run_in_process(capsys, *args)

@@ -233,6 +233,8 @@ def experiment_adapt(
     new_tokens: Annotated[int, typer.Option(min=1, help="Tokens the extended tokenizer adds.")] = 1000,
     replay: Annotated[float, typer.Option(min=0.01, max=0.99, help="Share of the replay arms' budget given to "
                                                                   "the base languages.")] = 0.3,
+    new_rows: Annotated[Optional[list[str]], typer.Option(help="How the extended arms initialise the new rows: "
+                                                               "mean, random, or both (repeat the option).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Folder of the base run, the arms and the comparison "
                                                         "(default: runs/<recipe name>-adapt).")] = None,
     verbose: VerboseOpt = False,
@@ -244,7 +246,7 @@ def experiment_adapt(
     from fuxitranyu.recipe import RUNS_ROOT, load_recipe
 
     name = load_recipe(recipe, set_ or []).name
-    settings = AdaptSettings(base_tokens, arm_tokens, new_tokens, replay, seeds)
+    settings = AdaptSettings(base_tokens, arm_tokens, new_tokens, replay, seeds, tuple(new_rows or ["mean"]))
     run_adapt(recipe, set_ or [], settings, output or RUNS_ROOT / f"{name}-adapt", err, verbose)
 
 

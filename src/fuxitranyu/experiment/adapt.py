@@ -51,7 +51,7 @@ def arm_name(tokenizer: str, replay: float) -> str:
 @dataclass(frozen=True)
 class AdaptArm:
     tokenizer: str
-    """`reuse` or `extend`."""
+    """`reuse`, `extend` (new rows: the mean of their pieces') or `extend-random` (new rows: random)."""
     replay: float
     seed: int
     recipe: Recipe
@@ -74,8 +74,23 @@ class AdaptSettings:
     new_tokens: int = 1000
     replay_share: float = 0.3
     seeds: int = 2
+    new_rows: tuple[str, ...] = ("mean",)
+    """How the extended arms initialise the new rows; `random` beside `mean` adds the extend-random arms."""
     max_lr: float = 1e-3
     """Continued pretraining takes a lower peak than training from scratch (the tiny recipe's 3e-3)."""
+
+    def __post_init__(self):
+        """Bad counts are refused before the base model is trained, not after."""
+        for option in ("base_tokens", "arm_tokens"):
+            try:
+                count = parse_count(getattr(self, option))
+            except ValueError as err:
+                raise FuxiError(f"--{option.replace('_', '-')}: {err}") from None
+            if count < 30:
+                raise FuxiError(f"--{option.replace('_', '-')}: {count} tokens is too few to train on")
+        unknown = sorted(set(self.new_rows) - {"mean", "random"})
+        if unknown or not self.new_rows:
+            raise FuxiError(f"--new-rows: expected mean and/or random, got {', '.join(unknown) or 'nothing'}")
 
 
 def experiment_languages(source: str, overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -114,13 +129,16 @@ def arm_recipes(source: str, overrides: list[str], settings: AdaptSettings, outp
               "sft=null", "dpo=null", "analyze=null", "evaluate.models=[base, pretrain]", "evaluate.chat_models=[]",
               "report={}"]
     first = load_recipe(source, overrides).seed
+    extend = ["tokenizer.mode=extend", f"tokenizer.new_tokens={settings.new_tokens}"]
+    tokenizers = {"reuse": ["tokenizer.mode=reuse"],
+                  **{"extend" if rows == "mean" else f"extend-{rows}": [*extend, f"model.new_rows={rows}"]
+                     for rows in settings.new_rows}}
     arms = []
-    for tokenizer in ("reuse", "extend"):
+    for tokenizer, tokenizer_choice in tokenizers.items():
         for replay in (0.0, settings.replay_share):
             for seed in range(first, first + settings.seeds):
                 name = arm_name(tokenizer, replay)
-                choice = [f"tokenizer.mode={tokenizer}",
-                          *([f"tokenizer.new_tokens={settings.new_tokens}"] if tokenizer == "extend" else []),
+                choice = [*tokenizer_choice,
                           *([f"mix.replay={{languages: {_listed(base_languages)}, share: {replay}}}"]
                             if replay else []),
                           f"seed={seed}", f"output_dir={output / name / f'seed-{seed}'}", f"name=adapt-{name}-{seed}"]
@@ -196,9 +214,10 @@ SUMMARY = {
     "tokens per word on the targets, mean": lambda r: _mean([r.fertility.get(lang) for lang in r.targets]),
 }
 PAIRS = (("extend-no-replay", "reuse-no-replay", 3), ("extend-replay", "reuse-replay", 3),
-         ("reuse-replay", "reuse-no-replay", 1), ("extend-replay", "extend-no-replay", 1))
-"""Pairs compared, and the summary row (by position) each is judged on: the tokenizer on the targets' bits per byte,
-replay on the base languages' change."""
+         ("reuse-replay", "reuse-no-replay", 1), ("extend-replay", "extend-no-replay", 1),
+         ("extend-no-replay", "extend-random-no-replay", 3), ("extend-replay", "extend-random-replay", 3))
+"""Pairs compared (those whose arms ran), and the summary row (by position) each is judged on: the tokenizer and the
+new rows' initialisation on the targets' bits per byte, replay on the base languages' change."""
 
 
 def _mean(values: list[float | None]) -> float:
