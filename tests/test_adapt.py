@@ -427,3 +427,15 @@ def test_the_8b_adaptation_recipe_is_planned_from_the_base_models_config_alone(t
     assert memory.activations is None and memory.fits is None and memory.training_state > 10 * GIB
     assert ("activations saved for backward", "not planned for GPTNeoXForCausalLM (the activation model knows the "
             "layers of fuxitranyu, llama, mistral, qwen2)") in memory.rows()
+
+
+def test_a_truncated_base_model_is_refused_when_copied_not_when_trained(tmp_path):
+    from fuxitranyu.model.stage import check_safetensors
+
+    base = base_model_dir(tmp_path / "base")
+    weights = base / "model.safetensors"
+    check_safetensors(weights, weights)  # whole: accepted
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(FuxiError, match=r"base/model.safetensors: not a readable safetensors file \(.*not fully "
+                                        r"covered\); download the model again"):
+        check_safetensors(weights, weights)

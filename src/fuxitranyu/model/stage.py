@@ -39,6 +39,8 @@ def copy_base_model(ctx: StageContext) -> dict[str, Any]:
                         path=base)
     for name in names:
         shutil.copy2(base / name, ctx.out_dir / name)
+        if name.endswith(".safetensors"):
+            check_safetensors(ctx.out_dir / name, base / name)
     grown = grow_base_model(ctx, base)
     config = AutoConfig.from_pretrained(ctx.out_dir)
     with torch.device("meta"):
@@ -56,6 +58,18 @@ def copy_base_model(ctx: StageContext) -> dict[str, Any]:
             "init_from": str(base), "architecture": type(skeleton).__name__,
             **({"extension": grown} if grown else {}),
             "weights": {name: file_sha256(ctx.out_dir / name) for name in weights}}
+
+
+def check_safetensors(path: Path, origin: Path) -> None:
+    """A truncated or damaged weights file is refused here, not when pretraining loads it: its header must parse
+    and cover the whole file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, "pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError) as err:
+        raise FuxiError(f"not a readable safetensors file ({err}); download the model again", path=origin) from None
 
 
 def grow_base_model(ctx: StageContext, base: Path) -> dict[str, Any] | None:

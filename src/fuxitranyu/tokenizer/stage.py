@@ -99,7 +99,9 @@ def base_tokenizer(ctx: StageContext, console: Console) -> dict[str, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
     except (OSError, ValueError) as err:
-        raise FuxiError(f"tokenizer.base is not a loadable tokenizer directory ({err})", path=base) from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FuxiError(f"tokenizer.base is not a loadable tokenizer directory ({first_line.rstrip(': ')}); "
+                        f"it needs the base model's tokenizer.json and tokenizer_config.json", path=base) from None
     if not tokenizer.is_fast:
         raise FuxiError("tokenizer.base has no fast tokenizer (tokenizer.json): the mix stage encodes with the "
                         "Rust tokenizers library", path=base)
