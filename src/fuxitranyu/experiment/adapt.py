@@ -25,7 +25,7 @@ from rich.console import Console
 from fuxitranyu.config_base import parse_count
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.artifacts import ADAPTATION, RESULTS
-from fuxitranyu.experiment.arms import compare, format_mean_sd, link_shared_stages, mean_sd
+from fuxitranyu.experiment.arms import compare, format_mean_sd, mean_sd, run_arms
 from fuxitranyu.io import atomic_write_json
 from fuxitranyu.pipeline import finished_inputs, run_pipeline
 from fuxitranyu.recipe import Recipe, load_recipe
@@ -156,10 +156,7 @@ def run_adapt(source: str, overrides: list[str], settings: AdaptSettings, output
                   f"into {output}")
     run_pipeline(base, only=list(BASE_STAGES), console=console, verbose=verbose)
     arms = arm_recipes(source, overrides, settings, output)  # their recipes name the base model: it exists now
-    for number, arm in enumerate(arms, 1):
-        console.print(f"[bold]arm {number}/{len(arms)}[/]: {arm.label}")
-        link_shared_stages(base.run_dir, arm.recipe.run_dir, ("data",))
-        run_pipeline(arm.recipe, only=list(ARM_STAGES), console=console, verbose=verbose)
+    run_arms(arms, base.run_dir, ("data",), ARM_STAGES, console, verbose)
     page = write_comparison([collect(arm) for arm in arms], output)
     console.print(f"[bold]adapt experiment[/]: {page}")
     return page

@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 from fuxitranyu.errors import FuxiError
+from fuxitranyu.pipeline import run_pipeline
 
 
 def link_shared_stages(source_run: Path, arm_run: Path, stages: tuple[str, ...]) -> None:
@@ -25,6 +27,17 @@ def link_shared_stages(source_run: Path, arm_run: Path, stages: tuple[str, ...])
             raise FuxiError(f"{link} is a directory, not a link to the shared {name} stage; remove it or choose "
                             f"another --output", path=link)
         link.symlink_to(target, target_is_directory=True)
+
+
+def run_arms(arms: list, source_run: Path, shared: tuple[str, ...], stages: tuple[str, ...], console: Console,
+             verbose: bool) -> None:
+    """Each arm (with its `label` and `recipe`) in turn: links to `source_run`'s shared stages, then its own stages,
+    those its recipe does not leave out. A finished arm is skipped stage by stage, as any run is."""
+    for number, arm in enumerate(arms, 1):
+        console.print(f"[bold]arm {number}/{len(arms)}[/]: {arm.label}")
+        link_shared_stages(source_run, arm.recipe.run_dir, shared)
+        run_pipeline(arm.recipe, only=[name for name in stages if getattr(arm.recipe, name, True) is not None],
+                     console=console, verbose=verbose)
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from rich.console import Console
 from fuxitranyu.analyze.artifacts import IMPORTANCE_JSON, NEURONS, REPRESENTATIONS, SIMILARITY_JSON
 from fuxitranyu.errors import FuxiError
 from fuxitranyu.evaluate.artifacts import RESULTS
-from fuxitranyu.experiment.arms import compare, format_mean_sd, link_shared_stages, mean_sd
+from fuxitranyu.experiment.arms import compare, format_mean_sd, mean_sd, run_arms
 from fuxitranyu.io import atomic_write_json
 from fuxitranyu.mix.artifacts import PLAN
 from fuxitranyu.pipeline import finished_inputs
@@ -91,11 +91,7 @@ def run_balance(source: str, overrides: list[str], strategies: list[str], seeds:
     console.print(f"[bold]balance experiment[/]: {len(strategies)} strategies x {seeds} seeds into {output}; "
                   f"shared data and tokenizer in {base.run_dir}")
     run_pipeline(base, only=list(SHARED_STAGES), console=console, verbose=verbose)
-    for number, arm in enumerate(arms, 1):
-        console.print(f"[bold]arm {number}/{len(arms)}[/]: {arm.label}")
-        link_shared_stages(base.run_dir, arm.recipe.run_dir, SHARED_STAGES)
-        stages = [name for name in ARM_STAGES if getattr(arm.recipe, name, True) is not None]
-        run_pipeline(arm.recipe, only=stages, console=console, verbose=verbose)
+    run_arms(arms, base.run_dir, SHARED_STAGES, ARM_STAGES, console, verbose)
     page = write_comparison([collect(arm) for arm in arms], output)
     console.print(f"[bold]balance experiment[/]: {page}")
     return page
