@@ -237,10 +237,20 @@ def test_an_extended_tokenizer_keeps_the_base_ids_and_shortens_the_new_language(
     from fuxitranyu.tokenizer.extend import extend_tokenizer, read_extension
 
     base = base_model_dir(tmp_path / "base")
+    with_template = AutoTokenizer.from_pretrained(base)
+    with_template.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
+    with_template.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    with_template.save_pretrained(base)
     out = tmp_path / "extended"
     out.mkdir()
     extension = extend_tokenizer(base, out, 100, lambda: iter(THAI * 30), "extension.json")
     before, after = AutoTokenizer.from_pretrained(base), AutoTokenizer.from_pretrained(out)
+    assert after.chat_template == before.chat_template and after.eos_token_id == before.eos_token_id
+    assert {t: after.convert_tokens_to_ids(t) for t in ["<|user|>", "<|assistant|>", "</s>"]} == \
+        {t: before.convert_tokens_to_ids(t) for t in ["<|user|>", "<|assistant|>", "</s>"]}
+    chat = [{"role": "user", "content": "ไม่พบไฟล์"}]
+    assert after.decode(after.apply_chat_template(chat, tokenize=True)) == before.apply_chat_template(chat,
+                                                                                                     tokenize=False)
     assert len(after) == len(before) + 100 == extension.size
     assert [index for index, _ in extension.added] == list(range(len(before), len(before) + 100))
     assert read_extension(out, "extension.json") == extension
@@ -250,6 +260,27 @@ def test_an_extended_tokenizer_keeps_the_base_ids_and_shortens_the_new_language(
         ids = after(text)["input_ids"]
         assert len(ids) < 0.3 * len(before(text)["input_ids"]) and after.decode(ids) == text
     assert before.get_vocab().items() <= after.get_vocab().items()  # no base id changes meaning
+
+
+def test_an_extension_that_would_move_a_base_id_is_refused(tmp_path, monkeypatch):
+    """The guard behind the promise: were the grown tokenizer.json to give a base token another id (here two are
+    swapped), the extension stops naming them instead of saving it."""
+    from fuxitranyu.tokenizer import extend
+
+    grow = extend.extend_bpe
+
+    def swapping(*args, **kwargs):
+        grown, extension = grow(*args, **kwargs)
+        vocab = grown["model"]["vocab"]
+        vocab["the"], vocab["Ġfox"] = vocab["Ġfox"], vocab["the"]
+        return grown, extension
+
+    monkeypatch.setattr(extend, "extend_bpe", swapping)
+    base = base_model_dir(tmp_path / "base")
+    (tmp_path / "extended").mkdir()
+    with pytest.raises(FuxiError, match=r"extending moved base tokens to other ids \(the, Ġfox\)"):
+        extend.extend_tokenizer(base, tmp_path / "extended", 50, lambda: iter(THAI * 30), "extension.json")
+    assert not (tmp_path / "extended" / "extension.json").exists()
 
 
 @pytest.mark.parametrize("method", ["mean", "random"])

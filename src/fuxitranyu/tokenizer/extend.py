@@ -95,8 +95,12 @@ def extend_bpe(base_json: dict, new_tokens: int, texts: Callable[[], Iterable[st
     if model.get("type") != "BPE":
         raise FuxiError(f"tokenizer.mode extend needs a BPE tokenizer; the base's model is {model.get('type')}")
     vocab: dict[str, int] = dict(model["vocab"])
-    specials = [token["id"] for token in base_json.get("added_tokens", [])]
-    base_size = max([*vocab.values(), *specials]) + 1
+    # The base's added tokens (specials such as Llama 3's <|begin_of_text|> at 128000) join the model's vocabulary at
+    # their ids: the tokenizers library gives an added token that its model lacks the next free id at load time,
+    # which after appended tokens would no longer be the id the base model was trained with.
+    vocab.update({token["content"]: token["id"] for token in base_json.get("added_tokens", [])
+                  if token["content"] not in vocab})
+    base_size = max(vocab.values()) + 1
     added: list[tuple[int, str]] = []
     merges: list[tuple[str, str]] = []
     ascii_only = _ascii_only("ByteLevel" in json.dumps(base_json.get("pre_tokenizer")))
@@ -137,8 +141,14 @@ def extend_tokenizer(base_dir: Path, out_dir: Path, new_tokens: int, texts: Call
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise FuxiError(f"tokenizer.mode extend needs the base's tokenizer.json ({err})", path=path) from None
     grown, extension = extend_bpe(base_json, new_tokens, texts, ascii_tokens)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out_dir)
+    base = AutoTokenizer.from_pretrained(base_dir)
+    base.save_pretrained(out_dir)
     (out_dir / "tokenizer.json").write_text(json.dumps(grown, ensure_ascii=False), encoding="utf-8")
+    extended = AutoTokenizer.from_pretrained(out_dir).get_vocab()
+    moved = sorted(token for token, index in base.get_vocab().items() if extended.get(token) != index)
+    if moved:  # a guard: the promise of this module is that no base id changes meaning
+        raise FuxiError(f"extending moved base tokens to other ids ({', '.join(moved[:5])}); the base's "
+                        f"tokenizer.json has a layout this extension does not handle", path=path)
     atomic_write_json(out_dir / extension_file, extension.as_dict())
     return extension
 
