@@ -113,3 +113,13 @@ def test_every_field_is_documented():
     undocumented = [key for key, _, _, doc in rows if not doc]
     assert not undocumented
     assert ("pretrain.max_lr" in {key for key, *_ in rows})
+
+
+def test_the_command_line_names_every_embedded_recipe():
+    from typer.testing import CliRunner
+
+    from fuxitranyu.cli import app
+
+    shown = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0
+    assert all(name in shown.output for name in embedded_recipes()), shown.output

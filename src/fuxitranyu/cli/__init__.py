@@ -30,7 +30,7 @@ out = Console()
 err = Console(stderr=True)
 
 RecipeArg = Annotated[str, typer.Argument(
-    help="Recipe YAML file, or the name of an embedded recipe (tiny, fuxitranyu-8b).")]
+    help="Recipe YAML file, or the name of an embedded recipe (tiny, smoke, fuxitranyu-8b, adapt-llama-3.1-8b).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a recipe value: section.key=value (repeatable).")]
 ForceOpt = Annotated[bool, typer.Option(help="Run even when the output is up to date.")]

@@ -42,6 +42,10 @@ class ModelSection(Section):
         path = Path(str(self.init_from)).expanduser() / "config.json"
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"model.init_from: {path} is not a readable Hugging Face config (no such file): put "
+                             f"the model there first (its config.json alone is enough for `fuxitranyu model info "
+                             f"--recipe`)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"model.init_from: {path} is not a readable Hugging Face config ({err})") from None
         if not isinstance(config, dict) or "model_type" not in config:
