@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from conftest import skip_unless
 from transformers import ArceeForCausalLM, AutoConfig, AutoModelForCausalLM
 
 from fuxitranyu.model import FuxiTranyuConfig, FuxiTranyuForCausalLM, preset_config
@@ -88,10 +89,10 @@ def test_matmul_attention_trains_like_arcee(dtype):
     assert (grads - reference_grads).norm() < tolerance * reference_grads.norm()
 
 
-@pytest.mark.skipif(not cpp_compiler_found(), reason="torch.compile on a CPU needs a C++ compiler (CI installs g++)")
 def test_matmul_attention_inside_a_compiled_layer_keeps_finite_equal_gradients():
     """Inductor once turned this kernel's (and the plain eager attention's) bf16 gradients into NaNs; the kernel is
     kept out of compiled graphs, so a compiled layer gives the eager layer's gradients."""
+    skip_unless(cpp_compiler_found(), "torch.compile on a CPU needs a C++ compiler (CI installs g++)")
     config = FuxiTranyuConfig(vocab_size=300, hidden_size=256, intermediate_size=512, num_attention_heads=4,
                               num_hidden_layers=1, max_position_embeddings=64)  # a size where the NaNs showed
     config._attn_implementation = MATMUL_ATTENTION

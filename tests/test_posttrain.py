@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import skip_unless
 from datasets import Dataset
 
 from fuxitranyu import pipeline
@@ -372,8 +373,7 @@ def test_the_default_runs_demo_data_passes_the_language_filter(tmp_path):
         rows = list(system.parallel_rows(source.locale_dir, [domain], languages=recipe.data.language_set))
         if rows:
             files.append(write_jsonl(tmp_path / f"{domain}.jsonl", rows))
-    if not files:
-        pytest.skip("this machine has no sed or grep message catalogs")
+    skip_unless(bool(files), "this machine has no sed or grep message catalogs")
     for key, preference in (("sft", False), ("dpo", True)):
         section = getattr(recipe, key)
         demo = section.data.demo

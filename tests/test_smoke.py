@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_unless
 
 from fuxitranyu import pipeline
 from fuxitranyu.recipe import load_recipe
@@ -152,8 +153,8 @@ def test_the_report_renders_in_a_real_headless_browser(smoke_run, tmp_path):
     import shutil
     import subprocess
 
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    skip_unless(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+                "Debian's chromium is not installed (apt-get install chromium)")
     script = Path(__file__).parent.parent / "tools" / "screenshot-report"
     shot = tmp_path / "report.png"
     result = subprocess.run([str(script), str(stage_dir(smoke_run, "report") / "report.html"), str(shot), "3000"],
@@ -184,8 +185,7 @@ def test_the_report_has_no_horizontal_overflow_at_1200_pixels(smoke_run, tmp_pat
     import shutil
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    skip_unless(browser is not None, "Debian's chromium is not installed (apt-get install chromium)")
     page = tmp_path / "measured.html"
     html = (stage_dir(smoke_run, "report") / "report.html").read_text(encoding="utf-8")
     page.write_text(html.replace("</body>", PAGE_MEASURES), encoding="utf-8")
