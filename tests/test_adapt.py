@@ -262,6 +262,47 @@ def test_an_extended_tokenizer_keeps_the_base_ids_and_shortens_the_new_language(
     assert before.get_vocab().items() <= after.get_vocab().items()  # no base id changes meaning
 
 
+def sentencepiece_style_base(folder):
+    """A Llama-2/Mistral-style tokenizer: BPE over "▁"-joined text with byte fallback (<0x00>..<0xFF> in the model's
+    vocabulary), no pre-tokenizer, trained on a few Latin-script sentences; Thai is spelled byte by byte."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", *(f"<0x{byte:02X}>" for byte in range(256))]
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    texts = ["the quick brown fox jumps over the lazy dog", "le renard brun saute par-dessus le chien"] * 20
+    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=specials))
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                            eos_token="</s>").save_pretrained(folder)
+    return folder
+
+
+def test_a_sentencepiece_style_tokenizer_extends_with_its_byte_fallback_kept(tmp_path):
+    """The other common layout (Llama 2, Mistral): Thai characters become tokens of their own instead of byte
+    fallbacks, every Latin-script text keeps its ids, and decoding gives the text back."""
+    from transformers import AutoTokenizer
+
+    from fuxitranyu.tokenizer.extend import extend_tokenizer
+
+    base = sentencepiece_style_base(tmp_path / "base")
+    before = AutoTokenizer.from_pretrained(base)
+    assert before.convert_ids_to_tokens(before(THAI[1], add_special_tokens=False)["input_ids"])[1].startswith("<0x")
+    (tmp_path / "extended").mkdir()
+    extension = extend_tokenizer(base, tmp_path / "extended", 60, lambda: iter(THAI * 30), "extension.json")
+    after = AutoTokenizer.from_pretrained(tmp_path / "extended")
+    assert len(after) == len(before) + len(extension.added) and len(extension.added) == 60
+    for text in ["the quick brown fox jumps over the lazy dog", "le renard brun saute", "Hello, 123 — done!"]:
+        assert after(text)["input_ids"] == before(text)["input_ids"]
+    for text in THAI:
+        ids = after(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) < 0.3 * len(before(text, add_special_tokens=False)["input_ids"])
+        assert after.decode(ids) == text
+    assert before.get_vocab().items() <= after.get_vocab().items()
+
+
 def test_an_extension_that_would_move_a_base_id_is_refused(tmp_path, monkeypatch):
     """The guard behind the promise: were the grown tokenizer.json to give a base token another id (here two are
     swapped), the extension stops naming them instead of saving it."""
