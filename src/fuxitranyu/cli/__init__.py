@@ -343,7 +343,7 @@ def model_info(
     if resolved is not None:
         from fuxitranyu.pretrain.plan import recipe_plan
 
-        plan = recipe_plan(resolved, world_size, device_memory, gpu, mfu)
+        plan = recipe_plan(resolved, world_size, device_memory, gpu, mfu, model)
         rows += [("", ""), ("memory plan per device", "")] + plan.memory.rows()
         if plan.time is not None:
             rows += [("", ""), ("time plan", "")] + plan.time.rows()

@@ -268,14 +268,15 @@ class RecipePlan:
 
 
 def recipe_plan(recipe, world_size: int | None = None, device_memory: str | None = None, gpu: str | None = None,
-                mfu: float | None = None) -> RecipePlan:
-    """The memory and time plan of a recipe on its `pretrain.hardware` (or the devices given here)."""
+                mfu: float | None = None, model: nn.Module | None = None) -> RecipePlan:
+    """The memory and time plan of a recipe on its `pretrain.hardware` (or the devices given here); `model`: the
+    recipe's model on the meta device, when the caller has built it already."""
     hardware = recipe.pretrain.hardware
     world_size = world_size or (hardware.devices if hardware else 1)
     memory_text = device_memory or (hardware.device_memory if hardware else None)
     gpu = gpu or (hardware.gpu if hardware else None)
     mfu = mfu or (hardware.expected_mfu if hardware else 0.4)
-    model = recipe_model(recipe)
+    model = model if model is not None else recipe_model(recipe)
     context = recipe.mix.context_length
     memory = memory_plan(model, recipe.pretrain, context, world_size,
                          mixed_precision_planned(recipe.pretrain.precision),
